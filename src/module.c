@@ -1,6 +1,8 @@
 /* luaopen_couch: registers every type and function of the `couch` module, nothing else. */
 #include "couchlua.h"
+#include "cond.h"
 #include "error.h"
+#include "task.h"
 #include "json/json.h"
 
 #include <lauxlib.h>
@@ -32,5 +34,7 @@ int luaopen_couch(lua_State *L) {
   lua_setfield(L, -2, "is_error");
   luaL_requiref(L, "couch.json", luaopen_couch_json, 0);
   lua_setfield(L, -2, "json");
+  couch_task_open(L);
+  couch_cond_open(L);
   return 1;
 }

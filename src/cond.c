@@ -1,0 +1,104 @@
+/* couch.cond(): a condition for tasks, the one primitive under couch.queue and friends.
+ * cond:wait([timeout]) parks the caller (yielding inside a task, turning the loop
+ * outside one) until cond:signal() / cond:broadcast(); it returns false on timeout. */
+#include "cond.h"
+
+#include "error.h"
+#include "loop/loop.h"
+
+#include <lauxlib.h>
+
+#define COND_MT "couch.cond"
+
+typedef struct {
+  couch_wait_list waiters;
+  couch_loop *loop;
+} cond_t;
+
+typedef struct {
+  couch_wait w;
+  couch_timer timer;
+  couch_loop *loop;
+  int timed_out;
+} cond_wait;
+
+static void cond_timeout(couch_timer *tm) {
+  cond_wait *cw = tm->owner;
+  cw->timed_out = 1;
+  couch_wait_complete(cw->loop, &cw->w);
+}
+
+static void cond_cancel(couch_wait *w) {
+  cond_wait *cw = (cond_wait *)w;
+  couch_timer_stop(&cw->loop->timers, &cw->timer);
+  couch_wait_list_remove(w);
+}
+
+static int l_new(lua_State *L) {
+  cond_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+  c->waiters = (couch_wait_list){0};
+  c->loop = couch_loop_get(L);
+  luaL_setmetatable(L, COND_MT);
+  return 1;
+}
+
+static int after_wait(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  cond_wait *cw = lua_touserdata(L, (int)ctx);
+  couch_timer_stop(&cw->loop->timers, &cw->timer);
+  lua_pushboolean(L, !cw->timed_out);
+  return 1;
+}
+
+static int l_wait(lua_State *L) {
+  cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  lua_Number timeout = luaL_optnumber(L, 2, -1);
+  lua_settop(L, 1);
+  cond_wait *cw = (cond_wait *)couch_wait_new(L, sizeof *cw);
+  cw->loop = c->loop;
+  cw->w.cancel = cond_cancel;
+  couch_timer_init(&cw->timer, cond_timeout, cw);
+  couch_wait_list_add(&c->waiters, &cw->w);
+  if (timeout >= 0) couch_timer_start(&cw->loop->timers, &cw->timer, (int64_t)(timeout * 1000));
+  return couch_await(L, &cw->w, 2, after_wait);
+}
+
+static int l_signal(lua_State *L) {
+  cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  lua_pushboolean(L, couch_wait_list_wake_one(c->loop, &c->waiters));
+  return 1;
+}
+
+static int l_broadcast(lua_State *L) {
+  cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  lua_pushinteger(L, couch_wait_list_wake_all(c->loop, &c->waiters));
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  cond_t *c = luaL_checkudata(L, 1, COND_MT);
+  while (c->waiters.head) couch_wait_list_remove(c->waiters.head);
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  luaL_checkudata(L, 1, COND_MT);
+  lua_pushfstring(L, "couch.cond (%p)", lua_topointer(L, 1));
+  return 1;
+}
+
+void couch_cond_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"wait", l_wait}, {"signal", l_signal}, {"broadcast", l_broadcast}, {NULL, NULL}};
+  if (luaL_newmetatable(L, COND_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, -2, "cond");
+}

@@ -1,0 +1,182 @@
+/* The loop proper: the multi handle, the ready queue and the turn of the crank. Modelled on
+ * curl's multi-* examples: perform, drain curl_multi_info_read, hand each finished transfer
+ * to its owner through CURLINFO_PRIVATE, and resume Lua only from here, never from a
+ * libcurl callback. */
+#include "loop/loop.h"
+#include "loop/task.h"
+
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#define LOOP_KEY "couch.loop"
+
+static volatile sig_atomic_t interrupted;
+static CURLM *volatile wake_multi; /* the multi handle a signal should wake */
+
+void couch_loop_interrupt_from_signal(void) {
+  interrupted = 1;
+  if (wake_multi) curl_multi_wakeup(wake_multi); /* write() on a socketpair: signal-safe */
+}
+
+void couch_loop_clear_interrupt(void) { interrupted = 0; }
+
+static void cancel_everything(couch_loop *loop) {
+  /* Tasks are collected by Lua itself; here only C resources are released. */
+  loop->closing = 1;
+  couch_timer_heap_free(&loop->timers);
+}
+
+static int loop_gc(lua_State *L) {
+  couch_loop *loop = luaL_checkudata(L, 1, LOOP_KEY);
+  if (!loop->multi) return 0;
+  cancel_everything(loop);
+  if (wake_multi == loop->multi) wake_multi = NULL;
+  curl_multi_cleanup(loop->multi);
+  loop->multi = NULL;
+  free(loop->ready);
+  loop->ready = NULL;
+  return 0;
+}
+
+couch_loop *couch_loop_get(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY) == LUA_TUSERDATA) {
+    couch_loop *loop = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return loop;
+  }
+  lua_pop(L, 1);
+  static int curl_ready;
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to start");
+    curl_ready = 1;
+  }
+  couch_loop *loop = lua_newuserdatauv(L, sizeof *loop, 0);
+  *loop = (couch_loop){0};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  loop->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  loop->multi = curl_multi_init();
+  if (!loop->multi) luaL_error(L, "libcurl: cannot create a multi handle");
+  wake_multi = loop->multi;
+  if (luaL_newmetatable(L, LOOP_KEY)) {
+    lua_pushcfunction(L, loop_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  return loop;
+}
+
+int couch_loop_add_transfer(couch_loop *loop, couch_transfer *tr) {
+  curl_easy_setopt(tr->easy, CURLOPT_PRIVATE, tr);
+  if (curl_multi_add_handle(loop->multi, tr->easy) != CURLM_OK) return -1;
+  loop->transfers++;
+  return 0;
+}
+
+void couch_loop_remove_transfer(couch_loop *loop, couch_transfer *tr) {
+  if (loop->multi && curl_multi_remove_handle(loop->multi, tr->easy) == CURLM_OK)
+    loop->transfers--;
+}
+
+void couch_loop_make_ready(couch_loop *loop, couch_task *t) {
+  if (loop->ready_len == loop->ready_cap) {
+    size_t cap = loop->ready_cap ? loop->ready_cap * 2 : 64;
+    couch_task **r = malloc(cap * sizeof *r);
+    if (!r) abort(); /* cannot queue a wake-up: continuing would hang the task forever */
+    for (size_t i = 0; i < loop->ready_len; i++)
+      r[i] = loop->ready[(loop->ready_head + i) % loop->ready_cap];
+    free(loop->ready);
+    loop->ready = r;
+    loop->ready_cap = cap;
+    loop->ready_head = 0;
+  }
+  t->state = TASK_READY;
+  loop->ready[(loop->ready_head + loop->ready_len++) % loop->ready_cap] = t;
+}
+
+void couch_loop_unready(couch_loop *loop, couch_task *t) {
+  size_t kept = 0;
+  for (size_t i = 0; i < loop->ready_len; i++) {
+    couch_task *x = loop->ready[(loop->ready_head + i) % loop->ready_cap];
+    if (x != t) loop->ready[(loop->ready_head + kept++) % loop->ready_cap] = x;
+  }
+  loop->ready_len = kept;
+}
+
+static couch_task *pop_ready(couch_loop *loop) {
+  if (loop->ready_len == 0) return NULL;
+  couch_task *t = loop->ready[loop->ready_head];
+  loop->ready_head = (loop->ready_head + 1) % loop->ready_cap;
+  loop->ready_len--;
+  return t;
+}
+
+static void drain_finished(couch_loop *loop) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(loop->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    CURL *easy = m->easy_handle;
+    CURLcode result = m->data.result;
+    couch_transfer *tr = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&tr);
+    couch_loop_remove_transfer(loop, tr);
+    tr->done(tr, result);
+  }
+}
+
+static void fire_due_timers(couch_loop *loop) {
+  couch_timer *t;
+  while ((t = couch_timer_pop_due(&loop->timers))) t->fire(t);
+}
+
+static void run_ready(couch_loop *loop, lua_State *from) {
+  /* Only the tasks ready now: a task that re-queues itself waits for the next turn. */
+  for (size_t n = loop->ready_len; n > 0; n--) {
+    couch_task *t = pop_ready(loop);
+    if (t && t->state == TASK_READY) couch_task_resume(t, from);
+  }
+}
+
+void couch_loop_step(couch_loop *loop, lua_State *from) {
+  int running;
+  run_ready(loop, from);
+  fire_due_timers(loop);
+  curl_multi_perform(loop->multi, &running);
+  drain_finished(loop);
+  if (loop->ready_len == 0 && !interrupted) {
+    int64_t next = couch_timer_next(&loop->timers);
+    int timeout = (next < 0 || next > 1000) ? 1000 : (int)next;
+    long curl_timeout = -1;
+    curl_multi_timeout(loop->multi, &curl_timeout);
+    if (curl_timeout >= 0 && curl_timeout < timeout) timeout = (int)curl_timeout;
+    curl_multi_poll(loop->multi, NULL, 0, timeout, NULL);
+    curl_multi_perform(loop->multi, &running);
+    drain_finished(loop);
+  }
+  fire_due_timers(loop);
+}
+
+/* Shared by both: run while keep_going says so. */
+static int run_while(couch_loop *loop, lua_State *from, const int *flag, int for_tasks) {
+  while (for_tasks ? loop->tasks_alive > 0 : !*flag) {
+    if (interrupted) {
+      interrupted = 0;
+      return COUCH_LOOP_INTERRUPTED;
+    }
+    if (loop->ready_len == 0 && loop->transfers == 0 && loop->timers.len == 0)
+      return COUCH_LOOP_STUCK;
+    couch_loop_step(loop, from);
+  }
+  return 0;
+}
+
+int couch_loop_run_until(couch_loop *loop, lua_State *from, const int *flag) {
+  return run_while(loop, from, flag, 0);
+}
+
+int couch_loop_run_tasks(couch_loop *loop, lua_State *from) {
+  return run_while(loop, from, NULL, 1);
+}

@@ -1,0 +1,99 @@
+/* The event loop: one curl_multi handle, a timer heap and a ready queue of tasks, one per
+ * main lua_State. The loop is the one place that resumes task coroutines (resume.c);
+ * everything else only marks a wait as complete, and the loop does the rest. */
+#ifndef COUCH_LOOP_H
+#define COUCH_LOOP_H
+
+#include <curl/curl.h>
+#include <lua.h>
+
+#include "loop/timer.h"
+
+typedef struct couch_loop couch_loop;
+typedef struct couch_task couch_task;
+typedef struct couch_wait couch_wait;
+typedef struct couch_transfer couch_transfer;
+
+/* Something a task (or a blocking caller) waits for. Lives in a userdata on the waiting
+ * coroutine's stack, so it survives a yield and is collected with the coroutine. */
+struct couch_wait {
+  int done;                      /* set by couch_wait_complete */
+  int cancelled;                 /* set when the waiter was cancelled / interrupted */
+  couch_task *task;              /* the task to wake, or NULL for a blocking caller */
+  void (*cancel)(couch_wait *w); /* abort what is pending (may be NULL) */
+  void *data;                    /* owner of the pending operation */
+  lua_KFunction k;               /* continuation, called once the wait is over */
+  lua_KContext ctx;
+  couch_wait *next, *prev;       /* membership in a couch_wait_list */
+  struct couch_wait_list *list;
+};
+
+/* Waiters parked on one thing (a task's end, a condition). */
+typedef struct couch_wait_list {
+  couch_wait *head, *tail;
+} couch_wait_list;
+
+/* A transfer on the multi handle: CURLINFO_PRIVATE points at it. */
+struct couch_transfer {
+  CURL *easy;
+  void (*done)(couch_transfer *tr, CURLcode result); /* C only: never resumes Lua */
+};
+
+struct couch_loop {
+  lua_State *L;                 /* the main thread */
+  CURLM *multi;
+  couch_timer_heap timers;
+  couch_task **ready;           /* FIFO ring of tasks to resume */
+  size_t ready_head, ready_len, ready_cap;
+  int transfers;                /* easy handles on the multi */
+  int tasks_alive;              /* spawned and not finished */
+  int closing;
+};
+
+/* The loop of L's main state, created on first use. */
+couch_loop *couch_loop_get(lua_State *L);
+
+int couch_loop_add_transfer(couch_loop *loop, couch_transfer *tr);
+void couch_loop_remove_transfer(couch_loop *loop, couch_transfer *tr);
+void couch_loop_make_ready(couch_loop *loop, couch_task *t);
+void couch_loop_unready(couch_loop *loop, couch_task *t);
+
+/* One turn: resume ready tasks, fire due timers, wait for I/O (at most until the next
+ * deadline, not at all when tasks are ready), hand finished transfers to their owners. */
+void couch_loop_step(couch_loop *loop, lua_State *from);
+
+/* Turn the loop until *flag becomes non-zero. 0 when it did; COUCH_LOOP_INTERRUPTED after
+ * Ctrl-C; COUCH_LOOP_STUCK when nothing pending could ever set it. */
+enum { COUCH_LOOP_INTERRUPTED = -1, COUCH_LOOP_STUCK = -2 };
+int couch_loop_run_until(couch_loop *loop, lua_State *from, const int *flag);
+/* The same, until every spawned task has finished. */
+int couch_loop_run_tasks(couch_loop *loop, lua_State *from);
+
+/* Async-signal-safe: called from a SIGINT handler. The running blocking call (if any)
+ * ends with a `cancelled` error and the loop stays usable. */
+void couch_loop_interrupt_from_signal(void);
+/* Forget an interrupt that arrived while no call was waiting. */
+void couch_loop_clear_interrupt(void);
+
+/* ---- waiting ---- */
+
+/* A new wait object pushed on L's stack: a userdata of `size` bytes that starts with a
+ * couch_wait (owners embed it first in a struct of their own), zeroed, with one user
+ * value slot for anchoring a Lua value. Collected unfinished, it calls its cancel. */
+couch_wait *couch_wait_new(lua_State *L, size_t size);
+
+/* Wait for w: inside a task's own coroutine this yields to the loop; anywhere else it
+ * turns the loop until w is done. Either way k(L, status, ctx) then runs with w still on
+ * the stack; it raises a `cancelled` error instead if the wait was cancelled/interrupted. */
+int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k);
+
+/* Mark w done and wake its task. */
+void couch_wait_complete(couch_loop *loop, couch_wait *w);
+
+void couch_wait_list_add(couch_wait_list *l, couch_wait *w);
+void couch_wait_list_remove(couch_wait *w);
+/* Complete the first waiter / every waiter. Returns how many were woken. */
+int couch_wait_list_wake_one(couch_loop *loop, couch_wait_list *l);
+int couch_wait_list_wake_all(couch_loop *loop, couch_wait_list *l);
+
+#endif

@@ -1,0 +1,43 @@
+/* A task: a Lua coroutine run by the loop. The Lua side (couch.spawn, task:wait, ...) is
+ * in src/task.c; the loop only needs the fields below. */
+#ifndef COUCH_TASK_H
+#define COUCH_TASK_H
+
+#include "loop/loop.h"
+
+typedef enum {
+  TASK_READY,     /* in the ready queue */
+  TASK_RUNNING,   /* being resumed right now */
+  TASK_WAITING,   /* yielded inside couch_await */
+  TASK_DONE,      /* returned */
+  TASK_FAILED,    /* raised an error */
+  TASK_CANCELLED  /* ended by cancel() */
+} couch_task_state;
+
+struct couch_task {
+  couch_loop *loop;
+  lua_State *co;
+  int co_ref;           /* registry refs, LUA_NOREF when released */
+  int self_ref;         /* anchors the task userdata while it has not finished */
+  int result_ref;       /* table of results, or the error value */
+  couch_task_state state;
+  int nargs;            /* values on co's stack to pass at the next resume */
+  int cancel_pending;   /* cancel() was called while it was not waiting */
+  int error_seen;       /* someone waited on it: run() need not re-raise its error */
+  couch_wait *waiting_on;
+  couch_wait_list joiners;
+  couch_timer timer;    /* for sleep() */
+  unsigned id;
+  char name[48];
+};
+
+/* The task whose own coroutine is L, or NULL (main thread, nested user coroutine...). */
+couch_task *couch_task_of(lua_State *L);
+
+/* Resume t (the one resume routine). Handles yield / finish / error. */
+void couch_task_resume(couch_task *t, lua_State *from);
+
+/* Finish t with an error value on top of from's stack without running it (not started). */
+void couch_task_finish_unstarted(couch_task *t, lua_State *L);
+
+#endif
