@@ -1,6 +1,8 @@
 /* luaopen_couch: registers every type and function of the `couch` module, nothing else. */
 #include "couchlua.h"
 #include "cond.h"
+#include "couch/server.h"
+#include "http/url.h"
 #include "error.h"
 #include "task.h"
 #include "json/json.h"
@@ -12,6 +14,27 @@ void couch_embedded_preload(lua_State *L); /* generated from the files of lua/co
 static int l_is_error(lua_State *L) {
   lua_pushboolean(L, couch_error_is(L, 1));
   return 1;
+}
+
+/* couch.error(kind, message [, fields]) -> a new error object (the value form). */
+static int l_error(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  couch_error_push(L, kind, "%s", luaL_optstring(L, 2, ""));
+  if (lua_type(L, 3) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+  }
+  return 1;
+}
+
+/* couch._raise(kind, message [, fields]): the raising form, for the Lua half. */
+static int l_raise(lua_State *L) {
+  l_error(L);
+  return lua_error(L);
 }
 
 void couchlua_openlibs(lua_State *L) {
@@ -32,9 +55,25 @@ int luaopen_couch(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushcfunction(L, l_is_error);
   lua_setfield(L, -2, "is_error");
+  lua_pushcfunction(L, l_error);
+  lua_setfield(L, -2, "error");
+  lua_pushcfunction(L, l_raise);
+  lua_setfield(L, -2, "_raise");
   luaL_requiref(L, "couch.json", luaopen_couch_json, 0);
   lua_setfield(L, -2, "json");
   couch_task_open(L);
   couch_cond_open(L);
+  couch_url_open(L);
+  couch_server_open(L);
+  /* The Lua half: server and database methods, task helpers. */
+  luaL_getmetatable(L, SERVER_MT);
+  lua_getfield(L, -1, "methods");
+  lua_remove(L, -2);
+  lua_setfield(L, -2, "_server_methods");
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "couch.init");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
   return 1;
 }

@@ -21,6 +21,7 @@ struct couch_wait {
   int cancelled;                 /* set when the waiter was cancelled / interrupted */
   couch_task *task;              /* the task to wake, or NULL for a blocking caller */
   void (*cancel)(couch_wait *w); /* abort what is pending (may be NULL) */
+  void (*finalize)(couch_wait *w); /* free the owner's C resources, from __gc (may be NULL) */
   void *data;                    /* owner of the pending operation */
   lua_KFunction k;               /* continuation, called once the wait is over */
   lua_KContext ctx;
@@ -78,8 +79,9 @@ void couch_loop_clear_interrupt(void);
 /* ---- waiting ---- */
 
 /* A new wait object pushed on L's stack: a userdata of `size` bytes that starts with a
- * couch_wait (owners embed it first in a struct of their own), zeroed, with one user
- * value slot for anchoring a Lua value. Collected unfinished, it calls its cancel. */
+ * couch_wait (owners embed it first in a struct of their own), zeroed, with two user
+ * value slots for anchoring Lua values. Collected unfinished, it calls its cancel; then
+ * its finalize. */
 couch_wait *couch_wait_new(lua_State *L, size_t size);
 
 /* Wait for w: inside a task's own coroutine this yields to the loop; anywhere else it

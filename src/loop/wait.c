@@ -16,11 +16,13 @@ static int wait_gc(lua_State *L) {
   if (!w->done && w->cancel) w->cancel(w);
   w->cancel = NULL;
   if (w->list) couch_wait_list_remove(w);
+  if (w->finalize) w->finalize(w);
+  w->finalize = NULL;
   return 0;
 }
 
 couch_wait *couch_wait_new(lua_State *L, size_t size) {
-  couch_wait *w = lua_newuserdatauv(L, size, 1);
+  couch_wait *w = lua_newuserdatauv(L, size, 2);
   memset(w, 0, size);
   if (luaL_newmetatable(L, WAIT_MT)) {
     lua_pushcfunction(L, wait_gc);

@@ -1,0 +1,112 @@
+-- _changes: a one-shot read and a feed that follows the database. Sequences are opaque
+-- JSON values (integers on pouchdb-server, strings on CouchDB 2+): kept and sent back as
+-- received.
+return function(couch, Database, pick)
+  local json = couch.json
+
+  local CHANGES_PARAMS = { "since", "limit", "include_docs", "style", "filter", "heartbeat", "timeout",
+                           "conflicts", "descending", "seq_interval", "attachments", "att_encoding_info",
+                           "view", "last-event-id" }
+
+  -- since is opaque: a string seq goes as is, "now" too, a number as a number.
+  local function changes_request(db, opts, feed)
+    opts = opts or {}
+    if opts.doc_ids and opts.selector then
+      couch._raise("usage", "bad argument 'doc_ids': cannot be combined with 'selector'", { argument = "doc_ids" })
+    end
+    local q = pick(opts, CHANGES_PARAMS)
+    if type(q.since) == "table" then q.since = json.encode(q.since) end
+    q.feed = feed
+    local body
+    if opts.doc_ids then
+      q.filter = "_doc_ids"
+      body = { doc_ids = json.array(opts.doc_ids) }
+    elseif opts.selector then
+      -- CouchDB wants filter=_selector; pouchdb-server crashes on it but honours the body.
+      if not db.server:_state().is_pouchdb then q.filter = "_selector" end
+      body = { selector = opts.selector }
+    end
+    if opts.query_params then for k, v in pairs(opts.query_params) do q[k] = v end end
+    return q, body
+  end
+
+  local function fetch(db, q, body, timeout)
+    local o = { query = q, timeout = timeout }
+    if body then
+      o.body = body
+      o.idempotent = true
+      return db:request("POST", "/_changes", o)
+    end
+    return db:request("GET", "/_changes", o)
+  end
+
+  --- db:changes(opts) -> {results, last_seq, pending}: one normal (non-feed) read
+  function Database:changes(opts)
+    local q, body = changes_request(self, opts, nil)
+    return (fetch(self, q, body, opts and opts.request_timeout))
+  end
+
+  local Feed = {}
+  Feed.__index = Feed
+  Feed.__name = "couch.changes_feed"
+
+  function Feed:__tostring()
+    return ("couch.changes_feed <%s/%s> since %s%s"):format(self.db.server.url, self.db.name,
+      tostring(self.since), self.closed and " (closed)" or "")
+  end
+
+  function Feed:close() self.closed = true end
+  Feed.__close = Feed.close
+
+  -- One long-poll round: the server answers when something changed. Our own deadline
+  -- (pouchdb-server ignores `timeout`) turns a silent server into an empty round, and a
+  -- network failure into a reconnect from the last seq.
+  function Feed:_round()
+    local q = {}
+    for k, v in pairs(self.query) do q[k] = v end
+    q.since = self.since
+    q.timeout = math.floor(self.poll * 1000)
+    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace)
+    if ok then
+      self.failures = 0
+      return res.results or {}, res.last_seq
+    end
+    if couch.is_error(res) and (res.kind == "timeout" or res.kind == "network") then
+      self.failures = self.failures + 1
+      if res.kind == "network" and self.failures > self.max_failures then error(res, 0) end
+      if res.kind == "network" then couch.sleep(math.min(30, 0.2 * 2 ^ self.failures)) end
+      return {}, nil
+    end
+    error(res, 0)
+  end
+
+  --- for change in db:changes_feed{ since = "now", include_docs = true } do ... end
+  -- Follows the database until the loop breaks or feed:close(); yields inside tasks.
+  -- opts.poll (s, default 30): the long-poll length; opts.limit_changes: stop after n.
+  function Database:changes_feed(opts)
+    opts = opts or {}
+    local q, body = changes_request(self, opts, "longpoll")
+    q.since, q.timeout = nil, nil
+    local feed = setmetatable({
+      db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
+      grace = opts.grace or 5, failures = 0, max_failures = opts.max_failures or 10,
+      buffer = {}, pos = 1,
+    }, Feed)
+    return function()
+      while not feed.closed do
+        local row = feed.buffer[feed.pos]
+        if row then
+          feed.buffer[feed.pos] = nil
+          feed.pos = feed.pos + 1
+          if row.seq ~= nil then feed.since = row.seq end
+          return row
+        end
+        local rows, last = feed:_round()
+        feed.buffer, feed.pos = rows, 1
+        if last ~= nil and #rows == 0 then feed.since = last end
+        if last ~= nil and #rows > 0 then feed.last_seq = last end
+      end
+      return nil
+    end, feed, nil, feed
+  end
+end

@@ -1,0 +1,14 @@
+-- The Lua half of the `couch` module, attached by luaopen_couch: the server's methods
+-- beyond the request primitive, databases, and the task helpers. Every network call here
+-- goes through srv:_send (C), which yields inside a task and blocks outside one.
+return function(couch)
+  require("couch.server")(couch)
+  require("couch.database")(couch)
+  require("couch.tasks")(couch)
+
+  -- Called by the couchlua command (and couchlua_run_pending) when the main chunk ends:
+  -- tasks spawned but never waited for still run to completion, as a user expects.
+  function couch._at_exit()
+    couch.run()
+  end
+end

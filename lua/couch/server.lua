@@ -1,0 +1,106 @@
+-- Server methods: authentication flows (cookie session, IAM token) around the C request
+-- primitive, and the server-level CouchDB API.
+return function(couch)
+  local S = couch._server_methods
+  local json = couch.json
+
+  local function login(self)
+    self:_forget_session()
+    self:_send("POST", "/_session", { credentials = "session" })
+    if not self:_has_session() then
+      couch._raise("auth", "POST /_session answered without a session cookie")
+    end
+  end
+
+  -- IAM: exchange the API key for a bearer token; refresh a minute before it expires.
+  local function refresh_token(self, st)
+    self:_set_token(nil)
+    local _, body = self:_send("POST", st.token_url, { credentials = "iam", headers = { Accept = "application/json" } })
+    if type(body) ~= "table" or type(body.access_token) ~= "string" then
+      couch._raise("auth", "the IAM token endpoint answered without an access_token")
+    end
+    self:_set_token(body.access_token)
+    local ttl = tonumber(body.expires_in) or 3600
+    st.token_expires = os.time() + ttl
+  end
+
+  local function ensure_auth(self, st)
+    if st.auth == "cookie" and not self:_has_session() then
+      login(self)
+    elseif st.auth == "iam" and (not st.token_expires or os.time() > st.token_expires - 60) then
+      refresh_token(self, st)
+    end
+  end
+
+  --- srv:request(method, path, opts) -> body, status, headers
+  -- The escape hatch: any endpoint, with auth, retries and errors handled.
+  function S:request(method, path, opts)
+    local st = self:_state()
+    if st.auth == "cookie" or st.auth == "iam" then
+      ensure_auth(self, st)
+      local o = {}
+      for k, v in pairs(opts or {}) do o[k] = v end
+      local allow = o.allow
+      o.allow = { [401] = true }
+      if type(allow) == "table" then for k, v in pairs(allow) do o.allow[k] = v end end
+      local status, body, headers = self:_send(method, path, o)
+      if status ~= 401 or (type(allow) == "table" and allow[401]) then return body, status, headers end
+      -- the session or token expired: log in again, once
+      if st.auth == "cookie" then login(self) else refresh_token(self, st) end
+      o.allow = allow
+      status, body, headers = self:_send(method, path, o)
+      return body, status, headers
+    end
+    local status, body, headers = self:_send(method, path, opts)
+    return body, status, headers
+  end
+
+  function S:info() return (self:request("GET", "/")) end
+
+  --- srv:up() -> true when the server answers /_up (or / where /_up is missing)
+  function S:up()
+    local ok, body, status = pcall(self.request, self, "GET", "/_up", { allow = { [404] = true } })
+    if not ok then return false, body end
+    if status == 404 then
+      ok = pcall(self.request, self, "GET", "/")
+      return ok
+    end
+    return type(body) == "table" and (body.status == "ok" or body.status == nil)
+  end
+
+  function S:all_dbs(opts) return (self:request("GET", "/_all_dbs", { query = opts })) end
+
+  function S:dbs_info(keys)
+    return (self:request("POST", "/_dbs_info", { body = { keys = json.array(keys) }, idempotent = true }))
+  end
+
+  function S:uuids(n)
+    local body = self:request("GET", "/_uuids", { query = { count = n or 1 } })
+    return body.uuids
+  end
+
+  function S:session() return (self:request("GET", "/_session")) end
+
+  --- srv:login() for cookie auth (done automatically on first use)
+  function S:login() login(self); return self:session() end
+
+  function S:active_tasks(opts)
+    local tasks = self:request("GET", "/_active_tasks")
+    if opts and opts.type then
+      local out = json.array {}
+      for _, t in ipairs(tasks) do if t.type == opts.type then out[#out + 1] = t end end
+      return out
+    end
+    return tasks
+  end
+
+  function S:db(name) return couch._new_database(self, name) end
+
+  function S:create_db(name, opts)
+    local db = self:db(name)
+    db:create(opts)
+    return db
+  end
+
+  function S:delete_db(name) return self:db(name):delete() end
+end

@@ -1,0 +1,425 @@
+/* couch.connect and the request primitive srv:_send(method, path, opts): Lua arguments
+ * become one couch_request, the caller awaits it, and the continuation turns the response
+ * into a Lua value or a structured error. Everything else a server can do is written in
+ * Lua on top of this (lua/couch/server.lua). */
+#include "couch/server.h"
+
+#include "couch/options.h"
+#include "error.h"
+#include "http/request.h"
+#include "http/url.h"
+#include "json/json.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
+
+void couch_conn_free(couch_conn *c) {
+  free(c->base_url);
+  if (c->password) memset(c->password, 0, strlen(c->password));
+  free(c->username);
+  free(c->password);
+  free(c->cookie);
+  free(c->bearer);
+  if (c->api_key) memset(c->api_key, 0, strlen(c->api_key));
+  free(c->api_key);
+  free(c->proxy);
+  free(c->ca_file);
+  curl_slist_free_all(c->headers);
+  memset(c, 0, sizeof *c);
+}
+
+couch_conn *couch_server_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, SERVER_MT); }
+
+/* Split userinfo out of the URL: credentials live in the connection, never in a URL. */
+static void take_url(lua_State *L, couch_conn *c, const char *url) {
+  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    couch_error_usage(L, "url", "expected an http:// or https:// URL");
+  CURLU *u = curl_url();
+  if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    couch_url_push_redacted(L, url);
+    couch_error_usage(L, "url", "not a valid URL: %s", lua_tostring(L, -1));
+  }
+  char *user = NULL, *pass = NULL, *clean = NULL;
+  curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
+  curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE);
+  curl_url_set(u, CURLUPART_USER, NULL, 0);
+  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+  curl_url_get(u, CURLUPART_URL, &clean, 0);
+  curl_url_cleanup(u);
+  if (user && *user) c->username = strdup(user);
+  if (pass) {
+    c->password = strdup(pass);
+    memset(pass, 0, strlen(pass));
+  }
+  c->base_url = strdup(clean ? clean : url);
+  curl_free(user);
+  curl_free(pass);
+  curl_free(clean);
+  size_t n = strlen(c->base_url);
+  while (n > 0 && c->base_url[n - 1] == '/') c->base_url[--n] = '\0';
+}
+
+static void take_headers(lua_State *L, couch_conn *c, int opts) {
+  if (lua_type(L, opts) != LUA_TTABLE || lua_getfield(L, opts, "headers") == LUA_TNIL) {
+    if (lua_type(L, opts) == LUA_TTABLE) lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) couch_error_usage(L, "headers", "expected a table of name = value");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      couch_error_usage(L, "headers", "names and values must be strings");
+    lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+    c->headers = curl_slist_append(c->headers, lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+static const char *const connect_options[] = {
+    "user", "username", "password", "auth", "api_key", "token_url", "headers", "timeout",
+    "connect_timeout", "retries", "backoff", "max_backoff", "proxy", "insecure", "ca_file",
+    "max_concurrency", "quiet", NULL};
+
+/* couch.connect(url [, opts]) -> server */
+static int l_connect(lua_State *L) {
+  const char *url = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+  if (!url) return couch_error_usage(L, "url", "couch.connect expects a URL string, got %s",
+                                     luaL_typename(L, 1));
+  couch_options_check_known(L, 2, "couch.connect", connect_options);
+  couch_conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  luaL_setmetatable(L, SERVER_MT);
+  int srv = lua_gettop(L);
+  take_url(L, c, url);
+  const char *user = couch_opt_string(L, 2, "user", couch_opt_string(L, 2, "username", NULL));
+  const char *pass = couch_opt_string(L, 2, "password", NULL);
+  if (user) {
+    free(c->username);
+    c->username = strdup(user);
+  }
+  if (pass) {
+    free(c->password);
+    c->password = strdup(pass);
+  }
+  c->api_key = dup_opt(couch_opt_string(L, 2, "api_key", NULL));
+  const char *auth = couch_opt_string(L, 2, "auth", c->api_key ? "iam" : c->username ? "basic" : "none");
+  if (strcmp(auth, "basic") && strcmp(auth, "cookie") && strcmp(auth, "iam") && strcmp(auth, "none"))
+    return couch_error_usage(L, "auth", "expected \"basic\", \"cookie\", \"iam\" or \"none\", got \"%s\"", auth);
+  if (strcmp(auth, "iam") == 0 && !c->api_key)
+    return couch_error_usage(L, "api_key", "IAM authentication needs an api_key");
+  if ((strcmp(auth, "basic") == 0 || strcmp(auth, "cookie") == 0) && !c->username)
+    return couch_error_usage(L, "user", "%s authentication needs a user (in the URL or options)", auth);
+  c->basic_auth = strcmp(auth, "basic") == 0;
+  take_headers(L, c, 2);
+  c->timeout_ms = (long)(couch_opt_number(L, 2, "timeout", 60) * 1000);
+  c->connect_timeout_ms = (long)(couch_opt_number(L, 2, "connect_timeout", 10) * 1000);
+  c->retries = (int)couch_opt_number(L, 2, "retries", 3);
+  c->backoff_ms = (long)(couch_opt_number(L, 2, "backoff", 0.1) * 1000);
+  c->max_backoff_ms = (long)(couch_opt_number(L, 2, "max_backoff", 10) * 1000);
+  c->max_in_flight = (int)couch_opt_number(L, 2, "max_concurrency", 64);
+  c->proxy = dup_opt(couch_opt_string(L, 2, "proxy", NULL));
+  c->ca_file = dup_opt(couch_opt_string(L, 2, "ca_file", NULL));
+  c->insecure = couch_opt_bool(L, 2, "insecure", 0);
+  if (c->insecure && !couch_opt_bool(L, 2, "quiet", 0))
+    fprintf(stderr, "couchlua: WARNING: TLS certificate verification is OFF for %s (insecure = true)\n",
+            c->base_url);
+  /* Lua-side state of this server (auth mode, token expiry, ...). */
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, auth);
+  lua_setfield(L, -2, "auth");
+  lua_pushstring(L, couch_opt_string(L, 2, "token_url", "https://iam.cloud.ibm.com/identity/token"));
+  lua_setfield(L, -2, "token_url");
+  lua_setiuservalue(L, srv, 1);
+  lua_settop(L, srv);
+  return 1;
+}
+
+/* ---- the request primitive ---- */
+
+static const char *const send_options[] = {
+    "query", "body", "content_type", "headers", "raw", "timeout", "retries", "idempotent",
+    "allow", "credentials", NULL};
+
+/* Put the login body where a credential body was asked for: the password never becomes
+ * a Lua string. */
+static void push_credentials_body(lua_State *L, couch_conn *c, const char *which) {
+  if (strcmp(which, "session") == 0) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, c->username ? c->username : "");
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, c->password ? c->password : "");
+    lua_setfield(L, -2, "password");
+    size_t n;
+    couch_json_encode(L, -1, &n);
+    lua_remove(L, -2);
+  } else if (strcmp(which, "iam") == 0) {
+    lua_pushliteral(L, "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey&apikey=");
+    couch_url_push_escaped(L, c->api_key ? c->api_key : "", c->api_key ? strlen(c->api_key) : 0);
+    lua_concat(L, 2);
+  } else {
+    couch_error_usage(L, "credentials", "expected \"session\" or \"iam\"");
+  }
+}
+
+static void push_headers_table(lua_State *L, const couch_request *r) {
+  lua_newtable(L);
+  const char *p = r->resp_headers;
+  while (p && *p) {
+    const char *eol = strchr(p, '\n');
+    size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+    const char *colon = memchr(p, ':', ll);
+    if (colon) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (const char *q = p; q < colon; q++) luaL_addchar(&b, (char)tolower((unsigned char)*q));
+      luaL_pushresult(&b);
+      const char *v = colon + 1;
+      while (v < p + ll && *v == ' ') v++;
+      if (strcmp(lua_tostring(L, -1), "set-cookie") == 0) lua_pop(L, 1); /* stays in the connection */
+      else {
+        lua_pushlstring(L, v, (size_t)(p + ll - v));
+        lua_rawset(L, -3);
+      }
+    }
+    p = eol ? eol + 1 : NULL;
+  }
+}
+
+static int looks_like_json(const couch_request *r) {
+  char ct[128];
+  if (couch_request_header(r, "content-type", ct, sizeof ct)) return strstr(ct, "json") != NULL;
+  size_t i = 0;
+  while (i < r->resp_len && (r->resp[i] == ' ' || r->resp[i] == '\n' || r->resp[i] == '\r')) i++;
+  return i < r->resp_len && (r->resp[i] == '{' || r->resp[i] == '[');
+}
+
+/* Push the error object for a failed attempt (fields filled, not raised). */
+static void push_failure(lua_State *L, couch_request *r) {
+  if (r->result != CURLE_OK) {
+    const char *why = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
+    couch_error_push(L, r->result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network", "%s", why);
+    couch_error_setint(L, -1, "curl_code", r->result);
+  } else {
+    couch_error_push(L, "http", "");
+    couch_error_setint(L, -1, "status", r->status);
+    if (looks_like_json(r) && couch_json_decode(L, r->resp, r->resp_len) && lua_istable(L, -1)) {
+      lua_getfield(L, -1, "error");
+      if (lua_isstring(L, -1)) lua_setfield(L, -3, "error");
+      else lua_pop(L, 1);
+      lua_getfield(L, -1, "reason");
+      if (lua_isstring(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -4, "reason");
+        lua_setfield(L, -3, "message");
+      } else {
+        lua_pop(L, 1);
+      }
+    } else if (r->resp_len > 0) {
+      lua_pushlstring(L, r->resp, r->resp_len > 200 ? 200 : r->resp_len);
+      lua_setfield(L, -3, "message");
+    }
+    lua_pop(L, 1);
+  }
+  couch_error_setstr(L, -1, "method", r->method);
+  couch_url_push_redacted(L, r->url);
+  lua_setfield(L, -2, "url");
+  couch_error_setint(L, -1, "retries", r->attempt > 0 ? r->attempt - 1 : 0);
+}
+
+static int status_allowed(lua_State *L, int opts, long status) {
+  if (lua_type(L, opts) != LUA_TTABLE) return 0;
+  int t = lua_getfield(L, opts, "allow");
+  int ok = 0;
+  if (t == LUA_TBOOLEAN) ok = lua_toboolean(L, -1);
+  else if (t == LUA_TTABLE) {
+    lua_rawgeti(L, -1, status);
+    ok = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* Continuation: stack is 1 server, 2 method, 3 path, 4 opts, 5 url, 6 request. */
+static int after_send(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_request *r = lua_touserdata(L, (int)ctx);
+  if (r->result != CURLE_OK || (r->status >= 400 && !status_allowed(L, 4, r->status))) {
+    push_failure(L, r);
+    return lua_error(L);
+  }
+  lua_pushinteger(L, r->status);
+  if (r->resp_len == 0 || strcmp(r->method, "HEAD") == 0) {
+    lua_pushnil(L);
+  } else if (couch_opt_bool(L, 4, "raw", 0) || !looks_like_json(r)) {
+    lua_pushlstring(L, r->resp, r->resp_len);
+  } else if (!couch_json_decode(L, r->resp, r->resp_len)) {
+    couch_error_push(L, "json", "the response is not valid JSON: %s", lua_tostring(L, -1));
+    couch_error_setint(L, -1, "status", r->status);
+    couch_error_setstr(L, -1, "method", r->method);
+    couch_url_push_redacted(L, r->url);
+    lua_setfield(L, -2, "url");
+    return lua_error(L);
+  }
+  push_headers_table(L, r);
+  return 3;
+}
+
+/* srv:_send(method, path_or_url, opts) -> status, body, headers */
+static int l_send(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  const char *method = luaL_checkstring(L, 2);
+  const char *path = luaL_checkstring(L, 3);
+  lua_settop(L, 4);
+  couch_options_check_known(L, 4, "request", send_options);
+  if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0) {
+    lua_pushvalue(L, 3);
+  } else {
+    lua_pushstring(L, c->base_url);
+    if (path[0] != '/') lua_pushliteral(L, "/");
+    lua_pushstring(L, path);
+    lua_concat(L, path[0] != '/' ? 3 : 2);
+  }
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    lua_getfield(L, 4, "query");
+    lua_insert(L, -2);
+    couch_url_append_query(L, -2);
+    lua_remove(L, -2);
+  }
+  int url = lua_gettop(L); /* 5 */
+  /* the body: a string as is, a table as JSON, or credentials */
+  int body = 0;
+  const char *content_type = couch_opt_string(L, 4, "content_type", NULL);
+  const char *creds = couch_opt_string(L, 4, "credentials", NULL);
+  if (creds) {
+    push_credentials_body(L, c, creds);
+    body = lua_gettop(L);
+    if (!content_type)
+      content_type = strcmp(creds, "iam") == 0 ? "application/x-www-form-urlencoded" : "application/json";
+  } else if (lua_type(L, 4) == LUA_TTABLE && lua_getfield(L, 4, "body") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      size_t n;
+      couch_json_encode(L, -1, &n);
+      lua_remove(L, -2);
+    }
+    body = lua_gettop(L);
+  } else if (lua_type(L, 4) == LUA_TTABLE) {
+    lua_pop(L, 1);
+  }
+  couch_request *r = couch_request_new(L, 1, c, method, lua_tostring(L, url), body);
+  if (body) lua_remove(L, body); /* anchored by the request now */
+  couch_request_add_header(r, "Accept: application/json");
+  if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+    lua_pushfstring(L, "Content-Type: %s", content_type ? content_type : "application/json");
+    couch_request_add_header(r, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  if (lua_type(L, 4) == LUA_TTABLE && lua_getfield(L, 4, "headers") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushfstring(L, "%s: %s", luaL_checkstring(L, -2), luaL_checkstring(L, -1));
+      couch_request_add_header(r, lua_tostring(L, -1));
+      lua_pop(L, 2);
+    }
+  }
+  if (lua_type(L, 4) == LUA_TTABLE) lua_pop(L, 1);
+  lua_Number timeout = couch_opt_number(L, 4, "timeout", -1);
+  if (timeout >= 0) r->timeout_ms = (long)(timeout * 1000);
+  r->retries = (int)couch_opt_number(L, 4, "retries", r->retries);
+  r->idempotent = couch_opt_bool(L, 4, "idempotent", r->idempotent);
+  couch_request_start(r);
+  return couch_await(L, &r->w, lua_gettop(L), after_send);
+}
+
+/* ---- small methods ---- */
+
+static int l_gc(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  couch_conn_free(c);
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  lua_getfield(L, -1, "auth");
+  lua_pushfstring(L, "couch.server <%s> (auth: %s)", c->base_url ? c->base_url : "?", lua_tostring(L, -1));
+  return 1;
+}
+
+static int l_index(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "url") == 0) {
+    lua_pushstring(L, c->base_url);
+    return 1;
+  }
+  luaL_getmetatable(L, SERVER_MT);
+  lua_getfield(L, -1, "methods");
+  lua_getfield(L, -1, k);
+  return 1;
+}
+
+/* srv:_state() -> the table of Lua-side state (auth mode, token expiry...) */
+static int l_state(lua_State *L) {
+  couch_server_check(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+/* srv:_set_token(token_or_nil): the IAM bearer token, kept on the C side only. */
+static int l_set_token(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  free(c->bearer);
+  c->bearer = dup_opt(luaL_optstring(L, 2, NULL));
+  return 0;
+}
+
+/* srv:_has_session() -> whether a session cookie is held; srv:_forget_session() drops it. */
+static int l_has_session(lua_State *L) {
+  lua_pushboolean(L, couch_server_check(L, 1)->cookie != NULL);
+  return 1;
+}
+
+static int l_forget_session(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  free(c->cookie);
+  c->cookie = NULL;
+  return 0;
+}
+
+static int l_username(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  lua_pushstring(L, c->username);
+  return 1;
+}
+
+void couch_server_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"_send", l_send},
+                                     {"_state", l_state},
+                                     {"_set_token", l_set_token},
+                                     {"_has_session", l_has_session},
+                                     {"_forget_session", l_forget_session},
+                                     {"_username", l_username},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, SERVER_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, l_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_connect);
+  lua_setfield(L, -2, "connect");
+}

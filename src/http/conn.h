@@ -1,0 +1,33 @@
+/* A connection profile: everything one server's requests share — base URL (never with
+ * credentials in it), credentials, TLS, proxy, timeouts, retry policy and the limit on
+ * requests in flight. Owned by the server userdata (src/couch/server.c). */
+#ifndef COUCH_CONN_H
+#define COUCH_CONN_H
+
+#include <curl/curl.h>
+
+typedef struct couch_request couch_request;
+
+typedef struct couch_conn {
+  char *base_url;        /* scheme://host[:port][/prefix], no userinfo, no trailing slash */
+  char *username;        /* basic auth / session login; never printed */
+  char *password;
+  char *cookie;          /* "AuthSession=..." once a session login succeeded */
+  char *bearer;          /* IAM access token */
+  char *api_key;         /* IAM API key */
+  struct curl_slist *headers; /* custom headers from the options */
+  int basic_auth;        /* send username/password as HTTP basic auth */
+  char *proxy;
+  char *ca_file;
+  int insecure;          /* TLS verification off: asked for explicitly */
+  long connect_timeout_ms, timeout_ms;
+  int retries;           /* extra attempts after the first */
+  long backoff_ms, max_backoff_ms;
+  int max_in_flight;
+  int in_flight;
+  couch_request *queue_head, *queue_tail; /* requests waiting for a free slot */
+} couch_conn;
+
+void couch_conn_free(couch_conn *c);
+
+#endif

@@ -1,0 +1,302 @@
+/* The life of one request: configure an easy handle, wait for a free slot on its
+ * connection, run on the multi handle, and on completion either schedule a retry
+ * (exponential backoff with jitter, Retry-After honoured) or complete the wait. */
+#include "http/request.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int grow(char **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return 0;
+  size_t cap2 = *cap ? *cap : 4096;
+  while (cap2 < need) cap2 *= 2;
+  char *p = realloc(*buf, cap2);
+  if (!p) return -1;
+  *buf = p;
+  *cap = cap2;
+  return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud) {
+  couch_request *r = ud;
+  size_t len = size * n;
+  if (grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
+  memcpy(r->resp + r->resp_len, data, len);
+  r->resp_len += len;
+  r->resp[r->resp_len] = '\0';
+  return len;
+}
+
+/* Keep the headers of the last response only (a redirect or 100-continue starts anew). */
+static size_t on_header(char *data, size_t size, size_t n, void *ud) {
+  couch_request *r = ud;
+  size_t len = size * n;
+  if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+    r->hdr_len = 0;
+    return len;
+  }
+  if (len <= 2) return len;
+  if (grow(&r->resp_headers, &r->hdr_cap, r->hdr_len + len + 1)) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = data[i];
+    if (c == '\r') continue;
+    r->resp_headers[r->hdr_len++] = c;
+  }
+  r->resp_headers[r->hdr_len] = '\0';
+  /* A session cookie is the connection's business, not the caller's. */
+  if (len > 12 && strncasecmp(data, "set-cookie:", 11) == 0) {
+    const char *v = data + 11;
+    while (*v == ' ') v++;
+    if (strncmp(v, "AuthSession=", 12) == 0) {
+      size_t vl = strcspn(v, ";\r\n");
+      free(r->conn->cookie);
+      r->conn->cookie = strndup(v, vl);
+    }
+  }
+  return len;
+}
+
+const char *couch_request_header(const couch_request *r, const char *name, char *buf, size_t size) {
+  size_t nl = strlen(name);
+  const char *p = r->resp_headers;
+  while (p && *p) {
+    const char *eol = strchr(p, '\n');
+    size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+    if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+      const char *v = p + nl + 1;
+      while (*v == ' ') v++;
+      size_t vl = (size_t)(p + ll - v);
+      if (vl >= size) vl = size - 1;
+      memcpy(buf, v, vl);
+      buf[vl] = '\0';
+      return buf;
+    }
+    p = eol ? eol + 1 : NULL;
+  }
+  return NULL;
+}
+
+static void reset_response(couch_request *r) {
+  r->resp_len = r->hdr_len = 0;
+  if (r->resp) r->resp[0] = '\0';
+  if (r->resp_headers) r->resp_headers[0] = '\0';
+  r->status = 0;
+  r->errbuf[0] = '\0';
+}
+
+/* Auth and cookies can change between attempts (a session login, a refreshed token). */
+static void apply_auth(couch_request *r) {
+  couch_conn *c = r->conn;
+  CURL *e = r->tr.easy;
+  if (c->basic_auth && c->username) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, c->username);
+    curl_easy_setopt(e, CURLOPT_PASSWORD, c->password ? c->password : "");
+  }
+  curl_easy_setopt(e, CURLOPT_COOKIE, c->cookie);
+  if (c->bearer) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, c->bearer);
+  }
+}
+
+static void add_to_multi(couch_request *r) {
+  reset_response(r);
+  apply_auth(r);
+  r->attempt++;
+  if (couch_loop_add_transfer(r->loop, &r->tr) == 0) {
+    r->in_multi = 1;
+  } else {
+    r->result = CURLE_FAILED_INIT;
+    couch_wait_complete(r->loop, &r->w);
+  }
+}
+
+static void release_slot(couch_request *r) {
+  if (!r->holds_slot) return;
+  r->holds_slot = 0;
+  couch_conn *c = r->conn;
+  c->in_flight--;
+  couch_request *next = c->queue_head;
+  if (next) { /* hand the slot to the longest waiter */
+    c->queue_head = next->queue_next;
+    if (!c->queue_head) c->queue_tail = NULL;
+    next->queued = 0;
+    next->holds_slot = 1;
+    c->in_flight++;
+    add_to_multi(next);
+  }
+}
+
+static void unqueue(couch_request *r) {
+  couch_conn *c = r->conn;
+  couch_request **pp = &c->queue_head, *prev = NULL;
+  while (*pp && *pp != r) {
+    prev = *pp;
+    pp = &(*pp)->queue_next;
+  }
+  if (!*pp) return;
+  *pp = r->queue_next;
+  if (c->queue_tail == r) c->queue_tail = prev;
+  r->queued = 0;
+}
+
+static int transient_network_failure(CURLcode rc, int idempotent) {
+  switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return 1; /* nothing reached the server: any method may go again */
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+      return idempotent;
+    default:
+      return 0;
+  }
+}
+
+static int should_retry(couch_request *r) {
+  if (r->attempt > r->retries) return 0;
+  if (r->result != CURLE_OK) return transient_network_failure(r->result, r->idempotent);
+  if (r->status == 429) return 1; /* rejected before any work was done */
+  if (r->status == 500 || r->status == 502 || r->status == 503 || r->status == 504)
+    return r->idempotent;
+  return 0;
+}
+
+static long backoff_ms(couch_request *r) {
+  couch_conn *c = r->conn;
+  double d = (double)c->backoff_ms;
+  for (int i = 1; i < r->attempt && d < (double)c->max_backoff_ms; i++) d *= 2;
+  if (d > (double)c->max_backoff_ms) d = (double)c->max_backoff_ms;
+  d *= 0.5 + 0.5 * ((double)rand() / RAND_MAX); /* jitter: herds of clients spread out */
+  if (r->retry_after_s * 1000 > d) d = r->retry_after_s * 1000;
+  if (d > (double)c->max_backoff_ms && r->retry_after_s <= 0) d = (double)c->max_backoff_ms;
+  return (long)d;
+}
+
+static void on_retry_timer(couch_timer *t) { add_to_multi(t->owner); }
+
+static void on_done(couch_transfer *tr, CURLcode result) {
+  couch_request *r = (couch_request *)((char *)tr - offsetof(couch_request, tr));
+  r->in_multi = 0;
+  r->result = result;
+  curl_easy_getinfo(tr->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  char ra[32];
+  r->retry_after_s = couch_request_header(r, "retry-after", ra, sizeof ra) ? atof(ra) : 0;
+  if (should_retry(r)) {
+    couch_timer_start(&r->loop->timers, &r->retry_timer, backoff_ms(r));
+    return;
+  }
+  release_slot(r);
+  couch_wait_complete(r->loop, &r->w);
+}
+
+static void cancel(couch_wait *w) {
+  couch_request *r = (couch_request *)w;
+  if (r->in_multi) couch_loop_remove_transfer(r->loop, &r->tr);
+  r->in_multi = 0;
+  couch_timer_stop(&r->loop->timers, &r->retry_timer);
+  if (r->queued) unqueue(r);
+  release_slot(r);
+  r->result = CURLE_ABORTED_BY_CALLBACK;
+}
+
+static void finalize(couch_wait *w) {
+  couch_request *r = (couch_request *)w;
+  cancel(w);
+  curl_easy_cleanup(r->tr.easy);
+  curl_slist_free_all(r->headers);
+  free(r->url);
+  free(r->resp);
+  free(r->resp_headers);
+  r->tr.easy = NULL;
+}
+
+couch_request *couch_request_new(lua_State *L, int conn_idx, couch_conn *conn, const char *method,
+                                 const char *url, int body_idx) {
+  conn_idx = lua_absindex(L, conn_idx);
+  if (body_idx) body_idx = lua_absindex(L, body_idx);
+  couch_request *r = (couch_request *)couch_wait_new(L, sizeof *r);
+  lua_pushvalue(L, conn_idx);
+  lua_setiuservalue(L, -2, 1);
+  r->loop = couch_loop_get(L);
+  r->conn = conn;
+  r->w.cancel = cancel;
+  r->w.finalize = finalize;
+  couch_timer_init(&r->retry_timer, on_retry_timer, r);
+  snprintf(r->method, sizeof r->method, "%s", method);
+  r->url = strdup(url);
+  r->retries = conn->retries;
+  r->timeout_ms = conn->timeout_ms;
+  r->idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  r->tr.easy = curl_easy_init();
+  r->tr.done = on_done;
+  if (!r->url || !r->tr.easy) luaL_error(L, "out of memory creating a request");
+  if (body_idx) {
+    r->body = lua_tolstring(L, body_idx, &r->body_len);
+    lua_pushvalue(L, body_idx);
+    lua_setiuservalue(L, -2, 2);
+  }
+  for (struct curl_slist *h = conn->headers; h; h = h->next) couch_request_add_header(r, h->data);
+  return r;
+}
+
+void couch_request_add_header(couch_request *r, const char *header) {
+  struct curl_slist *h = curl_slist_append(r->headers, header);
+  if (h) r->headers = h;
+}
+
+static void configure(couch_request *r) {
+  CURL *e = r->tr.easy;
+  couch_conn *c = r->conn;
+  curl_easy_setopt(e, CURLOPT_URL, r->url);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "couchlua/" COUCHLUA_VERSION_STRING);
+  if (c->proxy) curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
+  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  if (c->insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (strcmp(r->method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  else if (strcmp(r->method, "GET") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+  if (r->body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+  }
+  couch_request_add_header(r, "Expect:"); /* no 100-continue round trip */
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+}
+
+void couch_request_start(couch_request *r) {
+  configure(r);
+  couch_conn *c = r->conn;
+  if (c->max_in_flight > 0 && c->in_flight >= c->max_in_flight) {
+    r->queued = 1;
+    r->queue_next = NULL;
+    if (c->queue_tail) c->queue_tail->queue_next = r;
+    else c->queue_head = r;
+    c->queue_tail = r;
+    return;
+  }
+  c->in_flight++;
+  r->holds_slot = 1;
+  add_to_multi(r);
+}

@@ -1,0 +1,145 @@
+#include "http/url.h"
+
+#include "json/json.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+void couch_url_push_escaped(lua_State *L, const char *s, size_t len) {
+  static const char hex[] = "0123456789ABCDEF";
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (unreserved(c)) {
+      luaL_addchar(&b, (char)c);
+    } else {
+      luaL_addchar(&b, '%');
+      luaL_addchar(&b, hex[c >> 4]);
+      luaL_addchar(&b, hex[c & 15]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* Query parameters whose values CouchDB parses as JSON even when they are strings. */
+static int json_param(const char *k) {
+  static const char *const names[] = {"key", "keys", "startkey", "start_key", "endkey",
+                                      "end_key", "start_key_doc_id", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(k, names[i]) == 0) return strcmp(k, "start_key_doc_id") != 0;
+  return 0;
+}
+
+/* Push the text of one query value. */
+static void push_query_value(lua_State *L, const char *key, int v) {
+  switch (lua_type(L, v)) {
+    case LUA_TBOOLEAN:
+      lua_pushstring(L, lua_toboolean(L, v) ? "true" : "false");
+      break;
+    case LUA_TNUMBER:
+      lua_pushvalue(L, v);
+      lua_tostring(L, -1);
+      break;
+    case LUA_TSTRING:
+      if (!json_param(key)) lua_pushvalue(L, v);
+      else couch_json_encode(L, v, NULL);
+      break;
+    default:
+      couch_json_encode(L, v, NULL);
+  }
+}
+
+static int key_less(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void couch_url_append_query(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE) return;
+  int base = lua_gettop(L);
+  size_t n = 0, cap = 8;
+  const char **keys = malloc(cap * sizeof *keys);
+  lua_pushnil(L);
+  while (keys && lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    if (n == cap) {
+      const char **more = realloc(keys, (cap *= 2) * sizeof *keys);
+      if (!more) {
+        free(keys);
+        keys = NULL;
+        lua_pop(L, 1);
+        break;
+      }
+      keys = more;
+    }
+    keys[n++] = lua_tostring(L, -1); /* anchored: the keys stay in the table */
+  }
+  if (!keys) luaL_error(L, "out of memory building a query string");
+  qsort(keys, n, sizeof *keys, key_less);
+  char sep = strchr(lua_tostring(L, base), '?') ? '&' : '?';
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushvalue(L, base);
+  luaL_addvalue(&b);
+  for (size_t i = 0; i < n; i++) {
+    luaL_addchar(&b, sep);
+    sep = '&';
+    couch_url_push_escaped(L, keys[i], strlen(keys[i]));
+    luaL_addvalue(&b);
+    luaL_addchar(&b, '=');
+    lua_getfield(L, idx, keys[i]);
+    push_query_value(L, keys[i], lua_gettop(L));
+    size_t vlen;
+    const char *v = lua_tolstring(L, -1, &vlen);
+    couch_url_push_escaped(L, v, vlen);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    luaL_addvalue(&b);
+  }
+  free(keys);
+  luaL_pushresult(&b);
+  lua_replace(L, base);
+}
+
+void couch_url_push_redacted(lua_State *L, const char *url) {
+  const char *scheme = strstr(url, "://");
+  const char *start = scheme ? scheme + 3 : url;
+  const char *end = start + strcspn(start, "/?#");
+  const char *at = NULL;
+  for (const char *p = start; p < end; p++)
+    if (*p == '@') at = p;
+  if (!at) {
+    lua_pushstring(L, url);
+    return;
+  }
+  lua_pushlstring(L, url, (size_t)(start - url));
+  lua_pushstring(L, at + 1);
+  lua_concat(L, 2);
+}
+
+static int l_escape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  couch_url_push_escaped(L, s, n);
+  return 1;
+}
+
+static int l_redact(lua_State *L) {
+  couch_url_push_redacted(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
+void couch_url_open(lua_State *L) {
+  lua_pushcfunction(L, l_escape);
+  lua_setfield(L, -2, "escape");
+  lua_pushcfunction(L, l_redact);
+  lua_setfield(L, -2, "redact");
+}
