@@ -23,7 +23,12 @@ return function(couch, Database, pick)
       body = { doc_ids = json.array(opts.doc_ids) }
     elseif opts.selector then
       -- CouchDB wants filter=_selector; pouchdb-server crashes on it but honours the body.
-      if not db.server:_state().is_pouchdb then q.filter = "_selector" end
+      local st = db.server:_state()
+      if st.is_pouchdb == nil then
+        local ok, info = pcall(db.server.info, db.server)
+        st.is_pouchdb = ok and type(info) == "table" and info["express-pouchdb"] ~= nil
+      end
+      if not st.is_pouchdb then q.filter = "_selector" end
       body = { selector = opts.selector }
     end
     if opts.query_params then for k, v in pairs(opts.query_params) do q[k] = v end end

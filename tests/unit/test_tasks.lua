@@ -1,0 +1,190 @@
+-- Tasks without a server: spawn, wait, sleep, cancel, run, gather/all, timeout, queue, cond,
+-- and the places a yield must survive (pcall, iterators, nested coroutines).
+local lu = require "luaunit"
+local couch = require "couch"
+
+
+TestTasks = {}
+
+function TestTasks:test_spawn_runs_only_when_the_loop_turns_and_returns_results()
+  local ran = false
+  local t = couch.spawn(function(a, b) ran = true; return a + b, "x" end, 2, 3)
+  lu.assertFalse(ran)
+  lu.assertEquals(t:status(), "ready")
+  local s, x = t:wait()
+  lu.assertTrue(ran)
+  lu.assertEquals(s, 5)
+  lu.assertEquals(x, "x")
+  lu.assertEquals(t:status(), "done")
+end
+
+function TestTasks:test_sleeping_tasks_interleave()
+  local log = {}
+  local function worker(name, d)
+    return function()
+      for i = 1, 3 do log[#log + 1] = name .. i; couch.sleep(d) end
+    end
+  end
+  couch.spawn(worker("a", 0.02))
+  couch.spawn(worker("b", 0.03))
+  couch.run()
+  lu.assertEquals(log[1], "a1")
+  lu.assertEquals(log[2], "b1")
+  lu.assertEquals(#log, 6)
+  -- a (every 20 ms) finishes its 3 steps before b's third
+  lu.assertEquals(log[#log], "b3")
+end
+
+function TestTasks:test_a_failing_task_is_reported_by_run_with_its_name()
+  couch.spawn("exploder", function() error("boom") end)
+  local ok, err = pcall(couch.run)
+  lu.assertFalse(ok)
+  lu.assertStrContains(tostring(err), "exploder")
+  lu.assertStrContains(tostring(err), "boom")
+end
+
+function TestTasks:test_error_objects_keep_their_shape_and_get_the_task_name()
+  local t = couch.spawn("named", function() couch._raise("usage", "bad thing") end)
+  local ok, err = pcall(t.wait, t)
+  lu.assertFalse(ok)
+  lu.assertTrue(couch.is_error(err))
+  lu.assertEquals(err.kind, "usage")
+  lu.assertEquals(t:status(), "failed")
+  -- seen through wait: couch.run has nothing left to raise
+  couch.run()
+end
+
+function TestTasks:test_cancel_a_sleeping_task()
+  local after = false
+  local t = couch.spawn(function() couch.sleep(30); after = true end)
+  couch.sleep(0.01)
+  lu.assertEquals(t:status(), "waiting")
+  lu.assertTrue(t:cancel())
+  couch.run()
+  lu.assertEquals(t:status(), "cancelled")
+  lu.assertFalse(after)
+  local ok, err = pcall(t.wait, t)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "cancelled")
+  lu.assertFalse(t:cancel(), "cancelling a finished task does nothing")
+end
+
+function TestTasks:test_cancel_before_start()
+  local ran = false
+  local t = couch.spawn(function() ran = true end)
+  t:cancel()
+  couch.run()
+  lu.assertFalse(ran)
+  lu.assertEquals(t:status(), "cancelled")
+end
+
+function TestTasks:test_wait_with_timeout()
+  local t = couch.spawn(function() couch.sleep(5) end)
+  local ok, err = pcall(t.wait, t, 0.05)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "timeout")
+  t:cancel()
+  couch.run()
+end
+
+function TestTasks:test_yield_survives_pcall_iterators_and_nested_coroutines()
+  local t = couch.spawn(function()
+    local out = {}
+    -- inside pcall
+    local ok = pcall(couch.sleep, 0.01)
+    out[#out + 1] = ok
+    -- inside a generic for iterator
+    local function iter(_, i)
+      if i < 3 then couch.sleep(0.001); return i + 1 end
+    end
+    local n = 0
+    for i in iter, nil, 0 do n = i end
+    out[#out + 1] = n
+    -- inside a user's own coroutine: blocks there instead of yielding to the loop
+    local co = coroutine.wrap(function() couch.sleep(0.01); coroutine.yield("inner"); return "done" end)
+    out[#out + 1] = co()
+    out[#out + 1] = co()
+    -- inside a table.sort comparator (not yieldable): blocks
+    local t = { 3, 1, 2 }
+    table.sort(t, function(a, b) couch.sleep(0); return a < b end)
+    out[#out + 1] = table.concat(t)
+    return out
+  end)
+  local other_ran = 0
+  couch.spawn(function() for _ = 1, 5 do other_ran = other_ran + 1; couch.sleep(0.002) end end)
+  local out = t:wait()
+  lu.assertEquals(out, { true, 3, "inner", "done", "123" })
+  couch.run()
+  lu.assertEquals(other_ran, 5)
+end
+
+function TestTasks:test_gather_and_all()
+  local a, b = couch.gather(
+    couch.spawn(function() couch.sleep(0.02); return "a" end),
+    function() return "b" end)
+  lu.assertEquals({ a, b }, { "a", "b" })
+  local r = couch.all { function() return 1 end, function() couch.sleep(0.01); return 2 end }
+  lu.assertEquals(r, { 1, 2 })
+end
+
+function TestTasks:test_timeout()
+  local ok, err = pcall(couch.timeout, 0.05, function() couch.sleep(10) end)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "timeout")
+  lu.assertEquals(couch.timeout(1, function(x) return x * 2 end, 21), 42)
+  couch.run()
+end
+
+function TestTasks:test_queue_producer_consumer()
+  local q = couch.queue(2)
+  local got = {}
+  local consumer = couch.spawn(function()
+    while true do
+      local v = q:pop()
+      if v == nil then break end
+      got[#got + 1] = v
+    end
+    return #got
+  end)
+  couch.spawn(function()
+    for i = 1, 10 do q:push(i) end
+    q:close()
+  end)
+  lu.assertEquals(consumer:wait(), 10)
+  lu.assertEquals(got, { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 })
+  local empty = couch.queue()
+  local v, why = empty:pop(0.02)
+  lu.assertNil(v)
+  lu.assertEquals(why, "timeout")
+end
+
+function TestTasks:test_cond_wait_outside_a_task_lets_tasks_run()
+  local c = couch.cond()
+  couch.spawn(function() couch.sleep(0.02); c:signal() end)
+  lu.assertTrue(c:wait(2))
+  lu.assertFalse(c:wait(0.01))
+end
+
+function TestTasks:test_deadlock_is_an_error_not_a_hang()
+  local ok, err = pcall(function() couch.cond():wait() end)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "deadlock")
+end
+
+function TestTasks:test_many_tasks()
+  local n = 0
+  for _ = 1, 2000 do couch.spawn(function() couch.sleep(0.01); n = n + 1 end) end
+  couch.run()
+  lu.assertEquals(n, 2000)
+end
+
+function TestTasks:test_usage_errors()
+  local ok, err = pcall(couch.spawn, 42)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "usage")
+  lu.assertStrContains(tostring(err), "fn")
+  ok, err = pcall(couch.sleep, -1)
+  lu.assertEquals(err.kind, "usage")
+end
+
+os.exit(lu.LuaUnit.run())
