@@ -22,13 +22,18 @@ return function(couch, Database, pick)
       q.filter = "_doc_ids"
       body = { doc_ids = json.array(opts.doc_ids) }
     elseif opts.selector then
-      -- CouchDB wants filter=_selector; pouchdb-server crashes on it but honours the body.
+      -- CouchDB wants filter=_selector; pouchdb-server answers 404 to it and ignores a
+      -- bare selector body (every change comes back), so say so instead of lying.
       local st = db.server:_state()
       if st.is_pouchdb == nil then
         local ok, info = pcall(db.server.info, db.server)
         st.is_pouchdb = ok and type(info) == "table" and info["express-pouchdb"] ~= nil
       end
-      if not st.is_pouchdb then q.filter = "_selector" end
+      if st.is_pouchdb then
+        couch._raise("unsupported", "this server (pouchdb-server) cannot filter _changes by selector",
+          { endpoint = "_changes?filter=_selector" })
+      end
+      q.filter = "_selector"
       body = { selector = opts.selector }
     end
     if opts.query_params then for k, v in pairs(opts.query_params) do q[k] = v end end
