@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define TASK_MT "couch.task"
 #define THREADS_KEY "couch.threads" /* weak table: thread -> task (lightuserdata) */
@@ -263,6 +264,14 @@ static int l_yield(lua_State *L) {
   return 0;
 }
 
+/* couch.now() -> monotonic seconds (for measuring, not for dates) */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 static int l_current(lua_State *L) {
   couch_task *t = couch_task_of(L);
   if (!t) return 0;
@@ -315,7 +324,7 @@ static const luaL_Reg task_methods[] = {
 
 static const luaL_Reg task_functions[] = {
     {"spawn", l_spawn}, {"sleep", l_sleep}, {"run", l_run},
-    {"yield", l_yield}, {"current", l_current}, {NULL, NULL}};
+    {"yield", l_yield}, {"current", l_current}, {"now", l_now}, {NULL, NULL}};
 
 void couch_task_open(lua_State *L) {
   if (luaL_newmetatable(L, TASK_MT)) {
