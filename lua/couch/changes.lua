@@ -40,8 +40,10 @@ return function(couch, Database, pick)
     return q, body
   end
 
-  local function fetch(db, q, body, timeout)
-    local o = { query = q, timeout = timeout }
+  -- A long-poll mostly sits idle on the server: it does not take one of the connection's
+  -- max_concurrency slots, or a few hundred followers would starve every other call.
+  local function fetch(db, q, body, timeout, long_poll)
+    local o = { query = q, timeout = timeout, unlimited = long_poll }
     if body then
       o.body = body
       o.idempotent = true
@@ -76,7 +78,7 @@ return function(couch, Database, pick)
     for k, v in pairs(self.query) do q[k] = v end
     q.since = self.since
     q.timeout = math.floor(self.poll * 1000)
-    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace)
+    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true)
     if ok then
       self.failures = 0
       return res.results or {}, res.last_seq

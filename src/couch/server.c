@@ -145,7 +145,7 @@ static int l_connect(lua_State *L) {
 
 static const char *const send_options[] = {
     "query", "body", "content_type", "headers", "raw", "timeout", "retries", "idempotent",
-    "allow", "credentials", NULL};
+    "allow", "credentials", "unlimited", NULL};
 
 /* Put the login body where a credential body was asked for: the password never becomes
  * a Lua string. */
@@ -334,6 +334,7 @@ static int l_send(lua_State *L) {
   if (timeout >= 0) r->timeout_ms = (long)(timeout * 1000);
   r->retries = (int)couch_opt_number(L, 4, "retries", r->retries);
   r->idempotent = couch_opt_bool(L, 4, "idempotent", r->idempotent);
+  r->unlimited = couch_opt_bool(L, 4, "unlimited", 0);
   couch_request_start(r);
   return couch_await(L, &r->w, lua_gettop(L), after_send);
 }

@@ -288,6 +288,10 @@ static void configure(couch_request *r) {
 void couch_request_start(couch_request *r) {
   configure(r);
   couch_conn *c = r->conn;
+  if (r->unlimited) {
+    add_to_multi(r);
+    return;
+  }
   if (c->max_in_flight > 0 && c->in_flight >= c->max_in_flight) {
     r->queued = 1;
     r->queue_next = NULL;

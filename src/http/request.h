@@ -20,6 +20,7 @@ struct couch_request {
   const char *body;        /* anchored: the body string is user value 2 */
   size_t body_len;
   int idempotent;          /* safe to repeat after a failure mid-way */
+  int unlimited;           /* bypasses the in-flight limit (idle long-polls) */
   int retries;             /* allowed extra attempts */
   int attempt;             /* attempts made so far */
   long timeout_ms;
