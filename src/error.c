@@ -4,7 +4,6 @@
 
 #include <lauxlib.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #define ERROR_MT "couch.error"
@@ -64,50 +63,36 @@ int couch_error_is(lua_State *L, int idx) {
   return same;
 }
 
-/* "couch: http 404 not_found: Database does not exist. (GET http://127.0.0.1:5984/x)" */
+/* A field as a string, or NULL; the value stays on the stack (popped by the caller). */
+static const char *field(lua_State *L, const char *key, int type) {
+  return lua_getfield(L, 1, key) == type ? lua_tostring(L, -1) : NULL;
+}
+
+/* "couch: http 404 not_found: Database does not exist. (GET http://127.0.0.1:5984/x)".
+ * Pieces are pushed and concatenated at the end (no luaL_Buffer: reading fields between
+ * buffer operations would move the stack under it). */
 static int error_tostring(lua_State *L) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "couch: ");
-  lua_getfield(L, 1, "kind");
-  luaL_addstring(&b, luaL_optstring(L, -1, "error"));
-  lua_pop(L, 1);
-  if (lua_getfield(L, 1, "status") == LUA_TNUMBER) {
-    luaL_addchar(&b, ' ');
-    luaL_addstring(&b, lua_tostring(L, -1));
-  }
-  lua_pop(L, 1);
-  if (lua_getfield(L, 1, "error") == LUA_TSTRING) {
-    luaL_addchar(&b, ' ');
-    luaL_addstring(&b, lua_tostring(L, -1));
-  }
-  lua_pop(L, 1);
-  if (lua_getfield(L, 1, "message") == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
-    luaL_addstring(&b, ": ");
-    luaL_addstring(&b, lua_tostring(L, -1));
-  } else if (lua_getfield(L, 1, "reason") == LUA_TSTRING) {
-    luaL_addstring(&b, ": ");
-    luaL_addstring(&b, lua_tostring(L, -1));
-  }
   lua_settop(L, 1);
-  if (lua_getfield(L, 1, "method") == LUA_TSTRING) {
-    luaL_addstring(&b, " (");
-    luaL_addstring(&b, lua_tostring(L, -1));
-    if (lua_getfield(L, 1, "url") == LUA_TSTRING) {
-      luaL_addchar(&b, ' ');
-      luaL_addstring(&b, lua_tostring(L, -1));
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, 1, "retries") == LUA_TNUMBER && lua_tointeger(L, -1) > 0) {
-      luaL_addstring(&b, ", after ");
-      luaL_addstring(&b, lua_tostring(L, -1));
-      luaL_addstring(&b, lua_tointeger(L, -1) == 1 ? " retry" : " retries");
-    }
-    lua_pop(L, 1);
-    luaL_addchar(&b, ')');
+  const char *kind = field(L, "kind", LUA_TSTRING);
+  const char *status = field(L, "status", LUA_TNUMBER);
+  const char *err = field(L, "error", LUA_TSTRING);
+  const char *message = field(L, "message", LUA_TSTRING);
+  const char *reason = field(L, "reason", LUA_TSTRING);
+  const char *method = field(L, "method", LUA_TSTRING);
+  const char *url = field(L, "url", LUA_TSTRING);
+  lua_Integer retries = lua_getfield(L, 1, "retries") == LUA_TNUMBER ? lua_tointeger(L, -1) : 0;
+  int top = lua_gettop(L);
+  lua_pushfstring(L, "couch: %s", kind ? kind : "error");
+  if (status) lua_pushfstring(L, " %s", status);
+  if (err) lua_pushfstring(L, " %s", err);
+  const char *text = (message && *message) ? message : reason;
+  if (text) lua_pushfstring(L, ": %s", text);
+  if (method) {
+    lua_pushfstring(L, " (%s%s%s", method, url ? " " : "", url ? url : "");
+    if (retries > 0) lua_pushfstring(L, ", after %I %s", retries, retries == 1 ? "retry" : "retries");
+    lua_pushliteral(L, ")");
   }
-  lua_pop(L, 1);
-  luaL_pushresult(&b);
+  lua_concat(L, lua_gettop(L) - top);
   return 1;
 }
 
