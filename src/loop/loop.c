@@ -140,13 +140,17 @@ static void run_ready(couch_loop *loop, lua_State *from) {
   }
 }
 
-void couch_loop_step(couch_loop *loop, lua_State *from) {
+/* One turn; `done` says whether the caller's wait is already over, in which case the
+ * turn must not sleep in poll. */
+static void turn(couch_loop *loop, lua_State *from, int (*done)(couch_loop *, const int *),
+                 const int *flag) {
   int running;
   run_ready(loop, from);
   fire_due_timers(loop);
   curl_multi_perform(loop->multi, &running);
   drain_finished(loop);
-  if (loop->ready_len == 0 && !interrupted) {
+  int idle = loop->transfers == 0 && loop->timers.len == 0;
+  if (loop->ready_len == 0 && !interrupted && !idle && !(done && done(loop, flag))) {
     int64_t next = couch_timer_next(&loop->timers);
     int timeout = (next < 0 || next > 1000) ? 1000 : (int)next;
     long curl_timeout = -1;
@@ -159,6 +163,18 @@ void couch_loop_step(couch_loop *loop, lua_State *from) {
   fire_due_timers(loop);
 }
 
+void couch_loop_step(couch_loop *loop, lua_State *from) { turn(loop, from, NULL, NULL); }
+
+static int flag_set(couch_loop *loop, const int *flag) {
+  (void)loop;
+  return *flag;
+}
+
+static int no_tasks(couch_loop *loop, const int *flag) {
+  (void)flag;
+  return loop->tasks_alive == 0;
+}
+
 /* Shared by both: run while keep_going says so. */
 static int run_while(couch_loop *loop, lua_State *from, const int *flag, int for_tasks) {
   while (for_tasks ? loop->tasks_alive > 0 : !*flag) {
@@ -168,7 +184,7 @@ static int run_while(couch_loop *loop, lua_State *from, const int *flag, int for
     }
     if (loop->ready_len == 0 && loop->transfers == 0 && loop->timers.len == 0)
       return COUCH_LOOP_STUCK;
-    couch_loop_step(loop, from);
+    turn(loop, from, for_tasks ? no_tasks : flag_set, flag);
   }
   return 0;
 }
