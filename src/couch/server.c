@@ -208,24 +208,30 @@ static void push_failure(lua_State *L, couch_request *r) {
     couch_error_setint(L, -1, "curl_code", r->result);
   } else {
     couch_error_push(L, "http", "");
-    couch_error_setint(L, -1, "status", r->status);
+    int err = lua_gettop(L);
+    couch_error_setint(L, err, "status", r->status);
     if (looks_like_json(r) && couch_json_decode(L, r->resp, r->resp_len) && lua_istable(L, -1)) {
-      lua_getfield(L, -1, "error");
-      if (lua_isstring(L, -1)) lua_setfield(L, -3, "error");
-      else lua_pop(L, 1);
-      lua_getfield(L, -1, "reason");
-      if (lua_isstring(L, -1)) {
+      if (lua_getfield(L, -1, "error") == LUA_TSTRING) lua_setfield(L, err, "error");
+      if (lua_getfield(L, err + 1, "reason") == LUA_TSTRING) {
         lua_pushvalue(L, -1);
-        lua_setfield(L, -4, "reason");
-        lua_setfield(L, -3, "message");
-      } else {
-        lua_pop(L, 1);
+        lua_setfield(L, err, "reason");
+        lua_setfield(L, err, "message");
       }
-    } else if (r->resp_len > 0) {
-      lua_pushlstring(L, r->resp, r->resp_len > 200 ? 200 : r->resp_len);
-      lua_setfield(L, -3, "message");
+    } else if (r->resp_len > 0) { /* not JSON: the start of the body says what happened */
+      luaL_Buffer b; /* one line: runs of white space become one space */
+      luaL_buffinit(L, &b);
+      int space = 0;
+      for (size_t i = 0; i < r->resp_len && i < 300; i++) {
+        char ch = r->resp[i];
+        int ws = ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t';
+        if (ws && !space) luaL_addchar(&b, ' ');
+        else if (!ws) luaL_addchar(&b, ch);
+        space = ws;
+      }
+      luaL_pushresult(&b);
+      lua_setfield(L, err, "message");
     }
-    lua_pop(L, 1);
+    lua_settop(L, err);
   }
   couch_error_setstr(L, -1, "method", r->method);
   couch_url_push_redacted(L, r->url);
@@ -396,6 +402,46 @@ static int l_forget_session(lua_State *L) {
   return 0;
 }
 
+/* srv:_endpoint_auth() -> the auth object a replication endpoint on this server needs
+ * ({basic = {username, password}} or {iam = {api_key}}), or nil. The one place a
+ * credential becomes a Lua value: it goes into a replication document, and everything
+ * that returns or prints such documents redacts it. */
+static int l_endpoint_auth(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  if (c->api_key) {
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, c->api_key);
+    lua_setfield(L, -2, "api_key");
+    lua_setfield(L, -2, "iam");
+    return 1;
+  }
+  if (!c->username) return 0;
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, c->username);
+  lua_setfield(L, -2, "username");
+  lua_pushstring(L, c->password ? c->password : "");
+  lua_setfield(L, -2, "password");
+  lua_setfield(L, -2, "basic");
+  return 1;
+}
+
+/* srv:stats() -> {requests = attempts sent, in_flight = n, queued = n} */
+static int l_stats(lua_State *L) {
+  couch_conn *c = couch_server_check(L, 1);
+  int queued = 0;
+  for (couch_request *r = c->queue_head; r; r = r->queue_next) queued++;
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)c->requests);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, c->in_flight);
+  lua_setfield(L, -2, "in_flight");
+  lua_pushinteger(L, queued);
+  lua_setfield(L, -2, "queued");
+  return 1;
+}
+
 static int l_username(lua_State *L) {
   couch_conn *c = couch_server_check(L, 1);
   lua_pushstring(L, c->username);
@@ -409,6 +455,8 @@ void couch_server_open(lua_State *L) {
                                      {"_has_session", l_has_session},
                                      {"_forget_session", l_forget_session},
                                      {"_username", l_username},
+                                     {"_endpoint_auth", l_endpoint_auth},
+                                     {"stats", l_stats},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, SERVER_MT)) {
     luaL_newlib(L, methods);

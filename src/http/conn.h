@@ -25,6 +25,7 @@ typedef struct couch_conn {
   long backoff_ms, max_backoff_ms;
   int max_in_flight;
   int in_flight;
+  long long requests;    /* attempts sent, retries included (srv:stats()) */
   couch_request *queue_head, *queue_tail; /* requests waiting for a free slot */
 } couch_conn;
 

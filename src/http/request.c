@@ -107,6 +107,7 @@ static void add_to_multi(couch_request *r) {
   reset_response(r);
   apply_auth(r);
   r->attempt++;
+  r->conn->requests++;
   if (couch_loop_add_transfer(r->loop, &r->tr) == 0) {
     r->in_multi = 1;
   } else {

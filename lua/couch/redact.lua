@@ -1,0 +1,37 @@
+-- Credential redaction for values we return or print: replication documents carry
+-- passwords and API keys (CouchDB hands them back in clear to an admin), so every table the
+-- replication API returns goes through here first.
+local M = {}
+
+local SECRET_KEYS = {
+  password = true, api_key = true, apikey = true, token = true, access_token = true,
+  refresh_token = true, authorization = true, cookie = true, secret = true,
+}
+
+local function redact_url(s)
+  -- scheme://user:pass@host -> scheme://host
+  return (s:gsub("^(%a[%w+.-]*://)[^/@?#]*@", "%1"))
+end
+M.url = redact_url
+
+--- A deep copy of v with secrets masked as "***" and URL userinfo removed. Metatables
+-- of JSON arrays/objects are kept so the copy encodes the same way.
+function M.value(v, seen)
+  local t = type(v)
+  if t == "string" then return redact_url(v) end
+  if t ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local out = setmetatable({}, getmetatable(v))
+  seen[v] = out
+  for k, x in pairs(v) do
+    if type(k) == "string" and SECRET_KEYS[k:lower()] and x ~= nil then
+      out[k] = "***"
+    else
+      out[k] = M.value(x, seen)
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,409 @@
+-- Server-side replication: the _replicator database (python-cloudant's Replicator, in Lua),
+-- /_replicate, and follow-loops that scale. One long-poll _changes feed on the replicator
+-- database per server wakes every follower whose document changed, and one
+-- /_scheduler/docs request per interval feeds every follower's transient state; no
+-- follower ever polls on its own.
+return function(couch)
+  local json = couch.json
+  local S = couch._server_methods
+  local redact = require("couch.redact")
+  local scheduler = require("couch.scheduler")(couch)
+
+  local function usage(arg, msg)
+    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
+  end
+
+  ---------------------------------------------------------------------------
+  -- Building replication documents / _replicate bodies
+
+  local ALIASES = { repl_id = "id", batch_size = "worker_batch_size", source_db = "source", target_db = "target" }
+
+  local TYPES = {
+    continuous = "boolean", create_target = "boolean", use_checkpoints = "boolean",
+    winning_revs_only = "boolean", cancel = "boolean", use_bulk_get = "boolean",
+    doc_ids = "table", selector = "table", query_params = "table", user_ctx = "table",
+    filter = "string", source_proxy = "string", target_proxy = "string", socket_options = "string",
+    id = "string",
+    checkpoint_interval = "integer", worker_processes = "integer", worker_batch_size = "integer",
+    batch_timeout = "integer", http_connections = "integer", connection_timeout = "integer",
+    retries_per_request = "integer",
+  }
+
+  -- A database name on this server, a URL, or an endpoint table -> an endpoint table with
+  -- credentials in an auth object, never in the URL.
+  local function endpoint(srv, v, arg)
+    if type(v) == "string" then
+      if v == "" then usage(arg, "must not be empty") end
+      if v:match("^https?://") then
+        local clean = redact.url(v)
+        if clean == v then return v end
+        -- credentials in a URL move into an auth object
+        local user, pass = v:match("^%a[%w+.-]*://([^:/@]*):?([^/@]*)@")
+        local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+        return { url = clean, headers = json.object {},
+                 auth = { basic = { username = unescape(user), password = unescape(pass) } } }
+      end
+      local url = srv.url .. "/" .. couch.escape(v)
+      local auth = srv:_endpoint_auth()
+      -- without credentials a plain URL is what every server accepts (pouchdb-server's
+      -- /_replicate takes nothing else)
+      if not auth then return url end
+      return { url = url, headers = json.object {}, auth = auth }
+    elseif type(v) == "table" then
+      if type(v.url) ~= "string" or v.url == "" then usage(arg .. ".url", "an endpoint table needs a url") end
+      local ep = {}
+      for k, x in pairs(v) do ep[k] = x end
+      ep.headers = ep.headers or json.object {}
+      return ep
+    elseif v == nil then
+      usage(arg, "is required (a database name, a URL or an endpoint table)")
+    end
+    usage(arg, ("expected a database name, URL or endpoint table, got %s"):format(type(v)))
+  end
+
+  local function normalise(opts)
+    if type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
+    local o = {}
+    for k, v in pairs(opts) do
+      local name = ALIASES[k] or k
+      if o[name] ~= nil and k ~= name then usage(k, ("is an alias of '%s'; give only one"):format(name)) end
+      o[name] = v
+    end
+    for k, want in pairs(TYPES) do
+      local v = o[k]
+      if v ~= nil then
+        if want == "integer" then
+          if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
+            usage(k, ("expected an integer, got %s"):format(type(v)))
+          end
+        elseif type(v) ~= want then
+          usage(k, ("expected a %s, got %s"):format(want, type(v)))
+        end
+      end
+    end
+    if o.doc_ids and (o.filter or o.selector) then
+      usage("doc_ids", "cannot be combined with " .. (o.filter and "'filter'" or "'selector'"))
+    end
+    if o.filter and o.selector then usage("selector", "cannot be combined with 'filter'") end
+    if o.query_params and not o.filter then usage("query_params", "only makes sense with a 'filter'") end
+    if o.doc_ids then
+      for i, id in ipairs(o.doc_ids) do
+        if type(id) ~= "string" then usage("doc_ids", ("entry %d is not a string"):format(i)) end
+      end
+      o.doc_ids = json.array(o.doc_ids)
+    end
+    return o
+  end
+
+  -- The body shared by a _replicator document and a /_replicate request.
+  local function build(srv, opts)
+    local o = normalise(opts)
+    local body = {}
+    for k, v in pairs(o) do body[k] = v end
+    body.source = endpoint(srv, o.source, "source")
+    body.target = endpoint(srv, o.target, "target")
+    if o.since_seq ~= nil then body.since_seq = o.since_seq end
+    return body
+  end
+
+  local function new_id()
+    local t = {}
+    for i = 1, 32 do t[i] = ("%x"):format(math.random(0, 15)) end
+    return table.concat(t)
+  end
+
+  ---------------------------------------------------------------------------
+  -- States
+
+  local SEVEN = { initializing = true, running = true, completed = true, pending = true,
+                  crashing = true, error = true, failed = true }
+
+  -- pouchdb-server / CouchDB 1.x write these into the document itself.
+  local FROM_DOC = { triggered = "running", completed = "completed", error = "error", failed = "failed" }
+
+  local function terminal(state, has_scheduler)
+    return state == "completed" or state == "failed" or (state == "error" and not has_scheduler)
+  end
+
+  -- The state table: the document's own fields merged with the scheduler's view.
+  local function make_state(doc, sched)
+    local st = {
+      id = doc._id, doc = redact.value(doc),
+      _replication_state = doc._replication_state,
+      _replication_state_time = doc._replication_state_time,
+      _replication_state_reason = doc._replication_state_reason,
+      _replication_stats = doc._replication_stats,
+      _replication_id = doc._replication_id,
+      continuous = doc.continuous == true,
+      source = redact.value(type(doc.source) == "table" and doc.source.url or doc.source),
+      target = redact.value(type(doc.target) == "table" and doc.target.url or doc.target),
+    }
+    if sched then
+      st.state = sched.state
+      st.info = redact.value(sched.info)
+      st.error_count = sched.error_count
+      st.start_time = sched.start_time
+      st.last_updated = sched.last_updated
+      st.node = sched.node
+      st.job_id = sched.id
+    end
+    if not st.state or not SEVEN[st.state] then
+      st.state = FROM_DOC[doc._replication_state] or "initializing"
+    end
+    if not st.info and st.state ~= "completed" and doc._replication_state_reason then
+      st.info = { error = doc._replication_state_reason }
+    end
+    return setmetatable(st, { __tostring = function(s)
+      return ("replication %s: %s%s"):format(s.id, s.state,
+        s.info and s.info.error and (" (" .. tostring(s.info.error):gsub("%s+", " ") .. ")") or "")
+    end })
+  end
+
+  ---------------------------------------------------------------------------
+  -- The Replicator object
+
+  local Replicator = {}
+  Replicator.__index = Replicator
+  Replicator.__name = "couch.replicator"
+
+  function Replicator:__tostring() return ("couch.replicator <%s/%s>"):format(self.server.url, self.db.name) end
+
+  --- srv:replicator([db_name]) -> the replicator for that database (default _replicator)
+  function S:replicator(db_name)
+    db_name = db_name or "_replicator"
+    return setmetatable({ server = self, db = self:db(db_name), db_name = db_name }, Replicator)
+  end
+
+  --- rep:create{ source =, target =, id =, continuous =, ... } -> the created document
+  -- (credentials masked in what is returned)
+  function Replicator:create(opts)
+    local doc = build(self.server, opts)
+    doc._id = doc.id or new_id()
+    doc.id = nil
+    local res = self.db:put(doc)
+    doc._rev = res.rev
+    return redact.value(doc)
+  end
+  Replicator.create_replication = Replicator.create
+
+  --- rep:create_many{ opts1, opts2, ... } -> per-document results of one _bulk_docs
+  function Replicator:create_many(list)
+    if type(list) ~= "table" then usage("list", "expected a list of replication options") end
+    local docs = {}
+    for i, opts in ipairs(list) do
+      local doc = build(self.server, opts)
+      doc._id = doc.id or new_id()
+      doc.id = nil
+      docs[i] = doc
+    end
+    return self.db:bulk_docs(docs)
+  end
+
+  local function get_doc(self, id)
+    if type(id) ~= "string" or id == "" then usage("id", "expected a replication document id") end
+    local doc, status = self.db:request("GET", "/" .. couch.doc_path(id), { allow = { [404] = true } })
+    if status == 404 then
+      couch._raise("not_found", ("no replication %q in %s"):format(id, self.db_name),
+        { status = 404, id = id, error = "not_found" })
+    end
+    return doc
+  end
+
+  --- rep:state(id) -> state table (see make_state); `not_found` error when missing
+  function Replicator:state(id)
+    local doc = get_doc(self, id)
+    return make_state(doc, scheduler.doc_or_nil(self.server, self.db_name, id))
+  end
+  Replicator.replication_state = Replicator.state
+
+  --- rep:list() -> every replication (design documents left out), each with its state
+  function Replicator:list()
+    local by_id = scheduler.docs_by_id(self.server, self.db_name)
+    local out = {}
+    for row in self.db:all_docs_iter { include_docs = true, page_size = 500 } do
+      if not row.id:match("^_design/") and row.doc then
+        out[#out + 1] = make_state(row.doc, by_id and by_id[row.id])
+      end
+    end
+    return out
+  end
+  Replicator.list_replications = Replicator.list
+
+  --- rep:stop(id) -> {ok, id, rev}: re-reads and deletes, retrying when the server
+  -- rewrote the document in between (409)
+  function Replicator:stop(id)
+    for attempt = 1, 10 do
+      local doc = get_doc(self, id)
+      local res, status = self.db:request("DELETE", "/" .. couch.doc_path(id),
+        { query = { rev = doc._rev }, allow = { [409] = true } })
+      if status ~= 409 then return res end
+      couch.sleep(0.05 * attempt)
+    end
+    couch._raise("http", ("could not delete replication %q: it kept changing (409)"):format(id),
+      { status = 409, error = "conflict" })
+  end
+  Replicator.stop_replication = Replicator.stop
+
+  ---------------------------------------------------------------------------
+  -- Following
+
+  local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
+
+  local function notify(follower)
+    follower.dirty = true
+    follower.cond:signal()
+  end
+
+  -- One watcher per server and replicator database: a changes feed for all the documents
+  -- and one scheduler poll per interval.
+  local function watcher_for(rep, interval)
+    local key = rep.server:_state()
+    watchers[key] = watchers[key] or {}
+    local w = watchers[key][rep.db_name]
+    if w then return w end
+    w = { followers = {}, count = 0, rep = rep, interval = interval }
+    watchers[key][rep.db_name] = w
+    local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
+    w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
+      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30 } do
+        local list = w.followers[change.id]
+        if list then
+          for f in pairs(list) do
+            f.doc = change.deleted and false or change.doc
+            notify(f)
+          end
+        end
+      end
+    end)
+    if scheduler.supported(rep.server) then
+      w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
+        while true do
+          couch.sleep(w.interval)
+          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name)
+          if ok and by_id then
+            for id, list in pairs(w.followers) do
+              local s = by_id[id]
+              for f in pairs(list) do
+                local mark = s and json.encode { s.state, s.info or json.null, s.error_count or 0,
+                                                 s.last_updated or json.null } or "none"
+                if mark ~= f.sched_mark then
+                  f.sched_mark, f.sched = mark, s
+                  notify(f)
+                end
+              end
+            end
+          end
+        end
+      end)
+    end
+    return w
+  end
+
+  local function leave(w, f)
+    local list = w.followers[f.id]
+    if not (list and list[f]) then return end
+    list[f] = nil
+    if next(list) == nil then w.followers[f.id] = nil end
+    w.count = w.count - 1
+    if w.count == 0 then
+      w.feed_task:cancel()
+      if w.poll_task then w.poll_task:cancel() end
+      watchers[w.rep.server:_state()][w.rep.db_name] = nil
+    end
+  end
+
+  --- for state in rep:follow(id, { interval = 1 }) do ... end
+  -- Yields the state table each time it changes, ending after a terminal state (completed,
+  -- failed), or when the document is deleted (a final state "deleted").
+  function Replicator:follow(id, opts)
+    opts = opts or {}
+    local has_sched = scheduler.supported(self.server)
+    local w = watcher_for(self, opts.interval or 1)
+    local f = { id = id, cond = couch.cond(), dirty = true }
+    w.followers[id] = w.followers[id] or {}
+    w.followers[id][f] = true
+    w.count = w.count + 1
+    local closer = setmetatable({}, { __close = function() leave(w, f) end })
+    f.doc = get_doc(self, id)
+    f.sched = has_sched and scheduler.doc_or_nil(self.server, self.db_name, id) or nil
+    local last_mark, finished = nil, false
+    local function iter()
+      if finished then return nil end
+      while true do
+        if not f.dirty then f.cond:wait() end
+        f.dirty = false
+        if f.doc == false then
+          finished = true
+          leave(w, f)
+          return setmetatable({ id = id, state = "deleted" }, { __tostring = function() return ("replication %s: deleted"):format(id) end })
+        end
+        local st = make_state(f.doc, f.sched)
+        -- the document says completed/failed before the scheduler poll sees it: trust it
+        if FROM_DOC[f.doc._replication_state] and terminal(FROM_DOC[f.doc._replication_state], false) then
+          st.state = FROM_DOC[f.doc._replication_state]
+        end
+        local mark = json.encode { st.state, st._replication_state or json.null, st.info or json.null,
+                                   st.error_count or 0, st.last_updated or json.null }
+        if mark ~= last_mark then
+          last_mark = mark
+          if terminal(st.state, has_sched) then
+            finished = true
+            leave(w, f)
+          end
+          return st
+        end
+      end
+    end
+    return iter, nil, nil, closer
+  end
+  Replicator.follow_replication = Replicator.follow
+
+  --- rep:wait(id, { timeout = s }) -> the final state
+  function Replicator:wait(id, opts)
+    opts = opts or {}
+    local function run()
+      local last
+      for st in self:follow(id, opts) do last = st end
+      return last
+    end
+    if opts.timeout then return couch.timeout(opts.timeout, run) end
+    return run()
+  end
+
+
+  ---------------------------------------------------------------------------
+  -- /_replicate and _active_tasks
+
+  --- srv:replicate{ source =, target =, continuous =, ... } -> the server's answer
+  -- (one-shot: history and stats; continuous: includes the replication id)
+  function S:replicate(opts)
+    local body = build(self, opts)
+    body.id = nil
+    local res = self:request("POST", "/_replicate", { body = body, timeout = opts.timeout or 3600 })
+    if type(res) == "table" then
+      res.id = res._local_id or res.id
+      return redact.value(res)
+    end
+    return res
+  end
+
+  --- srv:cancel_replication(id | opts) -> {ok, _local_id}
+  function S:cancel_replication(what)
+    local body
+    if type(what) == "string" then
+      body = { replication_id = what, cancel = true }
+    elseif type(what) == "table" then
+      body = build(self, what)
+      body.id = nil
+      body.cancel = true
+    else
+      usage("id", "expected a replication id or the options it was started with")
+    end
+    return redact.value(self:request("POST", "/_replicate", { body = body }))
+  end
+
+  local active_tasks = S.active_tasks
+  function S:active_tasks(opts)
+    return redact.value(active_tasks(self, opts))
+  end
+end

@@ -1,0 +1,123 @@
+-- /_scheduler (CouchDB 2.1+): docs, doc, jobs, job and iterators over every page. A server
+-- without it (pouchdb-server, CouchDB 1.x) gives an `unsupported` error naming the
+-- endpoint; the replicator falls back to the documents' own fields there.
+return function(couch)
+  local S = couch._server_methods
+  local redact = require("couch.redact")
+  local M = {}
+
+  local function usage(arg, msg)
+    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
+  end
+
+  --- Whether the server has /_scheduler (asked once per server).
+  function M.supported(srv)
+    local st = srv:_state()
+    if st.has_scheduler == nil then
+      local _, status = srv:request("GET", "/_scheduler/jobs", { query = { limit = 0 }, allow = { [400] = true, [404] = true, [405] = true } })
+      st.has_scheduler = status == 200
+    end
+    return st.has_scheduler
+  end
+
+  local function unsupported(endpoint)
+    couch._raise("unsupported", ("this server has no %s (CouchDB 2.1+ has it; pouchdb-server and CouchDB 1.x do not)"):format(endpoint),
+      { endpoint = endpoint })
+  end
+
+  local function get(srv, path, query, allow404)
+    if not M.supported(srv) then unsupported("/_scheduler") end
+    local body, status = srv:request("GET", path, { query = query, allow = allow404 and { [404] = true } or nil })
+    if status == 404 then return nil end
+    return redact.value(body)
+  end
+
+  --- The scheduler's entry for one replication document, or nil (missing, or no scheduler).
+  function M.doc_or_nil(srv, db, id)
+    if not M.supported(srv) then return nil end
+    return get(srv, "/_scheduler/docs/" .. couch.escape(db) .. "/" .. couch.escape(id), nil, true)
+  end
+
+  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler).
+  function M.docs_by_id(srv, db)
+    if not M.supported(srv) then return nil end
+    local out, skip = {}, 0
+    repeat
+      local page = get(srv, "/_scheduler/docs/" .. couch.escape(db), { limit = 1000, skip = skip })
+      for _, d in ipairs(page.docs) do out[d.doc_id] = d end
+      skip = skip + #page.docs
+    until #page.docs < 1000
+    return out
+  end
+
+  local Scheduler = {}
+  Scheduler.__index = Scheduler
+  Scheduler.__name = "couch.scheduler"
+  function Scheduler:__tostring() return ("couch.scheduler <%s>"):format(self.server.url) end
+
+  --- srv:scheduler() -> the scheduler of this server
+  function S:scheduler() return setmetatable({ server = self }, Scheduler) end
+
+  local function paging(opts)
+    opts = opts or {}
+    local q = { limit = opts.limit, skip = opts.skip }
+    if opts.states then
+      if type(opts.states) == "table" then q.states = table.concat(opts.states, ",")
+      elseif type(opts.states) == "string" then q.states = opts.states
+      else usage("states", "expected a list of states or a comma-separated string") end
+    end
+    return q
+  end
+
+  --- sch:docs{ limit =, skip =, states = {...}, db = "_replicator" } -> {total_rows, offset, docs}
+  function Scheduler:docs(opts)
+    local path = "/_scheduler/docs"
+    if opts and opts.db then path = path .. "/" .. couch.escape(opts.db) end
+    return get(self.server, path, paging(opts))
+  end
+  Scheduler.list_docs = Scheduler.docs
+
+  --- sch:doc(id [, db = "_replicator"]) -> one document's replication state
+  function Scheduler:doc(id, db)
+    if type(id) ~= "string" or id == "" then usage("id", "expected a document id") end
+    local d = get(self.server, "/_scheduler/docs/" .. couch.escape(db or "_replicator") .. "/" .. couch.escape(id), nil, true)
+    if not d then couch._raise("not_found", ("the scheduler knows no document %q"):format(id), { status = 404, error = "not_found" }) end
+    return d
+  end
+  Scheduler.get_doc = Scheduler.doc
+
+  --- sch:jobs{ limit =, skip = } -> {total_rows, offset, jobs}
+  function Scheduler:jobs(opts) return get(self.server, "/_scheduler/jobs", paging(opts)) end
+  Scheduler.list_jobs = Scheduler.jobs
+
+  --- sch:job(id) -> one job
+  function Scheduler:job(id)
+    if type(id) ~= "string" or id == "" then usage("id", "expected a job id") end
+    local j = get(self.server, "/_scheduler/jobs/" .. couch.escape(id), nil, true)
+    if not j then couch._raise("not_found", ("no scheduler job %q"):format(id), { status = 404, error = "not_found" }) end
+    return j
+  end
+
+  local function walker(fetch, field, opts)
+    opts = opts or {}
+    local page_size = opts.page_size or 100
+    local skip, rows, i, done = opts.skip or 0, {}, 0, false
+    return function()
+      i = i + 1
+      if rows[i] then return rows[i] end
+      if done then return nil end
+      local page = fetch { limit = page_size, skip = skip, states = opts.states, db = opts.db }
+      rows, i = page[field], 1
+      skip = skip + #rows
+      if #rows < page_size then done = true end
+      return rows[1]
+    end
+  end
+
+  --- for d in sch:docs_iter{ states = {"crashing"} } do ... end (every page)
+  function Scheduler:docs_iter(opts) return walker(function(o) return self:docs(o) end, "docs", opts) end
+  --- for j in sch:jobs_iter() do ... end
+  function Scheduler:jobs_iter(opts) return walker(function(o) return self:jobs(o) end, "jobs", opts) end
+
+  return M
+end
