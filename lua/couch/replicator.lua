@@ -269,7 +269,7 @@ return function(couch)
         local list = w.followers[change.id]
         if list then
           for f in pairs(list) do
-            f.doc = change.deleted and false or change.doc
+            if change.deleted then f.doc = false else f.doc = change.doc end
             notify(f)
           end
         end
