@@ -7,6 +7,12 @@
  *     couchlua_close(h);
  *
  * Or add `couch` to a lua_State of your own with couchlua_openlibs(L).
+ *
+ * Build against it with `pkg-config --cflags --libs couchlua`. examples/embed.c is a
+ * complete program that registers a C function of its own and calls it from Lua.
+ *
+ * Threads: a host (like a lua_State) belongs to one thread at a time. Distinct hosts are
+ * independent and may run in different threads.
  */
 #ifndef COUCHLUA_H
 #define COUCHLUA_H
@@ -17,35 +23,84 @@
 extern "C" {
 #endif
 
+/* The version of this header; couchlua_version() gives the library's. */
 #define COUCHLUA_VERSION_MAJOR 0
 #define COUCHLUA_VERSION_MINOR 1
 #define COUCHLUA_VERSION_PATCH 0
 #define COUCHLUA_VERSION "0.1.0"
+/* One number for compile-time comparisons: 0.1.0 -> 100, 1.2.3 -> 10203. */
+#define COUCHLUA_VERSION_NUM \
+  (COUCHLUA_VERSION_MAJOR * 10000 + COUCHLUA_VERSION_MINOR * 100 + COUCHLUA_VERSION_PATCH)
+
+/* The version string of the library actually linked (may differ from the header's when
+ * linking the shared library). */
+const char *couchlua_version(void);
 
 typedef struct couchlua_host couchlua_host;
 
+/* ---- creating and destroying a host ---- */
+
 /* A new host: a lua_State with Lua's standard libraries, `couch` preloaded (require "couch"
- * works) and the Lua parts of the module embedded. NULL when out of memory. */
+ * works, as do require "couch.json", "couch.pretty", ...: the Lua parts are embedded, so
+ * no LUA_PATH is needed). The global `couch` is not set: scripts require it.
+ * Returns NULL when out of memory. Same as couchlua_new_ex(0). */
 couchlua_host *couchlua_new(void);
 
-/* Run a chunk of Lua source / a file (NULL = stdin). 0 on success; otherwise non-zero and
- * couchlua_last_error() says why (an error object is shown through its __tostring). */
-int couchlua_dostring(couchlua_host *h, const char *chunk, const char *chunkname);
-int couchlua_dofile(couchlua_host *h, const char *path);
+/* Flags for couchlua_new_ex. */
+#define COUCHLUA_NOENV 0x1u /* package.path / cpath ignore LUA_PATH, LUA_CPATH (lua -E) */
 
-/* The message of the last failed couchlua_do* call, or NULL. Owned by the host. */
-const char *couchlua_last_error(const couchlua_host *h);
+/* couchlua_new with flags (an OR of COUCHLUA_* above, or 0). */
+couchlua_host *couchlua_new_ex(unsigned flags);
 
-/* The host's lua_State, for registering your own functions. Owned by the host. */
-lua_State *couchlua_state(couchlua_host *h);
-
-/* Close the state (finishing nothing: pending tasks are cancelled) and free the host. */
+/* Close the state and free the host. Pending tasks are not run: they are dropped with the
+ * state (call couchlua_run_pending first to let them finish). h may be NULL. */
 void couchlua_close(couchlua_host *h);
 
-/* Make `require "couch"` (and couch.json, couch.pretty, ...) work in a state of yours. */
+/* ---- running code ---- */
+
+/* Run a chunk of Lua source. chunkname is Lua's (`=name` shows as `name` in messages,
+ * `@file` as a file name); NULL means "=(string)". Returns 0 on success; otherwise non-zero
+ * (a Lua status: LUA_ERRSYNTAX, LUA_ERRRUN, LUA_ERRMEM, ...) and couchlua_last_error()
+ * says why. The chunk's results are discarded. */
+int couchlua_dostring(couchlua_host *h, const char *chunk, const char *chunkname);
+
+/* Run a file; NULL runs stdin. A first line starting with '#' is skipped (#! scripts).
+ * Returns as couchlua_dostring; a missing file fails with "cannot open <path>: ...". */
+int couchlua_dofile(couchlua_host *h, const char *path);
+
+/* Let the `couch` tasks a script left behind finish: if the script has required "couch" and
+ * the module has an `_at_exit` function, call it (it runs the event loop until no task is
+ * left). The couchlua command does this after the main script. Returns 0 when there was
+ * nothing to do or it ended well; otherwise non-zero with couchlua_last_error() set. */
+int couchlua_run_pending(couchlua_host *h);
+
+/* The message of the last failed call above, or NULL after a success. It is one line
+ * saying what went wrong (an error object is shown through its __tostring, e.g.
+ * "couch: usage: bad argument 'id': ..."), followed for run-time errors by "\n" and Lua's
+ * "stack traceback:". Owned by the host; valid until the next call on it. */
+const char *couchlua_last_error(const couchlua_host *h);
+
+/* ---- the state ---- */
+
+/* The host's lua_State, for registering your own functions or calling Lua directly.
+ * Owned by the host: never lua_close it. */
+lua_State *couchlua_state(couchlua_host *h);
+
+/* A message handler for lua_pcall in any state (host or not): turns the error value into
+ * the string couchlua_last_error() would show (message line + traceback), calling
+ * __tostring for error objects. Usage:
+ *     lua_pushcfunction(L, couchlua_msghandler); lua_insert(L, base);
+ *     status = lua_pcall(L, nargs, nresults, base); lua_remove(L, base); */
+int couchlua_msghandler(lua_State *L);
+
+/* ---- using couch in a state of your own ---- */
+
+/* Make `require "couch"` (and couch.json, couch.pretty, ...) work in a state of yours:
+ * registers the module's loaders in package.preload; opens nothing else. The state needs
+ * Lua's `package` library (luaL_openlibs). */
 void couchlua_openlibs(lua_State *L);
 
-/* The module's entry point, as `require` calls it. */
+/* The module's entry point, as `require` calls it (couch.so exports it for stock lua5.4). */
 int luaopen_couch(lua_State *L);
 
 #ifdef __cplusplus

@@ -1,40 +1,135 @@
-/* TEMPORARY minimal host (the CLI helper owns and completes this file). */
+/* The embedding API behind couchlua.h: a host is a lua_State plus the last error message.
+ * Every call into Lua is protected, so a host never panics on a script's error; the
+ * message handler turns any error value into "message\nstack traceback: ..." while the
+ * stack that raised it is still there. */
 #include "couchlua.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct couchlua_host { lua_State *L; char *err; };
+struct couchlua_host {
+  lua_State *L;
+  char *err;        /* malloc'd copy of the last error, or NULL */
+  int err_nomem;    /* the last error could not even be copied */
+};
 
-couchlua_host *couchlua_new(void) {
+static const char nomem_message[] = "not enough memory";
+
+const char *couchlua_version(void) { return COUCHLUA_VERSION; }
+
+int couchlua_msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) { /* not a string: an error object with __tostring, or something odd */
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Runs protected, so a memory error while opening the libraries is reported, not fatal. */
+static int open_libraries(lua_State *L) {
+  unsigned flags = (unsigned)lua_tointeger(L, 1);
+  if (flags & COUCHLUA_NOENV) { /* read by luaopen_package, as lua.c's -E does */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);
+  couchlua_openlibs(L);
+  return 0;
+}
+
+couchlua_host *couchlua_new_ex(unsigned flags) {
   couchlua_host *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->L = luaL_newstate();
-  luaL_openlibs(h->L);
-  couchlua_openlibs(h->L);
+  if (!h->L) {
+    free(h);
+    return NULL;
+  }
+  lua_pushcfunction(h->L, open_libraries);
+  lua_pushinteger(h->L, (lua_Integer)flags);
+  if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {
+    lua_close(h->L);
+    free(h);
+    return NULL;
+  }
   return h;
 }
-static int finish(couchlua_host *h, int rc) {
-  free(h->err); h->err = NULL;
-  if (rc != LUA_OK) {
-    const char *m = luaL_tolstring(h->L, -1, NULL);
-    h->err = strdup(m ? m : "?");
-    lua_pop(h->L, 2);
-    return 1;
-  }
+
+couchlua_host *couchlua_new(void) { return couchlua_new_ex(0); }
+
+void couchlua_close(couchlua_host *h) {
+  if (!h) return;
+  lua_close(h->L);
+  free(h->err);
+  free(h);
+}
+
+lua_State *couchlua_state(couchlua_host *h) { return h->L; }
+
+const char *couchlua_last_error(const couchlua_host *h) {
+  if (h->err_nomem) return nomem_message;
+  return h->err;
+}
+
+static void clear_error(couchlua_host *h) {
+  free(h->err);
+  h->err = NULL;
+  h->err_nomem = 0;
+}
+
+/* Record the outcome of a load or call whose error value (if any) is on top; pop it. The
+ * value is a string here: load errors are, and calls go through couchlua_msghandler. */
+static int finish(couchlua_host *h, int status) {
+  clear_error(h);
+  if (status == LUA_OK) return 0;
+  const char *msg = lua_tostring(h->L, -1);
+  if (!msg) msg = "(error object is not a string)";
+  h->err = strdup(msg);
+  if (!h->err) h->err_nomem = 1;
+  lua_pop(h->L, 1);
+  return status;
+}
+
+/* Call the function below nargs arguments on top of the stack with the message handler;
+ * leaves nothing on success, the message on failure. */
+static int protected_call(lua_State *L, int nargs) {
+  int base = lua_gettop(L) - nargs; /* the function's index */
+  lua_pushcfunction(L, couchlua_msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  return status;
+}
+
+int couchlua_dostring(couchlua_host *h, const char *chunk, const char *chunkname) {
+  int status = luaL_loadbuffer(h->L, chunk, strlen(chunk), chunkname ? chunkname : "=(string)");
+  if (status == LUA_OK) status = protected_call(h->L, 0);
+  return finish(h, status);
+}
+
+int couchlua_dofile(couchlua_host *h, const char *path) {
+  int status = luaL_loadfile(h->L, path);
+  if (status == LUA_OK) status = protected_call(h->L, 0);
+  return finish(h, status);
+}
+
+/* package.loaded.couch._at_exit(), if both exist. Looked up inside the protected call
+ * because the module table may have metamethods. */
+static int call_at_exit(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "couch") != LUA_TTABLE) return 0; /* never required: no tasks */
+  if (lua_getfield(L, -1, "_at_exit") != LUA_TFUNCTION) return 0;
+  lua_call(L, 0, 0);
   return 0;
 }
-int couchlua_dofile(couchlua_host *h, const char *path) {
-  int rc = luaL_loadfile(h->L, path);
-  if (rc == LUA_OK) rc = lua_pcall(h->L, 0, 0, 0);
-  return finish(h, rc);
+
+int couchlua_run_pending(couchlua_host *h) {
+  lua_pushcfunction(h->L, call_at_exit);
+  return finish(h, protected_call(h->L, 0));
 }
-int couchlua_dostring(couchlua_host *h, const char *chunk, const char *name) {
-  int rc = luaL_loadbuffer(h->L, chunk, strlen(chunk), name);
-  if (rc == LUA_OK) rc = lua_pcall(h->L, 0, 0, 0);
-  return finish(h, rc);
-}
-const char *couchlua_last_error(const couchlua_host *h) { return h->err; }
-lua_State *couchlua_state(couchlua_host *h) { return h->L; }
-void couchlua_close(couchlua_host *h) { if (!h) return; lua_close(h->L); free(h->err); free(h); }

@@ -1,0 +1,145 @@
+/* Reading the REPL's lines. On a terminal: libedit (BSD-licensed) with history kept in
+ * ~/.couchlua_history. Otherwise plain stdio, so the REPL can be driven through a pipe;
+ * prompts are still printed then, as lua.c does. Either way a Ctrl-C during the read makes
+ * it return CLI_READ_INTERRUPTED: libedit reads through our getc, which waits on the
+ * terminal and on signals.c's wake-up pipe together, so no Ctrl-C is lost between the
+ * prompt and the read; on stdio the read fails with EINTR (no SA_RESTART). */
+#include "cli/cli.h"
+
+#include <editline/readline.h>
+#include <errno.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <poll.h>
+#include <wchar.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HISTORY_FILE ".couchlua_history"
+#define HISTORY_MAX 1000
+
+static int use_editor;      /* stdin is a terminal */
+static char *history_path;  /* NULL: no $HOME, history kept in memory only */
+static char *saved_ctype;   /* LC_CTYPE before the REPL, restored after */
+
+/* One byte from fd, or -1 at end of input or when Ctrl-C arrived. */
+static int read_byte(int fd) {
+  struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+                        {.fd = cli_signals_read_fd(), .events = POLLIN}};
+  for (;;) {
+    if (cli_signals_read_interrupted()) return -1;
+    int n = poll(p, p[1].fd >= 0 ? 2 : 1, -1);
+    if (n < 0 && errno != EINTR) return -1;
+    if (n <= 0) continue; /* EINTR: the flag says whether it was Ctrl-C */
+    if (p[1].revents) return -1;
+    unsigned char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r == 1) return c;
+    if (r == 0 || errno != EINTR) return -1;
+  }
+}
+
+/* libedit's rl_getc_function: one character as a code point (libedit stores what this
+ * returns as a wchar_t), decoded from the terminal's multibyte encoding. */
+static int getc_char(FILE *in) {
+  mbstate_t st;
+  memset(&st, 0, sizeof st);
+  for (;;) {
+    int b = read_byte(fileno(in));
+    if (b < 0) return EOF;
+    char byte = (char)b;
+    wchar_t wc;
+    size_t r = mbrtowc(&wc, &byte, 1, &st);
+    if (r == (size_t)-2) continue; /* more bytes to come */
+    if (r == (size_t)-1) return b; /* not valid here: pass the byte on */
+    return (int)wc;
+  }
+}
+
+/* libedit needs LC_CTYPE to handle non-ASCII input; Lua itself never reads the locale for
+ * parsing, and its string functions treat bytes >= 0x80 the same in UTF-8 locales. */
+static void set_ctype(void) {
+  const char *old = setlocale(LC_CTYPE, NULL);
+  saved_ctype = old ? strdup(old) : NULL;
+  if (!setlocale(LC_CTYPE, "") || strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+    setlocale(LC_CTYPE, "C.UTF-8"); /* no locale set: assume the usual UTF-8 terminal */
+}
+
+int cli_input_is_tty(void) { return use_editor; }
+
+void cli_input_open(void) {
+  use_editor = isatty(STDIN_FILENO);
+  if (!use_editor) return;
+  rl_readline_name = "couchlua"; /* for $if couchlua in ~/.editrc */
+  rl_catch_signals = 0;          /* SIGINT is ours (signals.c), not libedit's */
+  rl_getc_function = getc_char;  /* must be set before rl_initialize */
+  set_ctype();
+  rl_initialize();
+  stifle_history(HISTORY_MAX);
+  const char *home = getenv("HOME");
+  if (home && *home) {
+    size_t n = strlen(home) + sizeof "/" HISTORY_FILE;
+    history_path = malloc(n);
+    if (history_path) {
+      snprintf(history_path, n, "%s/%s", home, HISTORY_FILE);
+      read_history(history_path); /* a first run has none: fine */
+    }
+  }
+}
+
+static int read_plain(const char *prompt, char **line) {
+  fputs(prompt, stdout);
+  fflush(stdout);
+  char *buf = NULL;
+  size_t cap = 0;
+  errno = 0;
+  ssize_t len = getline(&buf, &cap, stdin);
+  if (len < 0) {
+    free(buf);
+    int eintr = errno == EINTR && cli_signals_read_interrupted();
+    clearerr(stdin);
+    return eintr ? CLI_READ_INTERRUPTED : CLI_READ_EOF;
+  }
+  if (len > 0 && buf[len - 1] == '\n') buf[--len] = '\0';
+  *line = buf;
+  return CLI_READ_LINE;
+}
+
+static int read_edited(const char *prompt, char **line) {
+  char *l = readline(prompt);
+  /* After Ctrl-C libedit hands back what was typed so far: it is dropped. */
+  if (cli_signals_read_interrupted()) {
+    free(l);
+    return CLI_READ_INTERRUPTED;
+  }
+  if (l == NULL) return CLI_READ_EOF;
+  *line = l;
+  return CLI_READ_LINE;
+}
+
+int cli_input_read(const char *prompt, char **line) {
+  *line = NULL;
+  cli_signals_read_reset();
+  return use_editor ? read_edited(prompt, line) : read_plain(prompt, line);
+}
+
+void cli_input_remember(const char *line) {
+  if (!use_editor || line[0] == '\0') return;
+  add_history(line);
+  /* Saved at once, so os.exit() or a second Ctrl-C loses nothing. An unwritable file is
+   * not worth a message per line: the history just is not kept. */
+  if (history_path) write_history(history_path);
+}
+
+void cli_input_close(void) {
+  if (!use_editor) return;
+  if (history_path) write_history(history_path);
+  clear_history();
+  free(history_path);
+  history_path = NULL;
+  if (saved_ctype) setlocale(LC_CTYPE, saved_ctype);
+  free(saved_ctype);
+  saved_ctype = NULL;
+}

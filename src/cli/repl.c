@@ -1,0 +1,188 @@
+/* The read-eval-print loop, shaped like lua.c's: a line is first tried as `return <line>`
+ * (so a bare expression prints its value), then as a statement; a chunk whose syntax error
+ * ends at <eof> is incomplete and continues on the next line with the `>> ` prompt.
+ * Results are printed by couch.pretty (nested tables indented, error objects and couch
+ * objects through __tostring), tab-separated. Errors are printed and the loop goes on. */
+#include "cli/cli.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROMPT "couch> "
+#define PROMPT2 ">> "
+#define EOFMARK "<eof>"
+#define PRINTER_KEY "couchlua.repl.printer" /* registry: the function printing results */
+
+/* loadline's answers besides a Lua status. */
+enum { LOAD_EOF = -1, LOAD_NOTHING = -2 };
+
+void cli_print_version(void) {
+  printf("couchlua %s -- %s\n", couchlua_version(), LUA_COPYRIGHT);
+  fflush(stdout);
+}
+
+/* _PROMPT / _PROMPT2 override the prompts, as in lua.c. Leaves the prompt on the stack. */
+static const char *get_prompt(lua_State *L, int firstline) {
+  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushstring(L, firstline ? PROMPT : PROMPT2);
+  } else {
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+  }
+  return lua_tostring(L, -1);
+}
+
+/* A syntax error at the end of the input means the chunk is not finished yet. */
+static int incomplete(lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    size_t marklen = sizeof EOFMARK - 1;
+    if (lmsg >= marklen && strcmp(msg + lmsg - marklen, EOFMARK) == 0) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Read a line and push it; `=expr` becomes `return expr`. Returns a CLI_READ_* value and
+ * pushes only on CLI_READ_LINE. */
+static int pushline(lua_State *L, int firstline) {
+  char *line;
+  get_prompt(L, firstline);
+  int r = cli_input_read(lua_tostring(L, -1), &line);
+  lua_pop(L, 1);
+  if (r != CLI_READ_LINE) return r;
+  if (firstline && line[0] == '=')
+    lua_pushfstring(L, "return %s", line + 1);
+  else
+    lua_pushstring(L, line);
+  free(line);
+  return CLI_READ_LINE;
+}
+
+/* Try the line on top as `return <line>;`. On success the function replaces nothing: it
+ * is pushed above the line. */
+static int addreturn(lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK) {
+    lua_remove(L, -2); /* the modified line */
+    cli_input_remember(line);
+  } else {
+    lua_pop(L, 2); /* the error and the modified line */
+  }
+  return status;
+}
+
+/* Compile the line at index 1 as a statement, reading continuation lines while the chunk
+ * is incomplete. Returns a Lua status, or LOAD_NOTHING when Ctrl-C abandoned the chunk. */
+static int multiline(lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *chunk = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, chunk, len, "=stdin");
+    if (!incomplete(L, status)) {
+      cli_input_remember(chunk);
+      return status;
+    }
+    int r = pushline(L, 0);
+    if (r == CLI_READ_INTERRUPTED) return LOAD_NOTHING;
+    if (r == CLI_READ_EOF) { /* report the chunk as it stands: "... near <eof>" */
+      cli_input_remember(chunk);
+      return luaL_loadbuffer(L, chunk, len, "=stdin");
+    }
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3); /* chunk .. "\n" .. line, at index 1 */
+  }
+}
+
+/* Leave a compiled chunk (or an error message) alone on the stack. */
+static int loadline(lua_State *L) {
+  lua_settop(L, 0);
+  int r = pushline(L, 1);
+  if (r == CLI_READ_EOF) return LOAD_EOF;
+  if (r == CLI_READ_INTERRUPTED) return LOAD_NOTHING;
+  int status = addreturn(L);
+  if (status != LUA_OK) status = multiline(L);
+  if (status == LOAD_NOTHING) {
+    lua_settop(L, 0);
+    return status;
+  }
+  lua_remove(L, 1); /* the line */
+  return status;
+}
+
+/* Print the values on the stack with the printer (couch.pretty.print, or plain print). */
+static void print_results(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n == 0) return;
+  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+  if (lua_getfield(L, LUA_REGISTRYINDEX, PRINTER_KEY) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    lua_getglobal(L, "print");
+  }
+  lua_insert(L, 1);
+  int status = cli_docall(L, n, 0);
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    cli_message(cli_progname,
+                lua_pushfstring(L, "error printing the result (%s)", msg ? msg : "?"));
+    lua_pop(L, 2);
+  }
+}
+
+/* global couch = require "couch" (unless the user set it, e.g. with -l), and the printer. */
+static void repl_setup(lua_State *L) {
+  if (lua_getglobal(L, "couch") == LUA_TNIL) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "couch");
+    if (cli_report(L, cli_docall(L, 1, 1)) == LUA_OK) lua_setglobal(L, "couch");
+  }
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "couch.pretty");
+  if (cli_report(L, cli_docall(L, 1, 1)) == LUA_OK) {
+    lua_getfield(L, -1, "print");
+    lua_setfield(L, LUA_REGISTRYINDEX, PRINTER_KEY);
+    lua_pop(L, 1);
+  }
+}
+
+void cli_repl(lua_State *L, int banner) {
+  const char *oldprogname = cli_progname;
+  cli_progname = NULL; /* no "couchlua: " in front of errors typed at the prompt */
+  cli_input_open();
+  cli_signals_repl_begin();
+  if (banner && cli_input_is_tty()) { /* below the version line main.c printed */
+    printf("global couch = require \"couch\"; results are pretty-printed. "
+           "Ctrl-C interrupts, Ctrl-D exits.\n");
+  }
+  repl_setup(L);
+  int status;
+  while ((status = loadline(L)) != LOAD_EOF) {
+    if (status == LOAD_NOTHING) { /* Ctrl-C while typing: a fresh prompt */
+      fputs("\n", stdout);
+      fflush(stdout);
+      continue;
+    }
+    if (status == LUA_OK) status = cli_docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK)
+      print_results(L);
+    else
+      cli_report(L, status);
+    fflush(stdout);
+  }
+  lua_settop(L, 0);
+  fputs("\n", stdout);
+  fflush(stdout);
+  cli_signals_repl_end();
+  cli_input_close();
+  cli_progname = oldprogname;
+}
