@@ -64,11 +64,12 @@ return function(couch)
   local function normalise(opts)
     if type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
     local o = {}
-    for k, v in pairs(opts) do
-      local name = ALIASES[k] or k
-      if o[name] ~= nil and k ~= name then usage(k, ("is an alias of '%s'; give only one"):format(name)) end
-      o[name] = v
+    for alias, name in pairs(ALIASES) do
+      if opts[alias] ~= nil and opts[name] ~= nil then
+        usage(alias, ("is an alias of '%s'; give only one"):format(name))
+      end
     end
+    for k, v in pairs(opts) do o[ALIASES[k] or k] = v end
     for k, want in pairs(TYPES) do
       local v = o[k]
       if v ~= nil then
