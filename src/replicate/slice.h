@@ -1,0 +1,8 @@
+#ifndef COUCH_SLICE_H
+#define COUCH_SLICE_H
+#include <lua.h>
+/* Add couch._slice_docs to the table on top of the stack. */
+void couch_slice_open(lua_State *L);
+/* Add couch._md5_hex. */
+void couch_repid_open(lua_State *L);
+#endif
