@@ -6,6 +6,8 @@ return function(couch)
   require("couch.database")(couch)
   require("couch.tasks")(couch)
   require("couch.replicator")(couch)
+  require("couch.replicate")(couch)
+  require("couch.compare")(couch)
 
   -- Called by the couchlua command (and couchlua_run_pending) when the main chunk ends:
   -- tasks spawned but never waited for still run to completion, as a user expects.

@@ -1,0 +1,508 @@
+-- The native replication engine: the CouchDB replication protocol run by couchlua itself.
+--   changes (style=all_docs) -> revs_diff -> _bulk_get (revs, latest, attachments)
+--   -> _bulk_docs new_edits=false -> _local checkpoint on both sides
+-- A reader task fills a bounded queue of batches; `concurrency` workers move them; the
+-- checkpoint only ever moves to the end of the longest run of finished batches, so a crash
+-- or kill at any point resumes without losing or rewriting anything. Without hooks, each
+-- document travels as the exact bytes the source sent (couch._slice_docs, in C).
+return function(couch)
+  local json = couch.json
+  local redact = require("couch.redact")
+
+  local function usage(arg, msg)
+    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
+  end
+
+  local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+
+  -- A database object, or a URL whose last path segment is the database.
+  local function as_db(x, arg, conn_opts)
+    if getmetatable(x) == couch._Database then return x end
+    if type(x) == "string" and x:match("^https?://") then
+      local base, name = x:match("^(https?://.-)/([^/]+)/?$")
+      if not name then usage(arg, "a URL must end with the database name") end
+      return couch.connect(base, conn_opts):db(unescape(name))
+    end
+    usage(arg, "expected a database object (srv:db(name)) or a database URL")
+  end
+
+  -- The identity of an endpoint: no scheme, no credentials, so a password change or a
+  -- switch to https does not start over from zero.
+  local function identity(db)
+    return redact.url(db.server.url):gsub("^%a[%w+.-]*://", "") .. "/" .. db.name
+  end
+
+  local OPTIONS = {
+    source = true, target = true, source_options = true, target_options = true,
+    doc_ids = "table", selector = "table", filter = true, query_params = "table", since = true,
+    continuous = "boolean", create_target = "boolean", batch_size = "number", concurrency = "number",
+    checkpoint_interval = "number", use_checkpoints = "boolean", attachments = "boolean",
+    transform = "function", on_error = "function", progress = true, quiet = "boolean",
+    new_revisions = "boolean", replication_id = "string", poll = "number", name = "string",
+  }
+
+  local function check(opts)
+    if type(opts) ~= "table" then usage("opts", "expected a table of options") end
+    for k, v in pairs(opts) do
+      local want = OPTIONS[k]
+      if not want then usage(k, "unknown option of couch.replicate") end
+      if want ~= true and type(v) ~= want then usage(k, ("expected a %s, got %s"):format(want, type(v))) end
+    end
+    if opts.source == nil then usage("source", "is required") end
+    if opts.target == nil then usage("target", "is required") end
+    if opts.doc_ids and (opts.selector or opts.filter) then
+      usage("doc_ids", "cannot be combined with " .. (opts.selector and "'selector'" or "'filter'"))
+    end
+    if opts.selector and type(opts.filter) == "string" then usage("selector", "cannot be combined with a server-side 'filter'") end
+    if opts.filter ~= nil and type(opts.filter) ~= "string" and type(opts.filter) ~= "function" then
+      usage("filter", "expected a server-side filter name (string) or a function(doc) -> boolean")
+    end
+    if opts.progress ~= nil and type(opts.progress) ~= "function" and type(opts.progress) ~= "boolean" then
+      usage("progress", "expected a function(stats) or a boolean")
+    end
+    for _, k in ipairs { "batch_size", "concurrency" } do
+      if opts[k] and (opts[k] < 1 or opts[k] ~= math.floor(opts[k])) then usage(k, "expected a whole number >= 1") end
+    end
+  end
+
+  local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+  ---------------------------------------------------------------------------
+  local Job = {}
+  Job.__index = Job
+  Job.__name = "couch.replication_job"
+
+  local running = setmetatable({}, { __mode = "k" })
+
+  function Job:__tostring()
+    local s = self.info
+    return ("couch.replication_job %s -> %s (%s, %d written)"):format(s.source, s.target, self.state, s.docs_written)
+  end
+
+  local function new_stats(job)
+    return {
+      source = redact.url(job.source.server.url) .. "/" .. job.source.name,
+      target = redact.url(job.target.server.url) .. "/" .. job.target.name,
+      docs_read = 0, docs_written = 0, doc_write_failures = 0, missing_revisions_found = 0,
+      revisions_checked = 0, changes_pending = json.null, checkpointed_source_seq = 0, through_seq = 0,
+      start_time = iso_now(), replication_id = job.rep_id, continuous = job.continuous,
+    }
+  end
+
+  --- Checkpoints ------------------------------------------------------------
+
+  local function get_local(db, id)
+    local body, status = db:request("GET", "/_local/" .. couch.escape(id), { allow = { [404] = true } })
+    if status == 404 then return nil end
+    return body
+  end
+
+  -- Where to start: the newest session both checkpoints share (CouchDB's rule).
+  local function find_start(job)
+    if not job.use_checkpoints then return job.since end
+    local s, t = get_local(job.source, job.rep_id), get_local(job.target, job.rep_id)
+    job.ckpt_rev = { source = s and s._rev, target = t and t._rev }
+    job.history = s and s.history or {}
+    if not (s and t) then return job.since end
+    if s.session_id == t.session_id and s.source_last_seq ~= nil then return s.source_last_seq end
+    local in_target = {}
+    for _, h in ipairs(t.history or {}) do in_target[h.session_id] = h end
+    for _, h in ipairs(s.history or {}) do
+      if in_target[h.session_id] then return h.recorded_seq end
+    end
+    return job.since
+  end
+
+  local function put_local(job, db, side, doc)
+    doc._id = "_local/" .. job.rep_id
+    doc._rev = job.ckpt_rev[side]
+    local res, status = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc, allow = { [409] = true, [404] = true } })
+    if status == 409 or status == 404 then
+      -- our checkpoint vanished or moved: on the target that means it was deleted and
+      -- re-created under us; never write a checkpoint that would claim its old content
+      local now = get_local(db, job.rep_id)
+      if side == "target" and job.ckpt_rev.target and not now then
+        couch._raise("replication", ("the target %s was deleted or re-created during the replication; start again"):format(job.info.target),
+          { reason = "target_recreated" })
+      end
+      doc._rev = now and now._rev or nil
+      res = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc })
+    end
+    job.ckpt_rev[side] = res.rev
+  end
+
+  local function checkpoint(job)
+    if not job.use_checkpoints or job.through_seq == nil or job.through_seq == job.checkpointed_seq then return end
+    if job.checkpointing then return end -- one at a time; the next batch tries again
+    job.checkpointing = true
+    local ok, err = pcall(function()
+    local s = job.info
+    local entry = {
+      session_id = job.session_id, start_time = s.start_time, end_time = iso_now(),
+      start_last_seq = job.start_seq or 0, end_last_seq = job.through_seq, recorded_seq = job.through_seq,
+      missing_checked = s.revisions_checked, missing_found = s.missing_revisions_found,
+      docs_read = s.docs_read, docs_written = s.docs_written, doc_write_failures = s.doc_write_failures,
+    }
+    local history = { entry }
+    for _, h in ipairs(job.history) do
+      if h.session_id ~= job.session_id and #history < 50 then history[#history + 1] = h end
+    end
+    local doc = { session_id = job.session_id, source_last_seq = job.through_seq,
+                  replication_id_version = 4, history = json.array(history), couchlua = true }
+    -- target first: a checkpoint on the source alone would not be a shared session
+    put_local(job, job.target, "target", doc)
+    put_local(job, job.source, "source", doc)
+    job.checkpointed_seq = entry.recorded_seq
+    s.checkpointed_source_seq = entry.recorded_seq
+    job.last_checkpoint = couch.now()
+    end)
+    job.checkpointing = false
+    if not ok then error(err, 0) end
+  end
+
+  --- Progress ---------------------------------------------------------------
+
+  local tty = os.getenv("TERM") and os.execute("test -t 2")
+
+  local function report(job, final)
+    local s = job.info
+    if type(job.progress) == "function" then job.progress(s) end
+    if job.quiet or job.progress == false then return end
+    local now = couch.now()
+    if not final and now - (job.last_report or 0) < (tty and 0.2 or 5) then return end
+    job.last_report = now
+    local elapsed = math.max(now - job.started, 1e-6)
+    local rate = s.docs_written / elapsed
+    local pending = tonumber(s.changes_pending)
+    local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
+    local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
+      job.source.name, job.target.name, s.docs_written, s.doc_write_failures, math.floor(rate), final and " done" or eta)
+    if tty then
+      io.stderr:write("\r\27[K" .. line .. (final and "\n" or ""))
+    else
+      io.stderr:write(line .. "\n")
+    end
+    io.stderr:flush()
+  end
+
+  --- Reading the source -----------------------------------------------------
+
+  local function changes_args(job, since, feed)
+    local q = { style = "all_docs", since = since, limit = job.batch_size, feed = feed }
+    local body
+    if job.doc_ids then
+      q.filter = "_doc_ids"
+      body = { doc_ids = json.array(job.doc_ids) }
+    elseif job.selector then
+      q.filter = "_selector"
+      body = { selector = job.selector }
+    elseif type(job.filter) == "string" then
+      q.filter = job.filter
+      for k, v in pairs(job.query_params or {}) do q[k] = v end
+    end
+    if type(q.since) == "table" then q.since = json.encode(q.since) end
+    return q, body
+  end
+
+  local function read_changes(job, since, feed)
+    local q, body = changes_args(job, since, feed)
+    local o = { query = q, idempotent = true }
+    if feed == "longpoll" then
+      q.timeout = math.floor(job.poll * 1000)
+      o.timeout = job.poll + 5
+      o.unlimited = true
+    end
+    if body then
+      o.body = body
+      return job.source:request("POST", "/_changes", o)
+    end
+    return job.source:request("GET", "/_changes", o)
+  end
+
+  --- Moving one batch -------------------------------------------------------
+
+  local function fetch_docs(job, missing)
+    local reqs = {}
+    for id, revs in pairs(missing) do
+      for _, rev in ipairs(revs) do reqs[#reqs + 1] = { id = id, rev = rev } end
+    end
+    if #reqs == 0 then return {} end
+    if not job.no_bulk_get then
+      local body, status = job.source:request("POST", "/_bulk_get",
+        { query = { revs = true, latest = true, attachments = job.attachments }, body = { docs = json.array(reqs) },
+          raw = true, idempotent = true, allow = { [400] = true, [404] = true, [405] = true, [501] = true } })
+      if status < 300 then return couch._slice_docs(body) end
+      job.no_bulk_get = true -- an old server: one GET per document from now on
+    end
+    local out = {}
+    for id, revs in pairs(missing) do
+      local body = job.source:request("GET", "/" .. couch.doc_path(id),
+        { query = { open_revs = json.encode(json.array(revs)), revs = true, latest = true, attachments = job.attachments },
+          raw = true })
+      for _, d in ipairs(couch._slice_docs(body)) do out[#out + 1] = d end
+    end
+    return out
+  end
+
+  -- Run the user's hooks; returns the JSON texts to write.
+  local function apply_hooks(job, docs)
+    local out = {}
+    for _, d in ipairs(docs) do
+      if d.json then
+        if not job.hooks then
+          out[#out + 1] = d
+        else
+          local doc = json.decode(d.json)
+          local keep = true
+          if type(job.filter) == "function" then keep = job.filter(doc) end
+          if keep then
+            local res = doc
+            if job.transform then res = job.transform(doc) end
+            if res ~= nil then
+              local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
+              for _, r in ipairs(list) do
+                if job.new_revisions then r._revisions = nil end
+                out[#out + 1] = { id = r._id, rev = r._rev, json = json.encode(r), doc = r }
+              end
+            else
+              job.info.docs_skipped = (job.info.docs_skipped or 0) + 1
+            end
+          else
+            job.info.docs_skipped = (job.info.docs_skipped or 0) + 1
+          end
+        end
+      end
+    end
+    return out
+  end
+
+  local function failed(job, d, err)
+    job.info.doc_write_failures = job.info.doc_write_failures + 1
+    local e = couch.error("replication", ("%s %s was not written: %s"):format(d.id or "?", d.rev or "",
+      tostring(err.reason or err.error or err)), { id = d.id, rev = d.rev, error = err.error, reason = err.reason, status = err.status })
+    if #job.failures < 1000 then job.failures[#job.failures + 1] = e end
+    if job.on_error then job.on_error(d.doc or json.decode(d.json), e) end
+  end
+
+  -- new_revisions: each document becomes a new edit on top of the target's current rev.
+  local function current_revs(job, docs)
+    local keys = {}
+    for _, d in ipairs(docs) do keys[#keys + 1] = d.id end
+    local revs = {}
+    for _, row in ipairs(job.target:all_docs { keys = keys }.rows) do
+      if row.value and not row.value.deleted then revs[row.id] = row.value.rev end
+    end
+    return revs
+  end
+
+  local function write_docs(job, docs)
+    if #docs == 0 then return end
+    local parts = {}
+    local new_edits = "false"
+    if job.new_revisions then
+      new_edits = "true"
+      local revs = current_revs(job, docs)
+      for i, d in ipairs(docs) do
+        d.doc._rev = revs[d.id]
+        d.json = json.encode(d.doc)
+        parts[i] = d.json
+      end
+    else
+      for i, d in ipairs(docs) do parts[i] = d.json end
+    end
+    local body = '{"new_edits":' .. new_edits .. ',"docs":[' .. table.concat(parts, ",") .. "]}"
+    local res, status = job.target:request("POST", "/_bulk_docs", { body = body, idempotent = true, allow = { [413] = true } })
+    if status == 413 then
+      if #docs == 1 then return failed(job, docs[1], { error = "too_large", reason = "the document is larger than the target accepts (413)", status = 413 }) end
+      local half = #docs // 2
+      write_docs(job, { table.unpack(docs, 1, half) })
+      return write_docs(job, { table.unpack(docs, half + 1) })
+    end
+    local errors = {}
+    for _, r in ipairs(res) do
+      if r.error then errors[r.id .. " " .. tostring(r.rev)] = r; errors[r.id] = errors[r.id] or r end
+    end
+    for _, d in ipairs(docs) do
+      local e = errors[(d.id or "") .. " " .. tostring(d.rev)] or (job.new_revisions and errors[d.id])
+      if e then failed(job, d, e) else job.info.docs_written = job.info.docs_written + 1 end
+    end
+  end
+
+  local function move_batch(job, batch)
+    local s = job.info
+    local revs = json.object {}
+    for _, ch in ipairs(batch.changes) do
+      local list = json.array {}
+      for _, c in ipairs(ch.changes) do list[#list + 1] = c.rev end
+      revs[ch.id] = list
+      s.revisions_checked = s.revisions_checked + #list
+    end
+    if next(revs) == nil then return end
+    local diff = job.target:revs_diff(revs)
+    local missing = {}
+    for id, d in pairs(diff) do
+      if d.missing and #d.missing > 0 then
+        missing[id] = d.missing
+        s.missing_revisions_found = s.missing_revisions_found + #d.missing
+      end
+    end
+    local docs = fetch_docs(job, missing)
+    local readable = {}
+    for _, d in ipairs(docs) do
+      if d.json then readable[#readable + 1] = d
+      elseif d.error then failed(job, { id = d.error.id, rev = d.error.rev }, { error = d.error.error, reason = d.error.reason }) end
+    end
+    s.docs_read = s.docs_read + #readable
+    write_docs(job, apply_hooks(job, readable))
+  end
+
+  --- The pipeline -----------------------------------------------------------
+
+  local function run(job)
+    job.state = "running"
+    if job.create_target and not job.target:exists() then job.target:create { exist_ok = true } end
+    local start = find_start(job)
+    job.start_seq = start
+    job.through_seq = start
+    job.checkpointed_seq = start
+    job.info.through_seq = start or 0
+    job.info.checkpointed_source_seq = start or 0
+    local queue = couch.queue(job.concurrency)
+    local done, next_done, next_index = {}, 1, 1
+    local first_error
+
+    local function finished_batch(batch)
+      done[batch.index] = batch
+      while done[next_done] do
+        job.through_seq = done[next_done].last_seq
+        job.info.through_seq = job.through_seq
+        done[next_done] = nil
+        next_done = next_done + 1
+      end
+      if couch.now() - job.last_checkpoint >= job.checkpoint_interval then checkpoint(job) end
+      report(job)
+    end
+
+    local function read_all()
+      local since = start
+      while not job.stopping do
+        local res = read_changes(job, since, nil)
+        if #res.results == 0 then
+          if not job.continuous then break end
+          checkpoint(job)
+          res = read_changes(job, since, "longpoll")
+        end
+        if #res.results > 0 then
+          local last = res.results[#res.results].seq
+          if res.pending ~= nil then job.info.changes_pending = res.pending end
+          queue:push { index = next_index, changes = res.results, last_seq = last }
+          next_index = next_index + 1
+          since = last
+        elseif res.last_seq ~= nil then
+          since = res.last_seq
+        end
+      end
+    end
+    local reader = couch.spawn("replication reader", function()
+      local ok, err = pcall(read_all)
+      queue:close() -- always: the workers finish what was read, then stop
+      if not ok then error(err, 0) end
+    end)
+
+    local workers = {}
+    for w = 1, job.concurrency do
+      workers[w] = couch.spawn("replication worker " .. w, function()
+        while true do
+          local batch = queue:pop()
+          if not batch then return end
+          move_batch(job, batch)
+          finished_batch(batch)
+        end
+      end)
+    end
+    job.tasks = { reader, table.unpack(workers) }
+    for _, t in ipairs(job.tasks) do
+      local ok, err = pcall(t.wait, t)
+      if not ok and not first_error and not (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then
+        first_error = err
+        job.stopping = true
+        for _, other in ipairs(job.tasks) do other:cancel() end
+      end
+    end
+    if first_error then
+      job.state = "failed"
+      error(first_error, 0)
+    end
+    while job.checkpointing do couch.sleep(0.01) end
+    checkpoint(job)
+    job.info.end_time = iso_now()
+    job.state = job.stopping and "cancelled" or "completed"
+    report(job, true)
+    return job.info
+  end
+
+  --- couch.replication{ source =, target =, ... } -> a running job (see couch.replicate)
+  function couch.replication(opts)
+    check(opts)
+    local job = setmetatable({}, Job)
+    job.source = as_db(opts.source, "source", opts.source_options)
+    job.target = as_db(opts.target, "target", opts.target_options)
+    for k, v in pairs(opts) do if k ~= "source" and k ~= "target" then job[k] = v end end
+    job.batch_size = opts.batch_size or 500
+    job.concurrency = opts.concurrency or 4
+    job.checkpoint_interval = opts.checkpoint_interval or 5
+    job.use_checkpoints = opts.use_checkpoints ~= false
+    job.attachments = opts.attachments ~= false
+    job.poll = opts.poll or 30
+    job.since = opts.since or 0
+    job.hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions
+    job.failures = {}
+    job.session_id = couch._md5_hex(tostring(couch.now()) .. tostring(math.random()) .. tostring({}))
+    job.rep_id = opts.replication_id or couch._md5_hex(json.encode({
+      identity(job.source), identity(job.target), opts.doc_ids or json.null, opts.selector or json.null,
+      type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
+      job.hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
+    }, { sort_keys = true }))
+    job.info = new_stats(job)
+    job.state = "starting"
+    job.started = couch.now()
+    job.last_checkpoint = couch.now()
+    running[job] = true
+    job.task = couch.spawn("replication " .. job.source.name .. " -> " .. job.target.name, function()
+      local ok, res = pcall(run, job)
+      running[job] = nil
+      if not ok then error(res, 0) end
+      return res
+    end)
+    return job
+  end
+
+  --- job:wait() -> stats (raises the replication's error)
+  function Job:wait() return self.task:wait() end
+  --- job:stats() -> the live stats table (CouchDB's _active_tasks names)
+  function Job:stats() return self.info end
+  function Job:errors() return self.failures end
+  --- job:cancel(): stop reading, finish the batches in flight, checkpoint, end
+  function Job:cancel()
+    self.stopping = true
+    if self.tasks then self.tasks[1]:cancel() end
+  end
+
+  --- couch.replicate{ source =, target =, ... } -> stats, when it is done (or yields in a task)
+  function couch.replicate(opts)
+    local job = couch.replication(opts)
+    local stats = job:wait()
+    stats.errors = job.failures
+    return stats
+  end
+
+  --- couch.jobs() -> the running native replications, shaped like /_scheduler/jobs
+  function couch.jobs()
+    local jobs = json.array {}
+    for job in pairs(running) do
+      jobs[#jobs + 1] = { id = job.rep_id, source = job.info.source, target = job.info.target,
+                          start_time = job.info.start_time, info = job.info, state = job.state }
+    end
+    return { total_rows = #jobs, offset = 0, jobs = jobs }
+  end
+end
