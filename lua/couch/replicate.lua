@@ -295,37 +295,51 @@ return function(couch)
     return revs
   end
 
-  local function write_docs(job, docs)
-    if #docs == 0 then return end
+  -- One _bulk_docs; 413 splits the batch in halves down to single documents.
+  local function post_bulk(job, docs, new_edits)
     local parts = {}
-    local new_edits = "false"
-    if job.new_revisions then
-      new_edits = "true"
-      local revs = current_revs(job, docs)
-      for i, d in ipairs(docs) do
-        d.doc._rev = revs[d.id]
-        d.json = json.encode(d.doc)
-        parts[i] = d.json
-      end
-    else
-      for i, d in ipairs(docs) do parts[i] = d.json end
-    end
-    local body = '{"new_edits":' .. new_edits .. ',"docs":[' .. table.concat(parts, ",") .. "]}"
+    for i, d in ipairs(docs) do parts[i] = d.json end
+    local body = '{"new_edits":' .. tostring(new_edits) .. ',"docs":[' .. table.concat(parts, ",") .. "]}"
     local res, status = job.target:request("POST", "/_bulk_docs", { body = body, idempotent = true, allow = { [413] = true } })
     if status == 413 then
-      if #docs == 1 then return failed(job, docs[1], { error = "too_large", reason = "the document is larger than the target accepts (413)", status = 413 }) end
+      if #docs == 1 then
+        return failed(job, docs[1], { error = "too_large", reason = "the document is larger than the target accepts (413)", status = 413 })
+      end
       local half = #docs // 2
-      write_docs(job, { table.unpack(docs, 1, half) })
-      return write_docs(job, { table.unpack(docs, half + 1) })
+      post_bulk(job, { table.unpack(docs, 1, half) }, new_edits)
+      return post_bulk(job, { table.unpack(docs, half + 1) }, new_edits)
     end
-    local errors = {}
+    -- an error names the id, and the rev when the server knows it
+    local by_rev, by_id = {}, {}
     for _, r in ipairs(res) do
-      if r.error then errors[r.id .. " " .. tostring(r.rev)] = r; errors[r.id] = errors[r.id] or r end
+      if r.error then
+        if r.rev then by_rev[r.id .. " " .. r.rev] = r end
+        by_id[r.id] = by_id[r.id] or r
+      end
     end
     for _, d in ipairs(docs) do
-      local e = errors[(d.id or "") .. " " .. tostring(d.rev)] or (job.new_revisions and errors[d.id])
+      local e = (d.rev and by_rev[d.id .. " " .. d.rev]) or by_id[d.id]
       if e then failed(job, d, e) else job.info.docs_written = job.info.docs_written + 1 end
     end
+  end
+
+  local function write_docs(job, docs)
+    if #docs == 0 then return end
+    if job.new_revisions then
+      local revs = current_revs(job, docs)
+      for _, d in ipairs(docs) do
+        d.doc._rev = revs[d.id]
+        d.json = json.encode(d.doc)
+      end
+      return post_bulk(job, docs, true)
+    end
+    -- documents a transform made up without a _rev are new edits; the rest keep theirs
+    local replicated, fresh = {}, {}
+    for _, d in ipairs(docs) do
+      if d.rev then replicated[#replicated + 1] = d else fresh[#fresh + 1] = d end
+    end
+    if #replicated > 0 then post_bulk(job, replicated, false) end
+    if #fresh > 0 then post_bulk(job, fresh, true) end
   end
 
   local function move_batch(job, batch)
