@@ -80,5 +80,36 @@ local ok, err = pcall(db.get, db, "no-such-doc")
 print(("caught   %s"):format(tostring(err)))
 print(("fields   kind=%s status=%s error=%s"):format(err.kind, err.status, err.error))
 
+step("native migration with a transform and live progress (couchlua moves the documents)")
+local target = srv:db(name .. "_reshaped")
+local stats = couch.replicate {
+  source = db, target = target, create_target = true,
+  filter = function(doc) return doc.n == nil or doc.n % 4 ~= 0 end,      -- drop every 4th order
+  transform = function(doc) doc.total_cents = doc.total and math.floor(doc.total * 100); return doc end,
+}
+print(("migrated read=%d written=%d failed=%d skipped=%d"):format(stats.docs_read, stats.docs_written,
+  stats.doc_write_failures, stats.docs_skipped or 0))
+print(("reshaped %s"):format(json.encode(target:get("order:00042"))))
+
+step("native copy without hooks: exact bytes, revisions and history, then compare")
+local copy = srv:db(name .. "_copy")
+couch.replicate { source = db, target = copy, create_target = true, quiet = true }
+print(tostring(couch.compare(db, copy)))
+print(("again:   a second run resumes from its checkpoint and reads %d documents"):format(
+  couch.replicate { source = db, target = copy, quiet = true }.docs_read))
+
+step("server-side replication through the _replicator database, followed to the end")
+pcall(srv.create_db, srv, "_replicator")
+local rep = srv:replicator()
+local rid = name .. "_backup"
+rep:create { id = rid, source = db.name, target = rid, create_target = true }
+for state in rep:follow(rid) do
+  local st = state._replication_stats or state.info or {}
+  print(("state    %-12s docs_written=%s"):format(state.state, tostring(st.docs_written or "-")))
+end
+print(tostring(couch.compare(db, srv:db(rid))))
+rep:stop(rid)
+
+for _, extra in ipairs { target, copy, srv:db(rid) } do pcall(extra.delete, extra) end
 db:delete()
-print(("\ndeleted  %s — done."):format(name))
+print(("\ndeleted  %s and its copies — done."):format(name))
