@@ -226,4 +226,31 @@ function TestDocs:test_concurrent_tasks_share_the_connection()
   lu.assertEquals(db:info().doc_count, 50)
 end
 
+function TestDocs:test_network_calls_yield_across_pcall_iterators_and_nested_coroutines()
+  local db = self.db
+  db:bulk_docs { { _id = "y1" }, { _id = "y2" }, { _id = "y3" } }
+  local ticks = 0
+  local ticker = couch.spawn(function()
+    while true do ticks = ticks + 1; couch.sleep(0.001) end
+  end)
+  local t = couch.spawn(function()
+    local out = {}
+    -- through pcall: yields, and the error of a failed call is caught as a value
+    local ok, err = pcall(db.get, db, "missing")
+    out.pcall = (not ok) and err.status
+    -- a generic for whose iterator makes network calls (all_docs_iter pages)
+    local n = 0
+    for _ in db:all_docs_iter { page_size = 1 } do n = n + 1 end
+    out.iter = n
+    -- inside the user's own coroutine: the call blocks there instead of yielding into it
+    local co = coroutine.wrap(function() coroutine.yield(db:get("y1")._id); return db:get("y2")._id end)
+    out.co = co() .. co()
+    return out
+  end)
+  local out = t:wait(30)
+  ticker:cancel()
+  lu.assertEquals(out, { pcall = 404, iter = 3, co = "y1y2" })
+  lu.assertTrue(ticks > 1, "other tasks ran meanwhile")
+end
+
 os.exit(lu.LuaUnit.run())
