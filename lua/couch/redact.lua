@@ -8,9 +8,20 @@ local SECRET_KEYS = {
   refresh_token = true, authorization = true, cookie = true, secret = true,
 }
 
+-- scheme://user:pass@host -> scheme://host. A password with a raw '/' ("admin:pa/ss@host")
+-- makes the authority look like "admin:pa": a ':' followed by something that is not a port
+-- means credentials, which then run to the last '@' before any query.
 local function redact_url(s)
-  -- scheme://user:pass@host -> scheme://host
-  return (s:gsub("^(%a[%w+.-]*://)[^/@?#]*@", "%1"))
+  local scheme, rest = s:match("^(%a[%w+.-]*://)(.*)$")
+  if not scheme then return s end
+  local authority = rest:match("^[^/?#]*")
+  if authority:find("@", 1, true) then return scheme .. rest:gsub("^[^/?#]*@", "", 1) end
+  local after = authority:match("^[^:]*:(.*)$")
+  if after and not after:match("^%d*$") then
+    local at = rest:match("^[^?#]*"):match(".*()@")
+    if at then return scheme .. rest:sub(at + 1) end
+  end
+  return s
 end
 M.url = redact_url
 

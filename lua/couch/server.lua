@@ -24,12 +24,30 @@ return function(couch)
     st.token_expires = os.time() + ttl
   end
 
-  local function ensure_auth(self, st)
-    if st.auth == "cookie" and not self:_has_session() then
-      login(self)
-    elseif st.auth == "iam" and (not st.token_expires or os.time() > st.token_expires - 60) then
-      refresh_token(self, st)
+  local function needs_auth(self, st)
+    if st.auth == "cookie" then return not self:_has_session() end
+    return not st.token_expires or os.time() > st.token_expires - 60
+  end
+
+  -- One login at a time: tasks that start together wait for the first one's session
+  -- or token instead of each logging in.
+  local function renew(self, st)
+    if st.renewing then
+      while st.renewing do st.renewed:wait() end
+      return
     end
+    st.renewing = true
+    st.renewed = st.renewed or couch.cond()
+    local ok, err = pcall(function()
+      if st.auth == "cookie" then login(self) else refresh_token(self, st) end
+    end)
+    st.renewing = false
+    st.renewed:broadcast()
+    if not ok then error(err, 0) end
+  end
+
+  local function ensure_auth(self, st)
+    if needs_auth(self, st) then renew(self, st) end
   end
 
   --- srv:request(method, path, opts) -> body, status, headers
@@ -46,7 +64,8 @@ return function(couch)
       local status, body, headers = self:_send(method, path, o)
       if status ~= 401 or (type(allow) == "table" and allow[401]) then return body, status, headers end
       -- the session or token expired: log in again, once
-      if st.auth == "cookie" then login(self) else refresh_token(self, st) end
+      if st.auth == "cookie" then self:_forget_session() else st.token_expires = nil end
+      renew(self, st)
       o.allow = allow
       status, body, headers = self:_send(method, path, o)
       return body, status, headers

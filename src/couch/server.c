@@ -42,8 +42,9 @@ static void take_url(lua_State *L, couch_conn *c, const char *url) {
   CURLU *u = curl_url();
   if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
     curl_url_cleanup(u);
-    couch_url_push_redacted(L, url);
-    couch_error_usage(L, "url", "not a valid URL: %s", lua_tostring(L, -1));
+    /* not echoed: a password with a raw '/', '?' or '#' would defeat any redaction */
+    couch_error_usage(L, "url", "not a valid URL (check its host, port and the escaping of "
+                                "user and password: %%-encode '/', '?', '#' and '@' in them)");
   }
   char *user = NULL, *pass = NULL, *clean = NULL;
   curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
@@ -216,6 +217,8 @@ static void push_failure(lua_State *L, couch_request *r) {
         lua_pushvalue(L, -1);
         lua_setfield(L, err, "reason");
         lua_setfield(L, err, "message");
+      } else if (lua_getfield(L, err + 1, "errorMessage") == LUA_TSTRING) { /* IAM, ArangoDB */
+        lua_setfield(L, err, "message");
       }
     } else if (r->resp_len > 0) { /* not JSON: the start of the body says what happened */
       luaL_Buffer b; /* one line: runs of white space become one space */
@@ -264,8 +267,17 @@ static int after_send(lua_State *L, int status, lua_KContext ctx) {
   lua_pushinteger(L, r->status);
   if (r->resp_len == 0 || strcmp(r->method, "HEAD") == 0) {
     lua_pushnil(L);
-  } else if (couch_opt_bool(L, 4, "raw", 0) || !looks_like_json(r)) {
+  } else if (couch_opt_bool(L, 4, "raw", 0)) {
     lua_pushlstring(L, r->resp, r->resp_len);
+  } else if (!looks_like_json(r)) {
+    char ct[128];
+    if (!couch_request_header(r, "content-type", ct, sizeof ct)) snprintf(ct, sizeof ct, "no content type");
+    couch_error_push(L, "json", "expected a JSON answer, got %s (pass raw = true for other content)", ct);
+    couch_error_setint(L, -1, "status", r->status);
+    couch_error_setstr(L, -1, "method", r->method);
+    couch_url_push_redacted(L, r->url);
+    lua_setfield(L, -2, "url");
+    return lua_error(L);
   } else if (!couch_json_decode(L, r->resp, r->resp_len)) {
     couch_error_push(L, "json", "the response is not valid JSON: %s", lua_tostring(L, -1));
     couch_error_setint(L, -1, "status", r->status);

@@ -278,6 +278,9 @@ static void configure(couch_request *r) {
   }
   if (strcmp(r->method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   else if (strcmp(r->method, "GET") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+  /* libcurl re-sends a request whose reused connection died before any answer; for a
+   * POST that may create a document, a fresh connection rules out a duplicate. */
+  if (strcmp(r->method, "POST") == 0 && !r->idempotent) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
   if (r->body) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);

@@ -44,8 +44,16 @@ static void push_query_value(lua_State *L, const char *key, int v) {
       lua_pushstring(L, lua_toboolean(L, v) ? "true" : "false");
       break;
     case LUA_TNUMBER:
-      lua_pushvalue(L, v);
-      lua_tostring(L, -1);
+      if (lua_isinteger(L, v)) lua_pushfstring(L, "%I", lua_tointeger(L, v));
+      else {
+        lua_Number n = lua_tonumber(L, v);
+        lua_Integer i;
+        if (lua_numbertointeger(n, &i) && (lua_Number)i == n) lua_pushfstring(L, "%I", i); /* limit = n/2 */
+        else {
+          lua_pushvalue(L, v);
+          lua_tostring(L, -1);
+        }
+      }
       break;
     case LUA_TSTRING:
       if (!json_param(key)) lua_pushvalue(L, v);
@@ -109,13 +117,26 @@ void couch_url_append_query(lua_State *L, int idx) {
   lua_replace(L, base);
 }
 
+/* scheme://user:pass@host -> scheme://host. A password with a raw '/' makes the authority
+ * look like "admin:pa" (a ':' not followed by a port): then the credentials run to the last
+ * '@' before any query or fragment. */
 void couch_url_push_redacted(lua_State *L, const char *url) {
   const char *scheme = strstr(url, "://");
   const char *start = scheme ? scheme + 3 : url;
-  const char *end = start + strcspn(start, "/?#");
+  const char *auth_end = start + strcspn(start, "/?#");
+  const char *query = start + strcspn(start, "?#");
   const char *at = NULL;
-  for (const char *p = start; p < end; p++)
+  for (const char *p = start; p < auth_end; p++)
     if (*p == '@') at = p;
+  if (!at) {
+    const char *colon = memchr(start, ':', (size_t)(auth_end - start));
+    int port = colon != NULL;
+    for (const char *p = colon ? colon + 1 : auth_end; p < auth_end; p++)
+      if (*p < '0' || *p > '9') port = 0;
+    if (colon && !port)
+      for (const char *p = start; p < query; p++)
+        if (*p == '@') at = p;
+  }
   if (!at) {
     lua_pushstring(L, url);
     return;

@@ -9,7 +9,8 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#define LOOP_KEY "couch.loop"
+#define LOOP_KEY "couch.loop"     /* registry slot holding the loop */
+#define LOOP_MT "couch.loop.mt"   /* its metatable */
 
 static volatile sig_atomic_t interrupted;
 static CURLM *volatile wake_multi; /* the multi handle a signal should wake */
@@ -28,7 +29,7 @@ static void cancel_everything(couch_loop *loop) {
 }
 
 static int loop_gc(lua_State *L) {
-  couch_loop *loop = luaL_checkudata(L, 1, LOOP_KEY);
+  couch_loop *loop = luaL_checkudata(L, 1, LOOP_MT);
   if (!loop->multi) return 0;
   cancel_everything(loop);
   if (wake_multi == loop->multi) wake_multi = NULL;
@@ -59,7 +60,7 @@ couch_loop *couch_loop_get(lua_State *L) {
   loop->multi = curl_multi_init();
   if (!loop->multi) luaL_error(L, "libcurl: cannot create a multi handle");
   wake_multi = loop->multi;
-  if (luaL_newmetatable(L, LOOP_KEY)) {
+  if (luaL_newmetatable(L, LOOP_MT)) {
     lua_pushcfunction(L, loop_gc);
     lua_setfield(L, -2, "__gc");
   }

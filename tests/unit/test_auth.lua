@@ -143,10 +143,6 @@ function TestAuth:test_cookie_auth_logs_in_once_when_many_tasks_start_together()
   for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/_session", "POST")
-  if n > 1 then
-    lu.skip(("BUG: %d tasks starting together on a cookie-auth server made %d POST /_session "
-      .. "logins instead of one (lua/couch/server.lua ensure_auth/login: no login in progress is shared)"):format(8, n))
-  end
   lu.assertEquals(n, 1)
 end
 
@@ -246,10 +242,6 @@ function TestAuth:test_iam_fetches_one_token_when_many_tasks_start_together()
   for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/identity/token")
-  if n > 1 then
-    lu.skip(("BUG: %d tasks starting together on an IAM server made %d token requests instead of one "
-      .. "(lua/couch/server.lua ensure_auth/refresh_token: no refresh in progress is shared)"):format(8, n))
-  end
   lu.assertEquals(n, 1)
 end
 

@@ -248,11 +248,6 @@ function TestHttpFaults:test_a_POST_whose_connection_is_closed_unanswered_is_not
   lu.assertEquals(e.kind, "network")
   lu.assertEquals(e.retries, 0)
   local sent = #f:requests("/db", "POST")
-  if sent == 2 then
-    lu.skip("BUG: a non-idempotent POST reached the server twice: when the server closes a reused "
-      .. "keep-alive connection without answering, libcurl re-sends the request on a fresh connection "
-      .. "by itself (src/http/request.c has no guard against it)")
-  end
   lu.assertEquals(sent, 1)
 end
 
@@ -270,10 +265,6 @@ function TestHttpFaults:test_an_html_page_instead_of_json_is_a_json_error_naming
   f:script("/db/doc", { { behaviour = "not_json" } })
   local srv = connect()
   local ok, res = pcall(srv.request, srv, "GET", "/db/doc")
-  if ok and type(res) == "string" then
-    lu.skip("BUG: a 200 text/html answer to a JSON request is returned as a Lua string "
-      .. "(src/couch/server.c after_send, looks_like_json) instead of raising a `json` error naming the URL")
-  end
   lu.assertFalse(ok)
   lu.assertTrue(couch.is_error(res))
   lu.assertEquals(res.kind, "json")
@@ -459,13 +450,6 @@ print("finished")
   local ok, _, code = p:close()
   os.remove(name)
   lu.assertStrContains(out, "finished")
-  if out:find("LeakSanitizer", 1, true) then
-    lu.skip("BUG: the event loop's C resources (curl multi handle, timer heap, ready queue) are never "
-      .. "released at lua_close: src/loop/loop.c uses LOOP_KEY \"couch.loop\" both as the metatable name "
-      .. "(luaL_newmetatable) and as the registry slot of the loop itself (lua_setfield(L, "
-      .. "LUA_REGISTRYINDEX, LOOP_KEY)), so loop_gc's luaL_checkudata fails ('couch.loop expected, got "
-      .. "couch.loop') and the finalizer does nothing. Leak report:\n" .. (out:match("==%d+==ERROR: LeakSanitizer.-SUMMARY[^\n]*") or out))
-  end
   lu.assertTrue(ok, ("exit code %s: %s"):format(tostring(code), out))
 end
 
