@@ -504,6 +504,26 @@ function TestFakeCouchDB3Bad:test_duplicate_doc_fails_and_the_first_keeps_runnin
   lu.assertEquals(a.info.docs_written, 10)
 end
 
+function TestFakeCouchDB3Bad:test_read_only_target_completes_with_write_failures()
+  make_db("fx_small", 10, "s")
+  make_db("fx_ro")
+  call("PUT", "/fx_ro/_design/ro", { body = { validate_doc_update = "function(newDoc) { throw({forbidden: 'read only'}); }" } })
+  local _, st = call("PUT", "/fx_ro/x", { body = { a = 1 } })
+  lu.assertEquals(st, 403)
+  F:freeze()
+  expect(67)
+  F:advance(10)
+  local s = expect(68)
+  lu.assertEquals(s.state, "completed")
+  lu.assertEquals(s.info.docs_read, 10)
+  lu.assertEquals(s.info.docs_written, 0)
+  lu.assertEquals(s.info.doc_write_failures, 10)
+  local doc = expect(69)
+  lu.assertEquals(doc._replication_state, "completed")
+  lu.assertEquals(doc._replication_stats.doc_write_failures, 10)
+  lu.assertEquals(doc_count("fx_ro"), 1) -- the design doc only
+end
+
 -- ---------------------------------------------------------------------------------------
 
 TestFakeCouchDB3Pending = {}

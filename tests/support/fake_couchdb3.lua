@@ -1,0 +1,112 @@
+-- Starts and stops tests/fakes/fake_couchdb3.js, the FAKE Apache CouchDB 3 replicator
+-- (the _replicator states, /_scheduler/*, /_active_tasks and /_replicate as recorded from
+-- CouchDB 3.4.3 in fixtures/couchdb-3.4.3; pouchdb-server has none of them).
+--
+--   local fake = require "fake_couchdb3"
+--   local f = fake.start{ time_scale = 0.01, max_jobs = nil }  -- options all optional
+--   f.url        "http://127.0.0.1:<port>"
+--   f.admin_url  "http://admin:<password>@127.0.0.1:<port>"
+--   f.port, f.password, f.time_scale
+--   f:endpoint(db)   "http://admin:<password>@127.0.0.1:<port>/<db>" (a replication endpoint)
+--   f:freeze()  f:advance(seconds)  f:thaw()   drive the recorded timeline by hand
+--   f:stop()
+--
+-- Options: time_scale (0.01: the recorded timeline runs 100 times faster), max_jobs,
+-- interval (the scheduler tick in recorded ms, 60000), password ("pass"), verbose.
+--
+-- node's stdin is the write end of a pipe this process holds (io.popen(..., "w")), so the
+-- fake exits when the test process does, however it ends. Its stdout (the "PORT <n>"
+-- line) and stderr go to a temporary file.
+local couch = require "couch"
+
+local M = {}
+local Fake = {}
+Fake.__index = Fake
+
+local function source_dir()
+  local dir = os.getenv("COUCHLUA_SOURCE_DIR")
+  if dir then return dir end
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/support/[^/]*$")
+  return here or "."
+end
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read_file(path)
+  local fh = io.open(path, "r")
+  if not fh then return "" end
+  local s = fh:read("a")
+  fh:close()
+  return s
+end
+
+--- fake.start([opts]) -> a running fake
+function M.start(o)
+  o = o or {}
+  local script = source_dir() .. "/tests/fakes/fake_couchdb3.js"
+  local args = { "--time-scale", tostring(o.time_scale or 0.01) }
+  if o.max_jobs then args[#args + 1] = "--max-jobs"; args[#args + 1] = tostring(o.max_jobs) end
+  if o.interval then args[#args + 1] = "--interval"; args[#args + 1] = tostring(o.interval) end
+  if o.password then args[#args + 1] = "--password"; args[#args + 1] = o.password end
+  if o.verbose then args[#args + 1] = "--verbose" end
+  for i, a in ipairs(args) do args[i] = shell_quote(a) end
+  local out = os.tmpname()
+  local cmd = ("exec %s %s %s >%s 2>&1"):format(os.getenv("NODE") or "node", shell_quote(script),
+    table.concat(args, " "), shell_quote(out))
+  local pipe = assert(io.popen(cmd, "w"))
+  local port
+  local deadline = couch.now() + 15
+  repeat
+    port = read_file(out):match("PORT (%d+)")
+    if not port then
+      if couch.now() > deadline then
+        local text = read_file(out)
+        pipe:close()
+        os.remove(out)
+        error("the fake CouchDB 3 did not start: " .. text, 2)
+      end
+      couch.sleep(0.02)
+    end
+  until port
+  local password = o.password or "pass"
+  local f = setmetatable({
+    port = tonumber(port),
+    password = password,
+    time_scale = o.time_scale or 0.01,
+    url = "http://127.0.0.1:" .. port,
+    admin_url = ("http://admin:%s@127.0.0.1:%s"):format(password, port),
+    _pipe = pipe,
+    _out = out,
+  }, Fake)
+  return f
+end
+
+function Fake:endpoint(db)
+  return self.admin_url .. "/" .. db
+end
+
+function Fake:_control(body)
+  local srv = self._srv or couch.connect(self.admin_url)
+  self._srv = srv
+  return (srv:request("POST", "/_fake/clock", { body = body }))
+end
+
+function Fake:freeze() return self:_control({ freeze = true }) end
+function Fake:thaw() return self:_control({ freeze = false }) end
+function Fake:advance(seconds) return self:_control({ advance = seconds }) end
+
+--- the fake's own log (stdout/stderr) so far
+function Fake:output() return read_file(self._out) end
+
+function Fake:stop()
+  if not self._pipe then return end
+  self._pipe:close() -- node sees EOF on stdin and exits; close waits for it
+  self._pipe = nil
+  os.remove(self._out)
+end
+
+Fake.__gc = Fake.stop
+Fake.__close = Fake.stop
+Fake.__tostring = function(self) return "fake CouchDB 3 at " .. self.url end
+
+return M
