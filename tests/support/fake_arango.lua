@@ -1,0 +1,123 @@
+-- Starts and drives tests/fakes/fake_arango.js, the FAKE ArangoDB replication endpoint
+-- (no ArangoDB can be installed where the tests run).
+--
+--   local fake_arango = require "fake_arango"
+--   local f = fake_arango.start{ generate = { _system = { products = 100 } } }  -- config optional
+--   f.url, f.port                  -- "http://127.0.0.1:<port>"
+--   f.endpoint                     -- "tcp://127.0.0.1:<port>": this fake as a replication leader
+--   f:reset()  f:config{ ... }  f:log()  f:requests([path [, method]])  f:state()
+--   f:insert(db, collection, docs)  f:remove(db, collection, key)  f:create_collection(db, name)
+--   f:expire_tokens()  f:advance_time(seconds)  f:prune_wal(before_tick)
+--   f:stop()
+--
+-- node's stdin is the read end of a pipe this process holds open (io.popen(..., "w")), so
+-- the fake exits when the test process does, however it ends. Its stdout (the "PORT <n>"
+-- line) goes to a temporary file. Control and data calls go through couch itself, as the
+-- fake's user "root" (password "secret" unless the config says otherwise).
+local couch = require "couch"
+local json = couch.json
+
+local M = {}
+local Fake = {}
+Fake.__index = Fake
+
+local function source_dir()
+  local dir = os.getenv("COUCHLUA_SOURCE_DIR")
+  if dir then return dir end
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/support/[^/]*$")
+  return here or "."
+end
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read_file(path)
+  local fh = io.open(path, "r")
+  if not fh then return "" end
+  local s = fh:read("a")
+  fh:close()
+  return s
+end
+
+function Fake:__tostring() return ("fake_arango <%s>"):format(self.url) end
+
+--- fake_arango.start([config]) -> a running fake
+function M.start(config)
+  local script = source_dir() .. "/tests/fakes/fake_arango.js"
+  local out = os.tmpname()
+  local cmd = ("exec node %s %s >%s 2>&1"):format(shell_quote(script),
+    config and shell_quote(json.encode(config)) or "", shell_quote(out))
+  local pipe = assert(io.popen(cmd, "w"))
+  local port
+  local deadline = couch.now() + 15
+  repeat
+    port = read_file(out):match("PORT (%d+)")
+    if not port then
+      if couch.now() > deadline then
+        local text = read_file(out)
+        pipe:close()
+        os.remove(out)
+        error("the fake ArangoDB did not start: " .. text, 2)
+      end
+      couch.sleep(0.02)
+    end
+  until port
+  local self = setmetatable({ port = tonumber(port), url = "http://127.0.0.1:" .. port,
+                              endpoint = "tcp://127.0.0.1:" .. port, pipe = pipe, out = out }, Fake)
+  self.control = couch.connect(self.url, { retries = 0, timeout = 10 })
+  local users = config and config.users or { root = "secret" }
+  local user = next(users)
+  self.data = couch.connect(self.url, { user = user, password = users[user], retries = 0, timeout = 10 })
+  return self
+end
+
+function Fake:call(method, path, body)
+  return (self.control:request(method, path, { body = body }))
+end
+
+function Fake:reset() return self:call("POST", "/_fake/reset", json.object {}) end
+function Fake:config(c) return self:call("POST", "/_fake/config", c) end
+function Fake:log() return self:call("GET", "/_fake/log") end
+function Fake:state() return self:call("GET", "/_fake/state") end
+function Fake:expire_tokens() return self:call("POST", "/_fake/expire_tokens", json.object {}) end
+function Fake:advance_time(seconds) return self:call("POST", "/_fake/advance_time", { seconds = seconds }) end
+function Fake:prune_wal(before) return self:call("POST", "/_fake/prune_wal", { before = tostring(before) }) end
+
+--- f:requests([path [, method]]) -> the logged requests (for that path / method)
+function Fake:requests(path, method)
+  local out = {}
+  for _, r in ipairs(self:log().requests) do
+    if (not path or r.path == path) and (not method or r.method == method) then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function db_path(db) return "/_db/" .. couch.escape(db or "_system") end
+
+--- Data through the fake's ArangoDB document API (each write advances the tick).
+function Fake:create_collection(db, name, type_)
+  return (self.data:request("POST", db_path(db) .. "/_api/collection", { body = { name = name, type = type_ or 2 } }))
+end
+
+function Fake:create_database(name)
+  return (self.data:request("POST", "/_api/database", { body = { name = name } }))
+end
+
+function Fake:insert(db, collection, docs)
+  if docs[1] == nil then docs = { docs } end
+  return (self.data:request("POST", db_path(db) .. "/_api/document/" .. couch.escape(collection),
+    { body = json.array(docs) }))
+end
+
+function Fake:remove(db, collection, key)
+  return (self.data:request("DELETE", db_path(db) .. "/_api/document/" .. couch.escape(collection) .. "/"
+    .. couch.escape(key)))
+end
+
+function Fake:stop()
+  if not self.pipe then return end
+  self.pipe:close() -- node sees end of stdin and exits; pclose waits for it
+  self.pipe = nil
+  os.remove(self.out)
+end
+
+return M
