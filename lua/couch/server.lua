@@ -59,10 +59,13 @@ return function(couch)
       local o = {}
       for k, v in pairs(opts or {}) do o[k] = v end
       local allow = o.allow
-      o.allow = { [401] = true }
-      if type(allow) == "table" then for k, v in pairs(allow) do o.allow[k] = v end end
+      if allow ~= true then
+        o.allow = { [401] = true }
+        if type(allow) == "table" then for k, v in pairs(allow) do o.allow[k] = v end end
+      end
       local status, body, headers = self:_send(method, path, o)
-      if status ~= 401 or (type(allow) == "table" and allow[401]) then return body, status, headers end
+      local caller_takes_401 = allow == true or (type(allow) == "table" and allow[401])
+      if status ~= 401 or caller_takes_401 then return body, status, headers end
       -- the session or token expired: log in again, once
       if st.auth == "cookie" then self:_forget_session() else st.token_expires = nil end
       renew(self, st)

@@ -15,8 +15,21 @@
 static volatile sig_atomic_t interrupted;
 static CURLM *volatile wake_multi; /* the multi handle a signal should wake */
 
+static lua_State *volatile running_task; /* the task coroutine being resumed, if any */
+
+/* As lua.c's lstop: a hook set from the signal handler stops Lua code that never waits. */
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+void couch_loop_set_running(lua_State *co) { running_task = co; }
+
 void couch_loop_interrupt_from_signal(void) {
   interrupted = 1;
+  lua_State *co = running_task;
+  if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1); /* signal-safe */
   if (wake_multi) curl_multi_wakeup(wake_multi); /* write() on a socketpair: signal-safe */
 }
 

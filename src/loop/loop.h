@@ -73,6 +73,9 @@ int couch_loop_run_tasks(couch_loop *loop, lua_State *from);
 /* Async-signal-safe: called from a SIGINT handler. The running blocking call (if any)
  * ends with a `cancelled` error and the loop stays usable. */
 void couch_loop_interrupt_from_signal(void);
+/* The task coroutine being resumed now (NULL between resumes), so Ctrl-C can stop a task
+ * stuck in Lua code that never waits. */
+void couch_loop_set_running(lua_State *co);
 /* Forget an interrupt that arrived while no call was waiting. */
 void couch_loop_clear_interrupt(void);
 
