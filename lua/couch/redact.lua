@@ -27,11 +27,10 @@ M.url = redact_url
 
 --- A deep copy of v with secrets masked as "***" and URL userinfo removed. Metatables
 -- of JSON arrays/objects are kept so the copy encodes the same way.
-function M.value(v, seen)
+local function copy(v, seen)
   local t = type(v)
   if t == "string" then return redact_url(v) end
   if t ~= "table" then return v end
-  seen = seen or {}
   if seen[v] then return seen[v] end
   local out = setmetatable({}, getmetatable(v))
   seen[v] = out
@@ -39,10 +38,12 @@ function M.value(v, seen)
     if type(k) == "string" and SECRET_KEYS[k:lower()] and x ~= nil then
       out[k] = "***"
     else
-      out[k] = M.value(x, seen)
+      out[k] = copy(x, seen)
     end
   end
   return out
 end
+
+function M.value(v) return copy(v, {}) end
 
 return M

@@ -400,7 +400,7 @@ return function(couch)
     else
       usage("id", "expected a replication id or the options it was started with")
     end
-    return redact.value(self:request("POST", "/_replicate", { body = body }))
+    return redact.value((self:request("POST", "/_replicate", { body = body })))
   end
 
   local active_tasks = S.active_tasks
