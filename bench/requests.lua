@@ -10,7 +10,7 @@
 --
 --   couchlua bench/requests.lua       (BENCH_URL or COUCH_URL: the server)
 -- Environment: BENCH_REQUESTS (10000 per mode), BENCH_CONCURRENCY (64),
---   BENCH_WARMUP (300 GETs first), BENCH_ROUNDS (2)
+--   BENCH_WARMUP (300 GETs first), BENCH_ROUNDS (4)
 package.path = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/?.lua;" .. package.path
 local couch = require "couch"
 local B = require "common"
@@ -19,7 +19,7 @@ local out = B.out
 local N = tonumber(os.getenv("BENCH_REQUESTS")) or 10000
 local CONC = tonumber(os.getenv("BENCH_CONCURRENCY")) or 64
 local WARMUP = tonumber(os.getenv("BENCH_WARMUP")) or 300
-local ROUNDS = math.max(1, tonumber(os.getenv("BENCH_ROUNDS")) or 2)
+local ROUNDS = math.max(1, tonumber(os.getenv("BENCH_ROUNDS")) or 4)
 local url = B.url()
 
 local srv = couch.connect(url, { max_concurrency = CONC })
