@@ -94,7 +94,8 @@ return function(couch, Database, pick)
 
   --- for change in db:changes_feed{ since = "now", include_docs = true } do ... end
   -- Follows the database until the loop breaks or feed:close(); yields inside tasks.
-  -- opts.poll (s, default 30): the long-poll length; opts.limit_changes: stop after n.
+  -- opts.poll (s, default 30): the long-poll length; opts.coalesce (s, default 0): a pause
+  -- between rounds so that changes arriving close together come in one answer.
   function Database:changes_feed(opts)
     opts = opts or {}
     local q, body = changes_request(self, opts, "longpoll")
@@ -102,7 +103,7 @@ return function(couch, Database, pick)
     local feed = setmetatable({
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
       grace = opts.grace or 5, failures = 0, max_failures = opts.max_failures or 10,
-      buffer = {}, pos = 1,
+      buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0,
     }, Feed)
     return function()
       while not feed.closed do
@@ -113,6 +114,8 @@ return function(couch, Database, pick)
           if row.seq ~= nil then feed.since = row.seq end
           return row
         end
+        if feed.coalesce > 0 and feed.rounds > 0 then couch.sleep(feed.coalesce) end
+        feed.rounds = feed.rounds + 1
         local rows, last = feed:_round()
         feed.buffer, feed.pos = rows, 1
         if last ~= nil and #rows == 0 then feed.since = last end

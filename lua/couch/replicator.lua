@@ -266,7 +266,10 @@ return function(couch)
     watchers[key][rep.db_name] = w
     local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
     w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
-      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30 } do
+      -- a short pause between rounds lets a burst of updates (many replications finishing
+      -- together) arrive in one answer instead of one request each
+      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30,
+                                          coalesce = math.min(0.25, interval / 4) } do
         local list = w.followers[change.id]
         if list then
           for f in pairs(list) do
@@ -300,6 +303,38 @@ return function(couch)
     return w
   end
 
+  -- Followers that start in the same turn of the loop share one read of their documents
+  -- (POST _all_docs with the keys) and one of the scheduler, instead of two requests each.
+  local function read_initial(w, f)
+    w.pending_init = w.pending_init or {}
+    w.pending_init[#w.pending_init + 1] = f
+    if w.init_task then return end
+    w.init_task = couch.spawn("replicator initial read", function()
+      couch.yield() -- every follower starting now joins this batch
+      local batch = w.pending_init
+      w.pending_init, w.init_task = nil, nil
+      local ok, err = pcall(function()
+        local keys = {}
+        for i, x in ipairs(batch) do keys[i] = x.id end
+        local rows = w.rep.db:all_docs { keys = keys, include_docs = true }.rows
+        local by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name)
+        for i, x in ipairs(batch) do
+          local row = rows[i]
+          if x.doc ~= nil then -- the feed already brought something newer
+          elseif row and row.doc and row.doc ~= json.null then x.doc = row.doc
+          elseif row and row.value and row.value.deleted then x.doc = false
+          else x.missing = true end
+          if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
+        end
+      end)
+      for _, x in ipairs(batch) do
+        if not ok then x.error = err end
+        x.ready = true
+        notify(x)
+      end
+    end)
+  end
+
   local function leave(w, f)
     local list = w.followers[f.id]
     if not (list and list[f]) then return end
@@ -325,14 +360,22 @@ return function(couch)
     w.followers[id][f] = true
     w.count = w.count + 1
     local closer = setmetatable({}, { __close = function() leave(w, f) end })
-    f.doc = get_doc(self, id)
-    f.sched = has_sched and scheduler.doc_or_nil(self.server, self.db_name, id) or nil
+    f.dirty = false
+    read_initial(w, f)
     local last_mark, finished = nil, false
     local function iter()
       if finished then return nil end
       while true do
         if not f.dirty then f.cond:wait() end
         f.dirty = false
+        if not f.ready then goto continue end
+        if f.error or f.missing then
+          finished = true
+          leave(w, f)
+          if f.error then error(f.error, 0) end
+          couch._raise("not_found", ("no replication %q in %s"):format(id, self.db_name),
+            { status = 404, id = id, error = "not_found" })
+        end
         if f.doc == false then
           finished = true
           leave(w, f)
@@ -353,6 +396,7 @@ return function(couch)
           end
           return st
         end
+        ::continue::
       end
     end
     return iter, nil, nil, closer

@@ -11,10 +11,18 @@ return function(couch)
   end
 
   --- Whether the server has /_scheduler (asked once per server).
+  -- Many tasks ask at once when many followers start together: one probe answers them all.
   function M.supported(srv)
     local st = srv:_state()
+    while st.scheduler_probe do st.scheduler_probe:wait() end
     if st.has_scheduler == nil then
-      local _, status = srv:request("GET", "/_scheduler/jobs", { query = { limit = 0 }, allow = { [400] = true, [404] = true, [405] = true } })
+      local probe = couch.cond()
+      st.scheduler_probe = probe
+      local ok, _, status = pcall(srv.request, srv, "GET", "/_scheduler/jobs",
+        { query = { limit = 0 }, allow = { [400] = true, [404] = true, [405] = true } })
+      st.scheduler_probe = nil
+      probe:broadcast()
+      if not ok then error(_, 0) end
       st.has_scheduler = status == 200
     end
     return st.has_scheduler
