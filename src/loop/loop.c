@@ -1,8 +1,9 @@
 /* The loop proper: the multi handle, the ready queue and the turn of the crank. Modelled on
- * curl's multi-* examples: perform, drain curl_multi_info_read, hand each finished transfer
- * to its owner through CURLINFO_PRIVATE, and resume Lua only from here, never from a
- * libcurl callback. */
+ * curl's multi-* examples: drive the sockets that are ready (io.c), drain
+ * curl_multi_info_read, hand each finished transfer to its owner through CURLINFO_PRIVATE,
+ * and resume Lua only from here, never from a libcurl callback. */
 #include "loop/loop.h"
+#include "loop/io.h"
 #include "loop/task.h"
 
 #include <lauxlib.h>
@@ -13,7 +14,6 @@
 #define LOOP_MT "couch.loop.mt"   /* its metatable */
 
 static volatile sig_atomic_t interrupted;
-static CURLM *volatile wake_multi; /* the multi handle a signal should wake */
 
 static lua_State *volatile running_task; /* the task coroutine being resumed, if any */
 
@@ -30,7 +30,7 @@ void couch_loop_interrupt_from_signal(void) {
   interrupted = 1;
   lua_State *co = running_task;
   if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1); /* signal-safe */
-  if (wake_multi) curl_multi_wakeup(wake_multi); /* write() on a socketpair: signal-safe */
+  couch_io_wake(); /* write() on an eventfd: signal-safe */
 }
 
 void couch_loop_clear_interrupt(void) { interrupted = 0; }
@@ -45,8 +45,8 @@ static int loop_gc(lua_State *L) {
   couch_loop *loop = luaL_checkudata(L, 1, LOOP_MT);
   if (!loop->multi) return 0;
   cancel_everything(loop);
-  if (wake_multi == loop->multi) wake_multi = NULL;
   curl_multi_cleanup(loop->multi);
+  couch_io_close(loop);
   loop->multi = NULL;
   free(loop->ready);
   loop->ready = NULL;
@@ -71,8 +71,9 @@ couch_loop *couch_loop_get(lua_State *L) {
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   loop->multi = curl_multi_init();
+  loop->epfd = loop->wake_fd = -1;
   if (!loop->multi) luaL_error(L, "libcurl: cannot create a multi handle");
-  wake_multi = loop->multi;
+  if (couch_io_init(loop) != 0) luaL_error(L, "cannot create the loop's epoll / eventfd");
   if (luaL_newmetatable(L, LOOP_MT)) {
     lua_pushcfunction(L, loop_gc);
     lua_setfield(L, -2, "__gc");
@@ -158,20 +159,16 @@ static void run_ready(couch_loop *loop, lua_State *from) {
  * turn must not sleep in poll. */
 static void turn(couch_loop *loop, lua_State *from, int (*done)(couch_loop *, const int *),
                  const int *flag) {
-  int running;
   run_ready(loop, from);
   fire_due_timers(loop);
-  curl_multi_perform(loop->multi, &running);
+  couch_io_kick(loop);
   drain_finished(loop);
   int idle = loop->transfers == 0 && loop->timers.len == 0;
   if (loop->ready_len == 0 && !interrupted && !idle && !(done && done(loop, flag))) {
     int64_t next = couch_timer_next(&loop->timers);
-    int timeout = (next < 0 || next > 1000) ? 1000 : (int)next;
-    long curl_timeout = -1;
-    curl_multi_timeout(loop->multi, &curl_timeout);
-    if (curl_timeout >= 0 && curl_timeout < timeout) timeout = (int)curl_timeout;
-    curl_multi_poll(loop->multi, NULL, 0, timeout, NULL);
-    curl_multi_perform(loop->multi, &running);
+    int64_t curl_next = couch_io_next_ms(loop);
+    if (curl_next >= 0 && (next < 0 || curl_next < next)) next = curl_next;
+    couch_io_wait(loop, (next < 0 || next > 1000) ? 1000 : (int)next);
     drain_finished(loop);
   }
   fire_due_timers(loop);

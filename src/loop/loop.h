@@ -47,6 +47,8 @@ struct couch_loop {
   couch_task **ready;           /* FIFO ring of tasks to resume */
   size_t ready_head, ready_len, ready_cap;
   int transfers;                /* easy handles on the multi */
+  int epfd, wake_fd;            /* see io.c */
+  int64_t curl_due_ms;          /* libcurl's next timeout, -1 for none */
   int tasks_alive;              /* spawned and not finished */
   int closing;
 };
