@@ -86,7 +86,7 @@ static void take_headers(lua_State *L, couch_conn *c, int opts) {
 static const char *const connect_options[] = {
     "user", "username", "password", "auth", "api_key", "token_url", "headers", "timeout",
     "connect_timeout", "retries", "backoff", "max_backoff", "proxy", "insecure", "ca_file",
-    "max_concurrency", "quiet", NULL};
+    "max_concurrency", "max_rps", "quiet", NULL};
 
 /* couch.connect(url [, opts]) -> server */
 static int l_connect(lua_State *L) {
@@ -125,6 +125,8 @@ static int l_connect(lua_State *L) {
   c->backoff_ms = (long)(couch_opt_number(L, 2, "backoff", 0.1) * 1000);
   c->max_backoff_ms = (long)(couch_opt_number(L, 2, "max_backoff", 10) * 1000);
   c->max_in_flight = (int)couch_opt_number(L, 2, "max_concurrency", 64);
+  lua_Number max_rps = couch_opt_number(L, 2, "max_rps", 0);
+  c->min_interval_ms = max_rps > 0 ? 1000.0 / max_rps : 0;
   c->proxy = dup_opt(couch_opt_string(L, 2, "proxy", NULL));
   c->ca_file = dup_opt(couch_opt_string(L, 2, "ca_file", NULL));
   c->insecure = couch_opt_bool(L, 2, "insecure", 0);
@@ -444,9 +446,13 @@ static int l_stats(lua_State *L) {
   couch_conn *c = couch_server_check(L, 1);
   int queued = 0;
   for (couch_request *r = c->queue_head; r; r = r->queue_next) queued++;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)c->requests);
   lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, (lua_Integer)c->throttled);
+  lua_setfield(L, -2, "throttled");
+  lua_pushnumber(L, c->rate_interval_ms > c->min_interval_ms ? c->rate_interval_ms : c->min_interval_ms);
+  lua_setfield(L, -2, "interval_ms");
   lua_pushinteger(L, c->in_flight);
   lua_setfield(L, -2, "in_flight");
   lua_pushinteger(L, queued);

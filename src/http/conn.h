@@ -5,6 +5,7 @@
 #define COUCH_CONN_H
 
 #include <curl/curl.h>
+#include <stdint.h>
 
 typedef struct couch_request couch_request;
 
@@ -26,6 +27,13 @@ typedef struct couch_conn {
   int max_in_flight;
   int in_flight;
   long long requests;    /* attempts sent, retries included (srv:stats()) */
+  /* Pacing: at most one request start per `gap`, where gap is the larger of the user's
+   * max_rps limit and an adaptive interval that grows while the server answers 429 and
+   * shrinks again once it stops (as CouchDB's own replicator does). */
+  double min_interval_ms;   /* 1000 / max_rps, 0 for no limit */
+  double rate_interval_ms;  /* adaptive, 0 while no 429 has been seen */
+  int64_t next_start_ms;    /* the earliest start of the next request */
+  long long throttled;      /* 429 answers seen */
   couch_request *queue_head, *queue_tail; /* requests waiting for a free slot */
 } couch_conn;
 

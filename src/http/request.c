@@ -116,6 +116,40 @@ static void add_to_multi(couch_request *r) {
   }
 }
 
+static void on_pace_timer(couch_timer *t) { add_to_multi(t->owner); }
+
+/* Start now, or at the next start time the connection's pacing allows. */
+static void launch(couch_request *r) {
+  couch_conn *c = r->conn;
+  double gap = c->min_interval_ms > c->rate_interval_ms ? c->min_interval_ms : c->rate_interval_ms;
+  if (gap <= 0) {
+    add_to_multi(r);
+    return;
+  }
+  int64_t now = couch_now_ms();
+  int64_t at = c->next_start_ms > now ? c->next_start_ms : now;
+  c->next_start_ms = at + (int64_t)gap;
+  if (at <= now) {
+    add_to_multi(r);
+    return;
+  }
+  couch_timer_init(&r->retry_timer, on_pace_timer, r);
+  couch_timer_start(&r->loop->timers, &r->retry_timer, at - now);
+}
+
+/* AIMD on 429: the interval grows by 20 % (from 20 ms, capped at 25 s) with each one and
+ * shrinks by 10 % with each other answer. */
+static void adapt_rate(couch_conn *c, long status) {
+  if (status == 429) {
+    c->throttled++;
+    c->rate_interval_ms = c->rate_interval_ms < 20 ? 20 : c->rate_interval_ms * 1.2;
+    if (c->rate_interval_ms > 25000) c->rate_interval_ms = 25000;
+  } else if (c->rate_interval_ms > 0) {
+    c->rate_interval_ms *= 0.9;
+    if (c->rate_interval_ms < 5) c->rate_interval_ms = 0;
+  }
+}
+
 static void release_slot(couch_request *r) {
   if (!r->holds_slot) return;
   r->holds_slot = 0;
@@ -128,7 +162,7 @@ static void release_slot(couch_request *r) {
     next->queued = 0;
     next->holds_slot = 1;
     c->in_flight++;
-    add_to_multi(next);
+    launch(next);
   }
 }
 
@@ -182,7 +216,7 @@ static long backoff_ms(couch_request *r) {
   return (long)d;
 }
 
-static void on_retry_timer(couch_timer *t) { add_to_multi(t->owner); }
+static void on_retry_timer(couch_timer *t) { launch(t->owner); }
 
 static void on_done(couch_transfer *tr, CURLcode result) {
   couch_request *r = (couch_request *)((char *)tr - offsetof(couch_request, tr));
@@ -191,7 +225,9 @@ static void on_done(couch_transfer *tr, CURLcode result) {
   curl_easy_getinfo(tr->easy, CURLINFO_RESPONSE_CODE, &r->status);
   char ra[32];
   r->retry_after_s = couch_request_header(r, "retry-after", ra, sizeof ra) ? atof(ra) : 0;
+  if (result == CURLE_OK) adapt_rate(r->conn, r->status);
   if (should_retry(r)) {
+    couch_timer_init(&r->retry_timer, on_retry_timer, r);
     couch_timer_start(&r->loop->timers, &r->retry_timer, backoff_ms(r));
     return;
   }
@@ -308,5 +344,5 @@ void couch_request_start(couch_request *r) {
   }
   c->in_flight++;
   r->holds_slot = 1;
-  add_to_multi(r);
+  launch(r);
 }
