@@ -20,44 +20,12 @@ local M = {}
 local Fake = {}
 Fake.__index = Fake
 
-local function source_dir()
-  local dir = os.getenv("COUCHLUA_SOURCE_DIR")
-  if dir then return dir end
-  local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/support/[^/]*$")
-  return here or "."
-end
-
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read_file(path)
-  local fh = io.open(path, "r")
-  if not fh then return "" end
-  local s = fh:read("a")
-  fh:close()
-  return s
-end
+local node = require "node_process"
 
 --- fake.start([config]) -> a running fake
 function M.start(config)
-  local script = source_dir() .. "/tests/fakes/fake_couch.js"
-  local out = os.tmpname()
-  local cmd = ("exec node %s %s >%s 2>&1"):format(shell_quote(script),
-    config and shell_quote(json.encode(config)) or "", shell_quote(out))
-  local pipe = assert(io.popen(cmd, "w"))
-  local port
-  local deadline = couch.now() + 15
-  repeat
-    port = read_file(out):match("PORT (%d+)")
-    if not port then
-      if couch.now() > deadline then
-        local text = read_file(out)
-        pipe:close()
-        os.remove(out)
-        error("the fake CouchDB did not start: " .. text, 2)
-      end
-      couch.sleep(0.02)
-    end
-  until port
+  local port, pipe, out = node.start("fake_couch.js", config and node.shell_quote(json.encode(config)) or "",
+    "the fake CouchDB")
   local self = setmetatable({ port = tonumber(port), url = "http://127.0.0.1:" .. port,
                               pipe = pipe, out = out }, Fake)
   self.control = couch.connect(self.url, { retries = 0, timeout = 10 })

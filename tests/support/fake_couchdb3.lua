@@ -23,51 +23,18 @@ local M = {}
 local Fake = {}
 Fake.__index = Fake
 
-local function source_dir()
-  local dir = os.getenv("COUCHLUA_SOURCE_DIR")
-  if dir then return dir end
-  local here = debug.getinfo(1, "S").source:match("^@(.*)/tests/support/[^/]*$")
-  return here or "."
-end
-
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read_file(path)
-  local fh = io.open(path, "r")
-  if not fh then return "" end
-  local s = fh:read("a")
-  fh:close()
-  return s
-end
+local node = require "node_process"
 
 --- fake.start([opts]) -> a running fake
 function M.start(o)
   o = o or {}
-  local script = source_dir() .. "/tests/fakes/fake_couchdb3.js"
   local args = { "--time-scale", tostring(o.time_scale or 0.01) }
   if o.max_jobs then args[#args + 1] = "--max-jobs"; args[#args + 1] = tostring(o.max_jobs) end
   if o.interval then args[#args + 1] = "--interval"; args[#args + 1] = tostring(o.interval) end
   if o.password then args[#args + 1] = "--password"; args[#args + 1] = o.password end
   if o.verbose then args[#args + 1] = "--verbose" end
-  for i, a in ipairs(args) do args[i] = shell_quote(a) end
-  local out = os.tmpname()
-  local cmd = ("exec %s %s %s >%s 2>&1"):format(os.getenv("NODE") or "node", shell_quote(script),
-    table.concat(args, " "), shell_quote(out))
-  local pipe = assert(io.popen(cmd, "w"))
-  local port
-  local deadline = couch.now() + 15
-  repeat
-    port = read_file(out):match("PORT (%d+)")
-    if not port then
-      if couch.now() > deadline then
-        local text = read_file(out)
-        pipe:close()
-        os.remove(out)
-        error("the fake CouchDB 3 did not start: " .. text, 2)
-      end
-      couch.sleep(0.02)
-    end
-  until port
+  for i, a in ipairs(args) do args[i] = node.shell_quote(a) end
+  local port, pipe, out = node.start("fake_couchdb3.js", table.concat(args, " "), "the fake CouchDB 3")
   local password = o.password or "pass"
   local f = setmetatable({
     port = tonumber(port),
@@ -96,7 +63,7 @@ function Fake:thaw() return self:_control({ freeze = false }) end
 function Fake:advance(seconds) return self:_control({ advance = seconds }) end
 
 --- the fake's own log (stdout/stderr) so far
-function Fake:output() return read_file(self._out) end
+function Fake:output() return node.read_file(self._out) end
 
 function Fake:stop()
   if not self._pipe then return end
