@@ -13,6 +13,7 @@
 #define TASK_MT "couch.task"
 #define THREADS_KEY "couch.threads" /* weak table: thread -> task (lightuserdata) */
 #define UNSEEN_KEY "couch.unseen"   /* failed tasks whose error no one has looked at */
+#define PARKED_KEY "couch.parked"   /* weak values: lightuserdata -> parked task */
 
 static unsigned next_task_id = 1;
 
@@ -34,6 +35,48 @@ couch_task *couch_task_of(lua_State *L) {
 }
 
 static couch_task *check_task(lua_State *L, int idx) { return luaL_checkudata(L, idx, TASK_MT); }
+
+static void push_parked_table(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, PARKED_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, PARKED_KEY);
+}
+
+void couch_task_park(couch_task *t, lua_State *L) {
+  if (t->parked || t->self_ref == LUA_NOREF) return;
+  luaL_checkstack(L, 4, "parking a task");
+  push_parked_table(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  lua_rawsetp(L, -2, t);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
+  t->self_ref = LUA_NOREF;
+  t->parked = 1;
+}
+
+int couch_task_unpark(couch_task *t) {
+  /* Called from C with no Lua state at hand: the main thread's stack is used, balanced. */
+  lua_State *L = t->loop->L;
+  if (!lua_checkstack(L, 4)) return 0;
+  push_parked_table(L);
+  lua_rawgetp(L, -1, t);
+  if (lua_isnil(L, -1)) { /* cleared: the task is being finalized */
+    lua_pop(L, 2);
+    return 0;
+  }
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, t);
+  lua_pop(L, 1);
+  t->parked = 0;
+  return 1;
+}
 
 /* couch.spawn([name,] fn, ...) -> task; it starts at the loop's next turn. */
 static int l_spawn(lua_State *L) {
@@ -146,6 +189,7 @@ static int l_task_wait(lua_State *L) {
   couch_timer_init(&j->timer, join_timeout, j);
   couch_wait_list_add(&t->joiners, &j->w);
   if (timeout >= 0) couch_timer_start(&j->loop->timers, &j->timer, (int64_t)(timeout * 1000));
+  else j->w.internal = 1;
   return couch_await(L, &j->w, 2, after_join);
 }
 
@@ -155,6 +199,7 @@ int couch_task_cancel(lua_State *L, couch_task *t) {
   if (finished(t)) return 0;
   if (t->state == TASK_WAITING && t->waiting_on) {
     couch_wait *w = t->waiting_on;
+    if (t->parked) couch_task_unpark(t);
     if (w->cancel) w->cancel(w);
     w->cancel = NULL;
     w->cancelled = 1;
@@ -212,8 +257,24 @@ static int l_task_tostring(lua_State *L) {
   return 1;
 }
 
+/* A task is only collected unfinished when it was parked on a wait no one can complete
+ * any more: cancel it cleanly (detach the wait, drop the coroutine, count it out). */
 static int l_task_gc(lua_State *L) {
   couch_task *t = check_task(L, 1);
+  if (!finished(t)) {
+    couch_wait *w = t->waiting_on;
+    if (w) {
+      couch_wait_list_remove(w);
+      w->task = NULL;
+      w->cancel = NULL;
+    }
+    t->waiting_on = NULL;
+    t->state = TASK_CANCELLED;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co_ref = LUA_NOREF;
+    t->co = NULL;
+    t->loop->tasks_alive--;
+  }
   luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
   t->result_ref = LUA_NOREF;
   return 0;
@@ -310,6 +371,11 @@ static int l_run(lua_State *L) {
   couch_loop *loop = couch_loop_get(L);
   couch_loop_clear_interrupt();
   int rc = couch_loop_run_tasks(loop, L);
+  if (rc == COUCH_LOOP_STUCK) { /* tasks parked on waits no one holds any more go away */
+    lua_gc(L, LUA_GCCOLLECT);
+    lua_gc(L, LUA_GCCOLLECT);
+    rc = couch_loop_run_tasks(loop, L);
+  }
   if (rc == COUCH_LOOP_INTERRUPTED) return couch_error_raise(L, "cancelled", "interrupted");
   if (rc == COUCH_LOOP_STUCK)
     return couch_error_raise(L, "deadlock", "%d task(s) wait for something nothing can complete",

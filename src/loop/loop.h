@@ -19,6 +19,8 @@ typedef struct couch_transfer couch_transfer;
 struct couch_wait {
   int done;                      /* set by couch_wait_complete */
   int cancelled;                 /* set when the waiter was cancelled / interrupted */
+  int internal;                  /* only another task can complete it (cond, join without a
+                                    timeout): a task parked on it may be collected */
   couch_task *task;              /* the task to wake, or NULL for a blocking caller */
   void (*cancel)(couch_wait *w); /* abort what is pending (may be NULL) */
   void (*finalize)(couch_wait *w); /* free the owner's C resources, from __gc (may be NULL) */

@@ -18,7 +18,10 @@ struct couch_task {
   couch_loop *loop;
   lua_State *co;
   int co_ref;           /* registry refs, LUA_NOREF when released */
-  int self_ref;         /* anchors the task userdata while it has not finished */
+  int self_ref;         /* anchors the task userdata while it has not finished, except while
+                           parked: blocked on an internal wait, only weakly held, so a task
+                           no one can ever wake is collected (and cancelled) with its cond */
+  int parked;
   int result_ref;       /* table of results, or the error value */
   couch_task_state state;
   int nargs;            /* values on co's stack to pass at the next resume */
@@ -36,6 +39,11 @@ couch_task *couch_task_of(lua_State *L);
 
 /* Resume t (the one resume routine). Handles yield / finish / error. */
 void couch_task_resume(couch_task *t, lua_State *from);
+
+/* Park a task that blocks on an internal wait (weak hold), and anchor it again when the
+ * wait completes. Anchoring returns 0 when the task is already being collected. */
+void couch_task_park(couch_task *t, lua_State *L);
+int couch_task_unpark(couch_task *t);
 
 /* Finish t with an error value on top of from's stack without running it (not started). */
 void couch_task_finish_unstarted(couch_task *t, lua_State *L);

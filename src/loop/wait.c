@@ -38,6 +38,7 @@ void couch_wait_complete(couch_loop *loop, couch_wait *w) {
   if (w->list) couch_wait_list_remove(w);
   couch_task *t = w->task;
   if (t && t->state == TASK_WAITING && t->waiting_on == w) {
+    if (t->parked && !couch_task_unpark(t)) return; /* being collected: its __gc cancels it */
     t->waiting_on = NULL;
     couch_loop_make_ready(loop, t);
   }
@@ -69,6 +70,7 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
     w->task = t;
     t->waiting_on = w;
     t->state = TASK_WAITING;
+    if (w->internal) couch_task_park(t, L);
     return lua_yieldk(L, 0, widx, after_wait);
   }
   /* Blocking: the task (if any) stays RUNNING, so the loop never resumes it meanwhile. */

@@ -171,6 +171,37 @@ function TestTasks:test_deadlock_is_an_error_not_a_hang()
   lu.assertEquals(err.kind, "deadlock")
 end
 
+function TestTasks:test_a_blocked_task_no_one_can_wake_is_collected_and_cancelled()
+  local collected = setmetatable({}, { __mode = "v" })
+  do
+    local q = couch.queue()          -- a consumer whose producer forgot to close the queue
+    collected[1] = couch.spawn(function() return q:pop() end)
+    collected[2] = couch.spawn(function() couch.cond():wait() end)
+    couch.sleep(0.01)
+  end
+  couch.run()                        -- no deadlock: nothing can ever wake them, so they go
+  collectgarbage(); collectgarbage()
+  lu.assertNil(collected[1])
+  lu.assertNil(collected[2])
+end
+
+function TestTasks:test_a_parked_task_that_is_still_held_wakes_normally()
+  local q = couch.queue()
+  local consumer = couch.spawn(function() return q:pop() end)
+  couch.sleep(0.01)
+  collectgarbage(); collectgarbage()
+  q:push("hello")
+  lu.assertEquals(consumer:wait(), "hello")
+  local c = couch.cond()
+  local waiter = couch.spawn(function() return c:wait() end)
+  couch.sleep(0.01)
+  collectgarbage()
+  lu.assertTrue(waiter:cancel())
+  local ok, err = pcall(waiter.wait, waiter)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "cancelled")
+end
+
 function TestTasks:test_many_tasks()
   local n = 0
   for _ = 1, 2000 do couch.spawn(function() couch.sleep(0.01); n = n + 1 end) end
