@@ -487,7 +487,7 @@ return function(couch)
     job.since = opts.since or 0
     job.hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions
     job.failures = {}
-    job.session_id = couch._md5_hex(tostring(couch.now()) .. tostring(math.random()) .. tostring({}))
+    job.session_id = couch._random_hex(16)
     job.rep_id = opts.replication_id or couch._md5_hex(json.encode({
       identity(job.source), identity(job.target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,

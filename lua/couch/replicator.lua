@@ -107,11 +107,7 @@ return function(couch)
     return body
   end
 
-  local function new_id()
-    local t = {}
-    for i = 1, 32 do t[i] = ("%x"):format(math.random(0, 15)) end
-    return table.concat(t)
-  end
+  local function new_id() return couch._random_hex(16) end
 
   ---------------------------------------------------------------------------
   -- States

@@ -4,6 +4,7 @@
 
 #include <lauxlib.h>
 #include <openssl/evp.h>
+#include <sys/random.h>
 
 static int l_md5_hex(lua_State *L) {
   size_t len;
@@ -21,7 +22,26 @@ static int l_md5_hex(lua_State *L) {
   return 1;
 }
 
+/* couch._random_hex(nbytes) -> hex of that many bytes from the kernel: ids must not collide
+ * between processes started together (math.random's seed can be the same in both). */
+static int l_random_hex(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 16);
+  unsigned char buf[64];
+  if (n < 1 || n > (lua_Integer)sizeof buf) return luaL_argerror(L, 1, "1..64 bytes");
+  if (getrandom(buf, (size_t)n, 0) != (ssize_t)n) return luaL_error(L, "getrandom failed");
+  char hex[129];
+  static const char digits[] = "0123456789abcdef";
+  for (lua_Integer i = 0; i < n; i++) {
+    hex[2 * i] = digits[buf[i] >> 4];
+    hex[2 * i + 1] = digits[buf[i] & 15];
+  }
+  lua_pushlstring(L, hex, (size_t)(2 * n));
+  return 1;
+}
+
 void couch_repid_open(lua_State *L) {
+  lua_pushcfunction(L, l_random_hex);
+  lua_setfield(L, -2, "_random_hex");
   lua_pushcfunction(L, l_md5_hex);
   lua_setfield(L, -2, "_md5_hex");
 }
