@@ -15,8 +15,7 @@ function M.connect(opts) return couch.connect(M.url, opts) end
 
 local created = {}
 local counter = 0
-math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-local run_id = ("%x"):format(math.random(0, 0xffffff))
+local run_id = couch._random_hex(4) -- distinct even for suites started in the same instant
 
 --- A new, empty database with a unique name (deleted by M.cleanup()).
 function M.fresh_db(srv, label)
