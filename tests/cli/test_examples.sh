@@ -75,6 +75,30 @@ lacks() {
 }
 lua() { "$COUCHLUA" "$@"; }
 
+# interrupt LABEL TEXT N CMD... : starts CMD, sends SIGINT (Ctrl-C) once its output holds
+# TEXT N times, and expects it to stop cleanly with status 0.
+interrupt() {
+  current=$1
+  local text=$2 times=$3 i
+  shift 3
+  : >"$tmp/out"
+  : >"$tmp/err" # before starting: the wait below must not see the last run's output
+  "$@" >"$tmp/out" 2>"$tmp/err" </dev/null &
+  bg_pid=$!
+  for i in $(seq 150); do
+    (($(cat "$tmp/out" "$tmp/err" | grep -cF -- "$text") >= times)) && break
+    sleep 0.1
+  done
+  kill -INT "$bg_pid"
+  for i in $(seq 150); do kill -0 "$bg_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$bg_pid" 2>/dev/null && kill -KILL "$bg_pid"
+  wait "$bg_pid"
+  rc=$? bg_pid=
+  out=$(<"$tmp/out") err=$(<"$tmp/err")
+  checks=$((checks + 1))
+  ((rc == 0)) || fail "exit status $rc after SIGINT, expected 0"
+}
+
 # ---- the databases the examples expect ------------------------------------------------
 cat >setup.lua <<'EOF'
 -- setup.lua URL MODE: seeds the databases the examples read (MODE: pouchdb | fake)
@@ -100,6 +124,7 @@ fill("large_database", 1500)
 fill("db1", 10); fill("db2", 20); fill("db3", 30)
 fill("local_database", 7)
 fill("primary_database", 3)
+fill("bidi_a", 3)
 fill("main_database", 0, {
   { _id = "user123", type = "user", status = "active", department = "engineering" },
   { _id = "user456", type = "user", status = "inactive", department = "sales" },
@@ -219,6 +244,10 @@ for f in "$ex"/seed/*.lua; do
   esac
 done
 
+interrupt "11_bidirectional.lua, then Ctrl-C" "Syncing until Ctrl-C" 1 \
+  "$COUCHLUA" "$ex/seed/11_bidirectional.lua" "$URL" bidi_a bidi_b
+has "Interrupted"; has "Stopped"
+
 # ---- migrate.lua ----------------------------------------------------------------------
 run migrate.lua 0 "$COUCHLUA" "$ex/migrate.lua" "$URL/bk_src" "$URL/mig_copy"
 has "read 454, written 454, failed 0"; has "bk_src and mig_copy hold the same 454 revisions"
@@ -229,6 +258,9 @@ run "migrate.lua (target has more)" 1 "$COUCHLUA" "$ex/migrate.lua" "$URL/bk_src
 has "1 extra in it"
 run "migrate.lua --continuous" 0 "$COUCHLUA" "$ex/migrate.lua" "$URL/db2" "$URL/mig_cont" --continuous --seconds 1
 has "(continuous)"; has "db2 and mig_cont hold the same 20 revisions"
+interrupt "migrate.lua --continuous, then Ctrl-C" "replicate db3 -> mig_int" 1 \
+  "$COUCHLUA" "$ex/migrate.lua" "$URL/db3" "$URL/mig_int" --continuous
+has "interrupted: finishing the batches in flight"; has "db3 and mig_int hold the same 30 revisions"
 run "migrate.lua (bad arguments)" 2 "$COUCHLUA" "$ex/migrate.lua" "$URL"
 has "usage: couchlua migrate.lua"
 
@@ -267,21 +299,7 @@ checks=$((checks + 1))
 run "fleet.lua --continuous --seconds 2" 0 "$COUCHLUA" "$ex/fleet.lua" "$URL" '^fleetc_' --continuous --seconds 2
 has "fleet: 2 continuous replication(s) started"; has "fleet: 2 replication(s): 2 stopped"
 # Ctrl-C: SIGINT while it follows two continuous replications
-current="fleet.lua --continuous, then Ctrl-C"
-"$COUCHLUA" "$ex/fleet.lua" "$URL" '^fleeti_' --continuous >"$tmp/out" 2>"$tmp/err" </dev/null &
-bg_pid=$!
-for _ in $(seq 100); do
-  [[ $(grep -c ' running' "$tmp/err") -ge 2 ]] && break
-  sleep 0.1
-done
-kill -INT "$bg_pid"
-for _ in $(seq 100); do kill -0 "$bg_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$bg_pid" 2>/dev/null; then kill -KILL "$bg_pid"; fi
-wait "$bg_pid"
-rc=$? bg_pid=
-out=$(<"$tmp/out") err=$(<"$tmp/err")
-checks=$((checks + 1))
-((rc == 0)) || fail "exit status $rc after SIGINT, expected 0"
+interrupt "fleet.lua --continuous, then Ctrl-C" ' running' 2 "$COUCHLUA" "$ex/fleet.lua" "$URL" '^fleeti_' --continuous
 has "fleet: interrupted: stopping 2 replication(s)"; has "fleet: 2 replication(s): 2 stopped"
 checks=$((checks + 1))
 [[ $(count_fleet_docs "$URL") == 0 ]] || fail "replication documents left behind after Ctrl-C"
