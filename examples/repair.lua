@@ -226,15 +226,16 @@ end
 ---------------------------------------------------------------------------
 -- 5. Did the recreated ones come back? Watch them all at once for --settle seconds.
 -- Each task follows one replication until it completes or fails; a running one counts as
--- good at the deadline. (The watchers are left behind at the deadline rather than
--- cancelled; the os.exit at the end does not wait for them.)
+-- good at the deadline. At the deadline the watchers are left behind, not cancelled (a
+-- task cancelled inside a follow loop does not close it, which would keep the shared
+-- _replicator feed going); the os.exit at the end does not wait for them.
 
 local still_bad = 0
 if #recreated > 0 and opt.settle > 0 then
   local verdicts = couch.queue()
-  local latest = {}
-  for _, id in ipairs(recreated) do
-    couch.spawn("settle " .. id, function()
+  local latest, watchers = {}, {}
+  for i, id in ipairs(recreated) do
+    watchers[i] = couch.spawn("settle " .. id, function()
       for st in rep:follow(id) do
         latest[id] = st
         if st.state == "completed" or BAD[st.state] or st.state == "deleted" then break end
