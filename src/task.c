@@ -376,7 +376,10 @@ static int l_run(lua_State *L) {
     lua_gc(L, LUA_GCCOLLECT);
     rc = couch_loop_run_tasks(loop, L);
   }
-  if (rc == COUCH_LOOP_INTERRUPTED) return couch_error_raise(L, "cancelled", "interrupted");
+  if (rc == COUCH_LOOP_INTERRUPTED) {
+    couch_loop_interrupt_consumed(L);
+    return couch_error_raise(L, "cancelled", "interrupted");
+  }
   if (rc == COUCH_LOOP_STUCK)
     return couch_error_raise(L, "deadlock", "%d task(s) wait for something nothing can complete",
                              loop->tasks_alive);

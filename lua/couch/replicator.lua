@@ -69,16 +69,20 @@ return function(couch)
         usage(alias, ("is an alias of '%s'; give only one"):format(name))
       end
     end
-    for k, v in pairs(opts) do o[ALIASES[k] or k] = v end
+    local typed = {} -- the name the caller used, for error messages
+    for k, v in pairs(opts) do
+      o[ALIASES[k] or k] = v
+      typed[ALIASES[k] or k] = k
+    end
     for k, want in pairs(TYPES) do
       local v = o[k]
       if v ~= nil then
         if want == "integer" then
           if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-            usage(k, ("expected an integer, got %s"):format(type(v)))
+            usage(typed[k], ("expected an integer, got %s"):format(type(v)))
           end
         elseif type(v) ~= want then
-          usage(k, ("expected a %s, got %s"):format(want, type(v)))
+          usage(typed[k], ("expected a %s, got %s"):format(want, type(v)))
         end
       end
     end
@@ -137,12 +141,14 @@ return function(couch)
     }
     if sched then
       st.state = sched.state
-      st.info = redact.value(sched.info)
-      st.error_count = sched.error_count
-      st.start_time = sched.start_time
-      st.last_updated = sched.last_updated
-      st.node = sched.node
-      st.job_id = sched.id
+      if sched.info ~= json.null then st.info = redact.value(sched.info) end
+      -- JSON nulls (initializing / pending) become nil, so `st.info and st.info.x` works
+      local function value(x) if x ~= json.null then return x end end
+      st.error_count = value(sched.error_count)
+      st.start_time = value(sched.start_time)
+      st.last_updated = value(sched.last_updated)
+      st.node = value(sched.node)
+      st.job_id = value(sched.id)
     end
     if not st.state or not SEVEN[st.state] then
       st.state = FROM_DOC[doc._replication_state] or "initializing"

@@ -12,10 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Provided by the event loop (src/loop). This weak no-op keeps the command linkable while
- * the loop is absent from the library; the real definition overrides it at link time. */
-void couch_loop_interrupt_from_signal(void) __attribute__((weak));
-void couch_loop_interrupt_from_signal(void) {}
+#include "loop/loop.h"
 
 #define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 
@@ -60,6 +57,7 @@ static void on_sigint_eval(int sig) {
 
 void cli_signals_eval_begin(lua_State *L) {
   eval_state = L;
+  couch_loop_set_host_stop_hook(stop_hook);
   set_handler(on_sigint_eval, &before_eval);
 }
 

@@ -26,6 +26,18 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 
 void couch_loop_set_running(lua_State *co) { running_task = co; }
 
+static lua_Hook host_stop_hook; /* the embedding program's own Ctrl-C hook, if it has one */
+
+void couch_loop_set_host_stop_hook(lua_Hook hook) { host_stop_hook = hook; }
+
+void couch_loop_interrupt_consumed(lua_State *L) {
+  /* The interrupt has become one `cancelled` error; the host's hook (set by the same
+   * Ctrl-C) must not raise a second one after a pcall has caught the first. */
+  lua_State *main = couch_loop_get(L)->L;
+  if (host_stop_hook && lua_gethook(main) == host_stop_hook) lua_sethook(main, NULL, 0, 0);
+  if (lua_gethook(L) == host_stop_hook && host_stop_hook) lua_sethook(L, NULL, 0, 0);
+}
+
 void couch_loop_interrupt_from_signal(void) {
   interrupted = 1;
   lua_State *co = running_task;

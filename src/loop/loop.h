@@ -80,6 +80,11 @@ void couch_loop_interrupt_from_signal(void);
 /* The task coroutine being resumed now (NULL between resumes), so Ctrl-C can stop a task
  * stuck in Lua code that never waits. */
 void couch_loop_set_running(lua_State *co);
+/* A host that stops Lua code on Ctrl-C with a hook of its own (as lua.c does) names it
+ * here; once the loop has turned an interrupt into a `cancelled` error, it removes that hook
+ * so one Ctrl-C is one error, which a single pcall catches. */
+void couch_loop_set_host_stop_hook(lua_Hook hook);
+void couch_loop_interrupt_consumed(lua_State *L);
 /* Forget an interrupt that arrived while no call was waiting. */
 void couch_loop_clear_interrupt(void);
 

@@ -70,10 +70,22 @@ void couch_task_resume(couch_task *t, lua_State *from) {
   if (rc == LUA_OK) {
     finish(t, L, 0, nres);
   } else {
+    lua_State *co = t->co;
     /* Add the traceback to plain string errors; error objects keep their shape. */
-    if (lua_type(t->co, -1) == LUA_TSTRING) luaL_traceback(t->co, t->co, lua_tostring(t->co, -1), 0);
-    else lua_pushvalue(t->co, -1);
-    lua_remove(t->co, -2);
+    if (lua_type(co, -1) == LUA_TSTRING) luaL_traceback(co, co, lua_tostring(co, -1), 0);
+    else lua_pushvalue(co, -1);
+    lua_pushvalue(co, -2);
+    lua_xmove(co, L, 2); /* L: reported error, original error; co keeps the original on top */
+    /* Close the dead coroutine: its pending to-be-closed variables run (a follower leaves
+     * its watcher, a feed closes). An error raised by a __close replaces the task's. */
+    if (lua_resetthread(co) != LUA_OK && lua_gettop(co) > 0) {
+      lua_xmove(co, L, 1);
+      if (!lua_rawequal(L, -1, -2)) lua_replace(L, -3);
+      else lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_settop(co, 0);
+    lua_xmove(L, co, 1);
     finish(t, L, 1, 1);
   }
 }

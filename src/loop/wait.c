@@ -76,7 +76,10 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
   /* Blocking: the task (if any) stays RUNNING, so the loop never resumes it meanwhile. */
   if (!t) couch_loop_clear_interrupt();
   int rc = couch_loop_run_until(loop, L, &w->done);
-  if (rc == COUCH_LOOP_INTERRUPTED) w->cancelled = 1;
+  if (rc == COUCH_LOOP_INTERRUPTED) {
+    w->cancelled = 1;
+    couch_loop_interrupt_consumed(L);
+  }
   if (rc == COUCH_LOOP_STUCK) {
     if (w->cancel) w->cancel(w);
     return couch_error_raise(L, "deadlock",
