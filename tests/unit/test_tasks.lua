@@ -202,6 +202,21 @@ function TestTasks:test_a_parked_task_that_is_still_held_wakes_normally()
   lu.assertEquals(err.kind, "cancelled")
 end
 
+function TestTasks:test_failed_and_cancelled_tasks_close_their_to_be_closed_variables()
+  local closed = {}
+  local function closer(name)
+    return setmetatable({}, { __close = function() closed[#closed + 1] = name end })
+  end
+  local a = couch.spawn(function() local _ <close> = closer("failed"); error("boom") end)
+  local b = couch.spawn(function() local _ <close> = closer("cancelled"); couch.sleep(10) end)
+  couch.sleep(0.01)
+  b:cancel()
+  pcall(couch.run)
+  table.sort(closed)
+  lu.assertEquals(closed, { "cancelled", "failed" })
+  lu.assertFalse((a:result()))
+end
+
 function TestTasks:test_many_tasks()
   local n = 0
   for _ = 1, 2000 do couch.spawn(function() couch.sleep(0.01); n = n + 1 end) end
