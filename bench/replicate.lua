@@ -18,7 +18,8 @@
 --   kept out of CI), BENCH_REPL_DOCS (10000: the first size), BENCH_REPL_CONFIGS
 --   ("500x4,250x4,1000x4,500x2,500x8": batch_size x concurrency; the goals use the first;
 --   only the first runs at 100,000), BENCH_REPL_ROUNDS (2 at the first size: best of, in
---   alternating order; 1 at 100,000), BENCH_SERVER_PID (pouchdb-server's pid, set by bench/run: its
+--   alternating order; 1 at 100,000), BENCH_ENCODING (an Accept-Encoding header for our
+--   requests, e.g. identity; default: libcurl's, so the server gzips), BENCH_SERVER_PID (pouchdb-server's pid, set by bench/run: its
 --   CPU figures). Every database it creates is deleted at the end, also on failure.
 local dir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench"
 package.path = dir .. "/?.lua;" .. package.path
@@ -26,6 +27,27 @@ local couch = require "couch"
 local B = require "common"
 local json = couch.json
 local out = B.out
+
+-- BENCH_ENCODING: an Accept-Encoding header for every request of ours (e.g. "identity");
+-- by default libcurl offers gzip/deflate/br and pouchdb-server gzips every answer over 1 KB
+local ENCODING = os.getenv("BENCH_ENCODING")
+if ENCODING == "" then ENCODING = nil end
+local CONN_OPTS = { headers = ENCODING and { ["Accept-Encoding"] = ENCODING } or nil }
+
+-- The server's CPU seconds so far, all threads and its main thread (node's JavaScript
+-- runs there): {all =, main =}, or nil without BENCH_SERVER_PID.
+local SERVER_PID = os.getenv("BENCH_SERVER_PID")
+local function server_cpu()
+  if not SERVER_PID then return nil end
+  local _, _, all = B.cpu_seconds(SERVER_PID)
+  local _, _, main = B.cpu_seconds(SERVER_PID .. "/task/" .. SERVER_PID)
+  return all and { all = all, main = main }
+end
+local function cpu_since(c0)
+  local c1 = server_cpu()
+  if not (c0 and c1) then return nil end
+  return { all = c1.all - c0.all, main = c0.main and c1.main and (c1.main - c0.main) }
+end
 
 -------------------------------------------------------------------------------------------
 -- Child mode: one native replication in a process of its own.
@@ -37,7 +59,7 @@ local out = B.out
 if arg[1] == "--child" then
   local src_name, tgt_name = arg[2], arg[3]
   local batch_size, concurrency = tonumber(arg[4]), tonumber(arg[5])
-  local srv = couch.connect(B.url())
+  local srv = couch.connect(B.url(), CONN_OPTS)
   local phases = {}
   local S = couch._server_methods
   local send = S._send
@@ -76,8 +98,6 @@ if arg[1] == "--child" then
     end
     return q
   end
-  local server_pid = os.getenv("BENCH_SERVER_PID")
-  local function server_cpu() return server_pid and select(3, B.cpu_seconds(server_pid)) end
   local _, _, cpu0 = B.cpu_seconds()
   local scpu0 = server_cpu()
   local t0 = couch.now()
@@ -88,8 +108,7 @@ if arg[1] == "--child" then
   local secs = couch.now() - t0
   for _, p in pairs(phases) do p.first, p.last = p.first - t0, p.last - t0 end
   local _, _, cpu1 = B.cpu_seconds()
-  local scpu1 = server_cpu()
-  local res = { ok = ok, secs = secs, cpu = cpu1 - cpu0, server_cpu = scpu0 and scpu1 and (scpu1 - scpu0), hwm_kb = B.status_kb("VmHWM"),
+  local res = { ok = ok, secs = secs, cpu = cpu1 - cpu0, server_cpu = cpu_since(scpu0), hwm_kb = B.status_kb("VmHWM"),
                 requests = srv:stats().requests, phases = phases, queue_wait = queue_wait }
   if ok then
     res.stats = {}
@@ -106,9 +125,8 @@ end
 -- The benchmark
 -------------------------------------------------------------------------------------------
 local url = B.url()
-local srv = couch.connect(url)
+local srv = couch.connect(url, CONN_OPTS)
 local COUCHLUA = os.getenv("BENCH_COUCHLUA") or arg[-1] or "build/couchlua"
-local SERVER_PID = os.getenv("BENCH_SERVER_PID")
 local BATCH = 500 -- the ceiling's batches
 
 local sizes = { tonumber(os.getenv("BENCH_REPL_DOCS")) or 10000 }
@@ -129,11 +147,6 @@ local function newdb(prefix)
   return srv:db(name)
 end
 
-local function server_cpu()
-  if not SERVER_PID then return nil end
-  local _, _, t = B.cpu_seconds(SERVER_PID)
-  return t
-end
 local function server_rss() return SERVER_PID and B.status_kb("VmRSS", SERVER_PID) end
 
 -- Wall seconds of fn(), the server's CPU seconds meanwhile, fn's result.
@@ -141,11 +154,13 @@ local function timed(fn)
   local c0, t0 = server_cpu(), couch.now()
   local r = fn()
   local secs = couch.now() - t0
-  local c1 = server_cpu()
-  return secs, c0 and c1 and (c1 - c0), r
+  return secs, cpu_since(c0), r
 end
 
-local function pct_cpu(cpu, secs) return cpu and ("%.0f%%"):format(100 * cpu / secs) or "n/a" end
+local function pct_cpu(cpu, secs)
+  if not cpu then return "n/a" end
+  return ("%.0f%% (JS thread %s)"):format(100 * cpu.all / secs, cpu.main and ("%.0f%%"):format(100 * cpu.main / secs) or "n/a")
+end
 local function fmt_rate(r) return ("%s docs/s"):format(B.int(r)) end
 
 local failures = 0
@@ -335,7 +350,9 @@ out("replicate: native couch.replicate vs the server's ceiling and its own repli
 out("  %s docs of ~1 KB%s; native settings (batch_size x concurrency): %s; best of %d rounds at %s docs",
   sizes_text(), os.getenv("BENCH_BIG") == "1" and "" or " (BENCH_BIG=1 adds 100,000)",
   os.getenv("BENCH_REPL_CONFIGS") or "500x4,250x4,1000x4,500x2,500x8", ROUNDS, B.int(sizes[1]))
-out("  srv CPU: the server's user+system CPU over the wall time (100%% = one core busy)")
+out("  Accept-Encoding of our requests: %s", ENCODING or "libcurl's default (all it decodes: the server gzips; BENCH_ENCODING=identity to compare)")
+out("  srv CPU: the server's user+system CPU over the wall time, all threads (100%% = one core busy), and its")
+out("  main thread's, where node runs all the JavaScript: near 100%% there, the server is the bottleneck")
 
 local results = {} -- one per size
 
@@ -410,7 +427,7 @@ local function bench_size(n, sweep)
       local w = res.phases["POST /_bulk_docs"]
       if w then run.fill, run.drain = w.first, res.secs - w.last end
     end
-    out("    round %d  %-26s %14s %6.2fs  srv CPU %4s%s", it.round, it.label, fmt_rate(run.rate), run.secs,
+    out("    round %d  %-26s %14s %6.2fs  srv CPU %s%s", it.round, it.label, fmt_rate(run.rate), run.secs,
       pct_cpu(run.server_cpu, run.secs),
       run.cpu and ("  client CPU %.0f%%, %d requests, peak RSS %s"):format(100 * run.cpu / run.secs, run.requests, B.mb(run.hwm)) or "")
     if run.phases then
