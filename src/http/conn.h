@@ -21,6 +21,7 @@ typedef struct couch_conn {
   char *proxy;
   char *ca_file;
   int insecure;          /* TLS verification off: asked for explicitly */
+  int compress;          /* offer gzip (off for loopback: compression there is pure cost) */
   long connect_timeout_ms, timeout_ms;
   int retries;           /* extra attempts after the first */
   long backoff_ms, max_backoff_ms;

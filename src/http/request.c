@@ -303,7 +303,7 @@ static void configure(couch_request *r) {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   /* gzip where the server offers it, but not on long-polls: a server then holds the
    * heartbeats and the wake-up in its compressor's buffer */
-  if (!r->unlimited) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (!r->unlimited && c->compress) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
