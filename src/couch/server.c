@@ -267,6 +267,16 @@ static int status_allowed(lua_State *L, int opts, long status) {
   return ok;
 }
 
+/* Raise a `json` error about the answer to r. */
+static int raise_json_error(lua_State *L, couch_request *r, const char *why) {
+  couch_error_push(L, "json", "%s", why);
+  couch_error_setint(L, -1, "status", r->status);
+  couch_error_setstr(L, -1, "method", r->method);
+  couch_url_push_redacted(L, r->url);
+  lua_setfield(L, -2, "url");
+  return lua_error(L);
+}
+
 /* Continuation: stack is 1 server, 2 method, 3 path, 4 opts, 5 url, 6 request. */
 static int after_send(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -283,19 +293,11 @@ static int after_send(lua_State *L, int status, lua_KContext ctx) {
   } else if (!looks_like_json(r)) {
     char ct[128];
     if (!couch_request_header(r, "content-type", ct, sizeof ct)) snprintf(ct, sizeof ct, "no content type");
-    couch_error_push(L, "json", "expected a JSON answer, got %s (pass raw = true for other content)", ct);
-    couch_error_setint(L, -1, "status", r->status);
-    couch_error_setstr(L, -1, "method", r->method);
-    couch_url_push_redacted(L, r->url);
-    lua_setfield(L, -2, "url");
-    return lua_error(L);
+    lua_pushfstring(L, "expected a JSON answer, got %s (pass raw = true for other content)", ct);
+    return raise_json_error(L, r, lua_tostring(L, -1));
   } else if (!couch_json_decode(L, r->resp, r->resp_len)) {
-    couch_error_push(L, "json", "the response is not valid JSON: %s", lua_tostring(L, -1));
-    couch_error_setint(L, -1, "status", r->status);
-    couch_error_setstr(L, -1, "method", r->method);
-    couch_url_push_redacted(L, r->url);
-    lua_setfield(L, -2, "url");
-    return lua_error(L);
+    lua_pushfstring(L, "the response is not valid JSON: %s", lua_tostring(L, -1));
+    return raise_json_error(L, r, lua_tostring(L, -1));
   }
   push_headers_table(L, r);
   return 3;
@@ -469,19 +471,12 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-static int l_username(lua_State *L) {
-  couch_conn *c = couch_server_check(L, 1);
-  lua_pushstring(L, c->username);
-  return 1;
-}
-
 void couch_server_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"_send", l_send},
                                      {"_state", l_state},
                                      {"_set_token", l_set_token},
                                      {"_has_session", l_has_session},
                                      {"_forget_session", l_forget_session},
-                                     {"_username", l_username},
                                      {"_endpoint_auth", l_endpoint_auth},
                                      {"stats", l_stats},
                                      {NULL, NULL}};

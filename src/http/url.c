@@ -30,10 +30,10 @@ void couch_url_push_escaped(lua_State *L, const char *s, size_t len) {
 
 /* Query parameters whose values CouchDB parses as JSON even when they are strings. */
 static int json_param(const char *k) {
-  static const char *const names[] = {"key", "keys", "startkey", "start_key", "endkey",
-                                      "end_key", "start_key_doc_id", NULL};
+  static const char *const names[] = {"key", "keys", "startkey", "start_key", "endkey", "end_key",
+                                      NULL};
   for (int i = 0; names[i]; i++)
-    if (strcmp(k, names[i]) == 0) return strcmp(k, "start_key_doc_id") != 0;
+    if (strcmp(k, names[i]) == 0) return 1;
   return 0;
 }
 
