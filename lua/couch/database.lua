@@ -52,7 +52,9 @@ return function(couch)
     opts = opts or {}
     local q = {}
     for _, k in ipairs { "q", "n", "partitioned" } do q[k] = opts[k] end
-    local body, status = self:request("PUT", "", { query = q, allow = opts.exist_ok and { [412] = true } or nil })
+    -- with exist_ok a repeat is harmless (412 is accepted), so it may be retried
+    local body, status = self:request("PUT", "", { query = q, allow = opts.exist_ok and { [412] = true } or nil,
+                                                   idempotent = opts.exist_ok and true or nil })
     return status == 412 and { ok = true, existed = true } or body
   end
 
