@@ -3,6 +3,7 @@
 #include "cond.h"
 #include "couch/server.h"
 #include "http/url.h"
+#include "replicate/batch.h"
 #include "replicate/slice.h"
 #include "error.h"
 #include "task.h"
@@ -67,6 +68,7 @@ int luaopen_couch(lua_State *L) {
   couch_url_open(L);
   couch_server_open(L);
   couch_slice_open(L);
+  couch_batch_open(L);
   couch_repid_open(L);
   /* The Lua half: server and database methods, task helpers. */
   luaL_getmetatable(L, SERVER_MT);

@@ -220,29 +220,9 @@ return function(couch)
   end
 
   --- Moving one batch -------------------------------------------------------
-
-  local function fetch_docs(job, missing)
-    local reqs = {}
-    for id, revs in pairs(missing) do
-      for _, rev in ipairs(revs) do reqs[#reqs + 1] = { id = id, rev = rev } end
-    end
-    if #reqs == 0 then return {} end
-    if not job.no_bulk_get then
-      local body, status = job.source:request("POST", "/_bulk_get",
-        { query = { revs = true, latest = true, attachments = job.attachments }, body = { docs = json.array(reqs) },
-          raw = true, idempotent = true, allow = { [400] = true, [404] = true, [405] = true, [501] = true } })
-      if status < 300 then return couch._slice_docs(body) end
-      job.no_bulk_get = true -- an old server: one GET per document from now on
-    end
-    local out = {}
-    for id, revs in pairs(missing) do
-      local body = job.source:request("GET", "/" .. couch.doc_path(id),
-        { query = { open_revs = json.encode(json.array(revs)), revs = true, latest = true, attachments = job.attachments },
-          raw = true })
-      for _, d in ipairs(couch._slice_docs(body)) do out[#out + 1] = d end
-    end
-    return out
-  end
+  -- The protocol step is C (couch._move_batch, src/replicate/batch.c): revs_diff ->
+  -- _bulk_get (open_revs on old servers) -> exact-byte slices -> _bulk_docs, 413 splits.
+  -- It calls back here for what is the user's: the hooks, on_error, new_revisions.
 
   -- Run the user's hooks; returns the JSON texts to write.
   local function apply_hooks(job, docs)
@@ -295,96 +275,17 @@ return function(couch)
     return revs
   end
 
-  -- One _bulk_docs; 413 splits the batch in halves down to single documents.
-  local function post_bulk(job, docs, new_edits)
-    local parts = {}
-    for i, d in ipairs(docs) do parts[i] = d.json end
-    local body = '{"new_edits":' .. tostring(new_edits) .. ',"docs":[' .. table.concat(parts, ",") .. "]}"
-    local res, status = job.target:request("POST", "/_bulk_docs", { body = body, idempotent = true, allow = { [413] = true } })
-    if status == 413 then
-      if #docs == 1 then
-        return failed(job, docs[1], { error = "too_large", reason = "the document is larger than the target accepts (413)", status = 413 })
-      end
-      local half = #docs // 2
-      post_bulk(job, { table.unpack(docs, 1, half) }, new_edits)
-      return post_bulk(job, { table.unpack(docs, half + 1) }, new_edits)
-    end
-    -- an error names the id, and the rev when the server knows it
-    local by_rev, by_id = {}, {}
-    for _, r in ipairs(res) do
-      if r.error then
-        if r.rev then by_rev[r.id .. " " .. r.rev] = r end
-        by_id[r.id] = by_id[r.id] or r
-      end
-    end
+  Job._apply_hooks = apply_hooks
+  Job._failed = failed
+  function Job:_new_revisions(docs)
+    local revs = current_revs(self, docs)
     for _, d in ipairs(docs) do
-      local e = (d.rev and by_rev[d.id .. " " .. d.rev]) or by_id[d.id]
-      if e then failed(job, d, e) else job.info.docs_written = job.info.docs_written + 1 end
+      d.doc._rev = revs[d.id]
+      d.json = json.encode(d.doc)
     end
   end
 
-  local function write_docs(job, docs)
-    if #docs == 0 then return end
-    if job.new_revisions then
-      local revs = current_revs(job, docs)
-      for _, d in ipairs(docs) do
-        d.doc._rev = revs[d.id]
-        d.json = json.encode(d.doc)
-      end
-      return post_bulk(job, docs, true)
-    end
-    -- documents a transform made up without a _rev are new edits; the rest keep theirs
-    local replicated, fresh = {}, {}
-    for _, d in ipairs(docs) do
-      if d.rev then replicated[#replicated + 1] = d else fresh[#fresh + 1] = d end
-    end
-    if #replicated > 0 then post_bulk(job, replicated, false) end
-    if #fresh > 0 then post_bulk(job, fresh, true) end
-  end
-
-  local function move_batch(job, batch)
-    local s = job.info
-    local revs = json.object {}
-    for _, ch in ipairs(batch.changes) do
-      local list = json.array {}
-      for _, c in ipairs(ch.changes) do list[#list + 1] = c.rev end
-      revs[ch.id] = list
-      s.revisions_checked = s.revisions_checked + #list
-    end
-    if next(revs) == nil then return end
-    -- While nearly everything turns out missing (copying into an empty target) the
-    -- _revs_diff round trip buys nothing: skip it, as CouchDB's replicator does, and look
-    -- again every 8th batch. Writing a revision the target has is a no-op with
-    -- new_edits=false, so a skip can cost work but never correctness.
-    job.batches = (job.batches or 0) + 1
-    local missing = {}
-    if (job.missing_ratio or 0) >= 0.95 and job.batches % 8 ~= 0 and not job.new_revisions then
-      for id, list in pairs(revs) do
-        missing[id] = list
-        s.missing_revisions_found = s.missing_revisions_found + #list
-      end
-    else
-      local checked, found = 0, 0
-      for id, d in pairs(job.target:revs_diff(revs)) do
-        if d.missing and #d.missing > 0 then
-          missing[id] = d.missing
-          found = found + #d.missing
-        end
-      end
-      for _, list in pairs(revs) do checked = checked + #list end
-      s.missing_revisions_found = s.missing_revisions_found + found
-      local ratio = found / checked
-      job.missing_ratio = job.missing_ratio and (0.5 * job.missing_ratio + 0.5 * ratio) or ratio
-    end
-    local docs = fetch_docs(job, missing)
-    local readable = {}
-    for _, d in ipairs(docs) do
-      if d.json then readable[#readable + 1] = d
-      elseif d.error then failed(job, { id = d.error.id, rev = d.error.rev }, { error = d.error.error, reason = d.error.reason }) end
-    end
-    s.docs_read = s.docs_read + #readable
-    write_docs(job, apply_hooks(job, readable))
-  end
+  local move_batch = couch._move_batch
 
   --- The pipeline -----------------------------------------------------------
 
