@@ -116,7 +116,9 @@ return function(couch)
   local function put_local(job, db, side, doc)
     doc._id = "_local/" .. job.rep_id
     doc._rev = job.ckpt_rev[side]
-    local res, status = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc, allow = { [409] = true, [404] = true } })
+    -- idempotent: a retry after a timeout that did land answers 409, handled below
+    local res, status = db:request("PUT", "/_local/" .. couch.escape(job.rep_id),
+      { body = doc, allow = { [409] = true, [404] = true }, idempotent = true })
     if status == 409 or status == 404 then
       -- our checkpoint vanished or moved: on the target that means it was deleted and
       -- re-created under us; never write a checkpoint that would claim its old content
@@ -126,7 +128,7 @@ return function(couch)
           { reason = "target_recreated" })
       end
       doc._rev = now and now._rev or nil
-      res = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc })
+      res = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc, idempotent = true })
     end
     job.ckpt_rev[side] = res.rev
   end

@@ -174,6 +174,28 @@ function TestNative:test_usage_errors()
   end
 end
 
+-- The server stops answering for a while (SIGSTOP on pouchdb-server, the test's own
+-- server): requests time out, are retried with backoff, and the copy completes.
+function TestNative:test_a_server_that_is_down_for_a_while()
+  local pid = os.getenv("COUCHLUA_TEST_SERVER_PID")
+  if not pid then
+    print("SKIPPED here: needs the PID of a server this test may stop (pouchdb run only)")
+    return
+  end
+  seed(self.src, 3000)
+  local patient = couch.connect(ts.url, { timeout = 1, retries = 8, backoff = 0.2, max_backoff = 1 })
+  local job = couch.replication { source = patient:db(self.src.name), target = patient:db(self.tgt.name),
+                                  create_target = true, quiet = true, batch_size = 100, checkpoint_interval = 0.1 }
+  couch.sleep(0.3)
+  os.execute("kill -STOP " .. pid)
+  couch.sleep(2.5)
+  os.execute("kill -CONT " .. pid)
+  local stats = job:wait()
+  lu.assertEquals(stats.docs_written + stats.doc_write_failures, 3000)
+  lu.assertTrue(couch.compare(self.src, self.tgt).equal)
+  lu.assertTrue(patient:stats().requests > stats.docs_written // 100, "retries happened")
+end
+
 -- SIGKILL at random points, resume each time, verify equal: nothing lost, nothing twice.
 function TestNative:test_kill_9_resume()
   local n = tonumber(os.getenv("COUCHLUA_KILL_TEST_DOCS") or "20000")
