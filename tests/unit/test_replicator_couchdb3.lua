@@ -180,6 +180,36 @@ function TestCouchDB3:test_replicate_one_shot_continuous_and_cancel()
   lu.assertEquals(err.error, "db_not_found")
 end
 
+function TestCouchDB3:test_every_option_reaches_the_document_as_given()
+  local src = seed(fresh("src"), 2)
+  local id = fresh("opts")
+  local opts = {
+    id = id, source = src.name, target = fresh("tgt"), create_target = true, continuous = true,
+    selector = { i = { ["$gt"] = 0 } }, since_seq = "0", checkpoint_interval = 5000, use_checkpoints = true,
+    worker_processes = 2, worker_batch_size = 100, batch_timeout = 1000, http_connections = 5,
+    connection_timeout = 30000, retries_per_request = 3, socket_options = "[{keepalive, true}]",
+    source_proxy = "http://proxy.example:3128", target_proxy = "http://proxy.example:3128",
+    user_ctx = { name = "admin", roles = { "_admin" } }, winning_revs_only = true, custom_field = "kept",
+  }
+  rep:create(opts)
+  local doc = srv:db("_replicator"):get(id)
+  for k, v in pairs(opts) do
+    if k ~= "id" and k ~= "source" and k ~= "target" then
+      lu.assertEquals(couch.json.encode(doc[k], { sort_keys = true }), couch.json.encode(v, { sort_keys = true }), k)
+    end
+  end
+  lu.assertEquals(doc.source.url, f.url .. "/" .. src.name)
+  lu.assertEquals(doc.source.auth.basic.username, "admin")
+  rep:stop(id)
+  local filtered = fresh("filt")
+  rep:create { id = filtered, source = src.name, target = fresh("tgt"), filter = "app/by_i",
+               query_params = { min = 1 }, doc_ids = nil }
+  lu.assertEquals(srv:db("_replicator"):get(filtered).query_params.min, 1)
+  local ids = fresh("ids")
+  rep:create { id = ids, source = src.name, target = fresh("tgt"), doc_ids = { "d001" } }
+  lu.assertEquals(srv:db("_replicator"):get(ids).doc_ids, { "d001" })
+end
+
 -- ONE changes feed and ONE /_scheduler/docs request per interval feed every follower.
 function TestCouchDB3:test_many_followers_share_one_feed_and_one_poll()
   local src = seed(fresh("src"), 5)
