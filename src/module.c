@@ -4,6 +4,8 @@
 #include "couch/server.h"
 #include "http/url.h"
 #include "replicate/batch.h"
+#include "replicate/checkpoint.h"
+#include "replicate/reader.h"
 #include "replicate/slice.h"
 #include "error.h"
 #include "task.h"
@@ -69,6 +71,8 @@ int luaopen_couch(lua_State *L) {
   couch_server_open(L);
   couch_slice_open(L);
   couch_batch_open(L);
+  couch_checkpoint_open(L);
+  couch_reader_open(L);
   couch_repid_open(L);
   /* The Lua half: server and database methods, task helpers. */
   luaL_getmetatable(L, SERVER_MT);

@@ -91,76 +91,10 @@ return function(couch)
 
   --- Checkpoints ------------------------------------------------------------
 
-  local function get_local(db, id)
-    local body, status = db:request("GET", "/_local/" .. couch.escape(id), { allow = { [404] = true } })
-    if status == 404 then return nil end
-    return body
-  end
-
-  -- Where to start: the newest session both checkpoints share (CouchDB's rule).
-  local function find_start(job)
-    if not job.use_checkpoints then return job.since end
-    local s, t = get_local(job.source, job.rep_id), get_local(job.target, job.rep_id)
-    job.ckpt_rev = { source = s and s._rev, target = t and t._rev }
-    job.history = s and s.history or {}
-    if not (s and t) then return job.since end
-    if s.session_id == t.session_id and s.source_last_seq ~= nil then return s.source_last_seq end
-    local in_target = {}
-    for _, h in ipairs(t.history or {}) do in_target[h.session_id] = h end
-    for _, h in ipairs(s.history or {}) do
-      if in_target[h.session_id] then return h.recorded_seq end
-    end
-    return job.since
-  end
-
-  local function put_local(job, db, side, doc)
-    doc._id = "_local/" .. job.rep_id
-    doc._rev = job.ckpt_rev[side]
-    -- idempotent: a retry after a timeout that did land answers 409, handled below
-    local res, status = db:request("PUT", "/_local/" .. couch.escape(job.rep_id),
-      { body = doc, allow = { [409] = true, [404] = true }, idempotent = true })
-    if status == 409 or status == 404 then
-      -- our checkpoint vanished or moved: on the target that means it was deleted and
-      -- re-created under us; never write a checkpoint that would claim its old content
-      local now = get_local(db, job.rep_id)
-      if side == "target" and job.ckpt_rev.target and not now then
-        couch._raise("replication", ("the target %s was deleted or re-created during the replication; start again"):format(job.info.target),
-          { reason = "target_recreated" })
-      end
-      doc._rev = now and now._rev or nil
-      res = db:request("PUT", "/_local/" .. couch.escape(job.rep_id), { body = doc, idempotent = true })
-    end
-    job.ckpt_rev[side] = res.rev
-  end
-
-  local function checkpoint(job)
-    if not job.use_checkpoints or job.through_seq == nil or job.through_seq == job.checkpointed_seq then return end
-    if job.checkpointing then return end -- one at a time; the next batch tries again
-    job.checkpointing = true
-    local ok, err = pcall(function()
-    local s = job.info
-    local entry = {
-      session_id = job.session_id, start_time = s.start_time, end_time = iso_now(),
-      start_last_seq = job.start_seq or 0, end_last_seq = job.through_seq, recorded_seq = job.through_seq,
-      missing_checked = s.revisions_checked, missing_found = s.missing_revisions_found,
-      docs_read = s.docs_read, docs_written = s.docs_written, doc_write_failures = s.doc_write_failures,
-    }
-    local history = { entry }
-    for _, h in ipairs(job.history) do
-      if h.session_id ~= job.session_id and #history < 50 then history[#history + 1] = h end
-    end
-    local doc = { session_id = job.session_id, source_last_seq = job.through_seq,
-                  replication_id_version = 4, history = json.array(history), couchlua = true }
-    -- target first: a checkpoint on the source alone would not be a shared session
-    put_local(job, job.target, "target", doc)
-    put_local(job, job.source, "source", doc)
-    job.checkpointed_seq = entry.recorded_seq
-    s.checkpointed_source_seq = entry.recorded_seq
-    job.last_checkpoint = couch.now()
-    end)
-    job.checkpointing = false
-    if not ok then error(err, 0) end
-  end
+  -- The checkpoint protocol is C (src/replicate/checkpoint.c): find_start applies
+  -- CouchDB's resume rule to `_local/<rep_id>` on both sides; checkpoint writes the target
+  -- then the source, with a 50-session history and the re-created-target check.
+  local find_start, checkpoint = couch._find_start, couch._checkpoint
 
   --- Progress ---------------------------------------------------------------
 
@@ -188,38 +122,8 @@ return function(couch)
   end
 
   --- Reading the source -----------------------------------------------------
-
-  local function changes_args(job, since, feed)
-    local q = { style = "all_docs", since = since, limit = job.batch_size, feed = feed }
-    local body
-    if job.doc_ids then
-      q.filter = "_doc_ids"
-      body = { doc_ids = json.array(job.doc_ids) }
-    elseif job.selector then
-      q.filter = "_selector"
-      body = { selector = job.selector }
-    elseif type(job.filter) == "string" then
-      q.filter = job.filter
-      for k, v in pairs(job.query_params or {}) do q[k] = v end
-    end
-    if type(q.since) == "table" then q.since = json.encode(q.since) end
-    return q, body
-  end
-
-  local function read_changes(job, since, feed)
-    local q, body = changes_args(job, since, feed)
-    local o = { query = q, idempotent = true }
-    if feed == "longpoll" then
-      q.timeout = math.floor(job.poll * 1000)
-      o.timeout = job.poll + 5
-      o.unlimited = true
-    end
-    if body then
-      o.body = body
-      return job.source:request("POST", "/_changes", o)
-    end
-    return job.source:request("GET", "/_changes", o)
-  end
+  -- The reader is C (couch._read_changes_loop, src/replicate/reader.c): _changes pages
+  -- (longpoll when a continuous job is caught up) into the bounded queue, closed at the end.
 
   --- Moving one batch -------------------------------------------------------
   -- The protocol step is C (couch._move_batch, src/replicate/batch.c): revs_diff ->
@@ -301,7 +205,7 @@ return function(couch)
     job.info.through_seq = start or 0
     job.info.checkpointed_source_seq = start or 0
     local queue = couch.queue(job.concurrency)
-    local done, next_done, next_index = {}, 1, 1
+    local done, next_done = {}, 1
     local first_error
 
     local function finished_batch(batch)
@@ -316,30 +220,8 @@ return function(couch)
       report(job)
     end
 
-    local function read_all()
-      local since = start
-      while not job.stopping do
-        local res = read_changes(job, since, nil)
-        if #res.results == 0 then
-          if not job.continuous then break end
-          checkpoint(job)
-          res = read_changes(job, since, "longpoll")
-        end
-        if #res.results > 0 then
-          local last = res.results[#res.results].seq
-          if res.pending ~= nil then job.info.changes_pending = res.pending end
-          queue:push { index = next_index, changes = res.results, last_seq = last }
-          next_index = next_index + 1
-          since = last
-        elseif res.last_seq ~= nil then
-          since = res.last_seq
-        end
-      end
-    end
     local reader = couch.spawn("replication reader", function()
-      local ok, err = pcall(read_all)
-      queue:close() -- always: the workers finish what was read, then stop
-      if not ok then error(err, 0) end
+      couch._read_changes_loop(job, queue)
     end)
 
     local workers = {}
