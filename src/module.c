@@ -6,6 +6,7 @@
 #include "replicate/batch.h"
 #include "replicate/checkpoint.h"
 #include "replicate/reader.h"
+#include "replicate/worker.h"
 #include "replicate/slice.h"
 #include "error.h"
 #include "task.h"
@@ -73,6 +74,7 @@ int luaopen_couch(lua_State *L) {
   couch_batch_open(L);
   couch_checkpoint_open(L);
   couch_reader_open(L);
+  couch_worker_open(L);
   couch_repid_open(L);
   /* The Lua half: server and database methods, task helpers. */
   luaL_getmetatable(L, SERVER_MT);

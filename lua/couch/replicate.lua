@@ -191,7 +191,7 @@ return function(couch)
     end
   end
 
-  local move_batch = couch._move_batch
+  Job._report = report -- progress stays Lua; the C worker calls it after each batch
 
   --- The pipeline -----------------------------------------------------------
 
@@ -205,20 +205,10 @@ return function(couch)
     job.info.through_seq = start or 0
     job.info.checkpointed_source_seq = start or 0
     local queue = couch.queue(job.concurrency)
-    local done, next_done = {}, 1
+    -- the workers' shared bookkeeping (src/replicate/worker.c): finished batches by
+    -- index, and the first index not yet finished
+    job._done, job._next_done = {}, 1
     local first_error
-
-    local function finished_batch(batch)
-      done[batch.index] = batch
-      while done[next_done] do
-        job.through_seq = done[next_done].last_seq
-        job.info.through_seq = job.through_seq
-        done[next_done] = nil
-        next_done = next_done + 1
-      end
-      if couch.now() - job.last_checkpoint >= job.checkpoint_interval then checkpoint(job) end
-      report(job)
-    end
 
     local reader = couch.spawn("replication reader", function()
       couch._read_changes_loop(job, queue)
@@ -227,12 +217,7 @@ return function(couch)
     local workers = {}
     for w = 1, job.concurrency do
       workers[w] = couch.spawn("replication worker " .. w, function()
-        while true do
-          local batch = queue:pop()
-          if not batch then return end
-          move_batch(job, batch)
-          finished_batch(batch)
-        end
+        couch._work_loop(job, queue)
       end)
     end
     job.tasks = { reader, table.unpack(workers) }
