@@ -60,7 +60,7 @@ static int l_wait(lua_State *L) {
   couch_timer_init(&cw->timer, cond_timeout, cw);
   couch_wait_list_add(&c->waiters, &cw->w);
   if (timeout >= 0) couch_timer_start(&cw->loop->timers, &cw->timer, (int64_t)(timeout * 1000));
-  else cw->w.internal = 1;
+  else cw->w.owner = 1; /* the cond */
   return couch_await(L, &cw->w, 2, after_wait);
 }
 

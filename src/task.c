@@ -13,7 +13,6 @@
 #define TASK_MT "couch.task"
 #define THREADS_KEY "couch.threads" /* weak table: thread -> task (lightuserdata) */
 #define UNSEEN_KEY "couch.unseen"   /* failed tasks whose error no one has looked at */
-#define PARKED_KEY "couch.parked"   /* weak values: lightuserdata -> parked task */
 
 static unsigned next_task_id = 1;
 
@@ -36,48 +35,6 @@ couch_task *couch_task_of(lua_State *L) {
 
 static couch_task *check_task(lua_State *L, int idx) { return luaL_checkudata(L, idx, TASK_MT); }
 
-static void push_parked_table(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, PARKED_KEY) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, PARKED_KEY);
-}
-
-void couch_task_park(couch_task *t, lua_State *L) {
-  if (t->parked || t->self_ref == LUA_NOREF) return;
-  luaL_checkstack(L, 4, "parking a task");
-  push_parked_table(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
-  lua_rawsetp(L, -2, t);
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
-  t->self_ref = LUA_NOREF;
-  t->parked = 1;
-}
-
-int couch_task_unpark(couch_task *t) {
-  /* Called from C with no Lua state at hand: the main thread's stack is used, balanced. */
-  lua_State *L = t->loop->L;
-  if (!lua_checkstack(L, 4)) return 0;
-  push_parked_table(L);
-  lua_rawgetp(L, -1, t);
-  if (lua_isnil(L, -1)) { /* cleared: the task is being finalized */
-    lua_pop(L, 2);
-    return 0;
-  }
-  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushnil(L);
-  lua_rawsetp(L, -2, t);
-  lua_pop(L, 1);
-  t->parked = 0;
-  return 1;
-}
-
 /* couch.spawn([name,] fn, ...) -> task; it starts at the loop's next turn. */
 static int l_spawn(lua_State *L) {
   int base = 1;
@@ -91,10 +48,10 @@ static int l_spawn(lua_State *L) {
   int nargs = lua_gettop(L) - base;
   couch_loop *loop = couch_loop_get(L);
 
-  couch_task *t = lua_newuserdatauv(L, sizeof *t, 0);
+  couch_task *t = lua_newuserdatauv(L, sizeof *t, 1); /* user value: the coroutine */
   memset(t, 0, sizeof *t);
   t->loop = loop;
-  t->co_ref = t->self_ref = t->result_ref = LUA_NOREF;
+  t->self_ref = t->result_ref = LUA_NOREF;
   t->id = next_task_id++;
   if (name) snprintf(t->name, sizeof t->name, "%s", name);
   else snprintf(t->name, sizeof t->name, "task %u", t->id);
@@ -119,7 +76,7 @@ static int l_spawn(lua_State *L) {
   lua_pushlightuserdata(L, t);
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+  lua_setiuservalue(L, tidx, 1); /* pops the thread: reachable only through the task */
   lua_pushvalue(L, tidx);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->tasks_alive++;
@@ -189,7 +146,7 @@ static int l_task_wait(lua_State *L) {
   couch_timer_init(&j->timer, join_timeout, j);
   couch_wait_list_add(&t->joiners, &j->w);
   if (timeout >= 0) couch_timer_start(&j->loop->timers, &j->timer, (int64_t)(timeout * 1000));
-  else j->w.internal = 1;
+  else j->w.owner = 1; /* the joined task */
   return couch_await(L, &j->w, 2, after_join);
 }
 
@@ -270,9 +227,7 @@ static int l_task_gc(lua_State *L) {
     }
     t->waiting_on = NULL;
     t->state = TASK_CANCELLED;
-    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
-    t->co_ref = LUA_NOREF;
-    t->co = NULL;
+    t->co = NULL; /* collected with this userdata */
     t->loop->tasks_alive--;
   }
   luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);

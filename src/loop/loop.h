@@ -19,8 +19,9 @@ typedef struct couch_transfer couch_transfer;
 struct couch_wait {
   int done;                      /* set by couch_wait_complete */
   int cancelled;                 /* set when the waiter was cancelled / interrupted */
-  int internal;                  /* only another task can complete it (cond, join without a
-                                    timeout): a task parked on it may be collected */
+  int owner;                     /* stack index of the only object that can complete it
+                                    (a cond, a joined task: no timeout), or 0; a task waiting
+                                    on it is parked: kept alive by that object alone */
   couch_task *task;              /* the task to wake, or NULL for a blocking caller */
   void (*cancel)(couch_wait *w); /* abort what is pending (may be NULL) */
   void (*finalize)(couch_wait *w); /* free the owner's C resources, from __gc (may be NULL) */

@@ -45,7 +45,10 @@ static void finish(couch_task *t, lua_State *L, int failed, int nres) {
   t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->loop->tasks_alive--;
   couch_wait_list_wake_all(t->loop, &t->joiners);
-  release(L, &t->co_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref); /* drop the coroutine */
+  lua_pushnil(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_pop(L, 1);
   t->co = NULL;
   release(L, &t->self_ref); /* last: may make the task itself collectable */
 }

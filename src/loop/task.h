@@ -16,12 +16,11 @@ typedef enum {
 
 struct couch_task {
   couch_loop *loop;
-  lua_State *co;
-  int co_ref;           /* registry refs, LUA_NOREF when released */
-  int self_ref;         /* anchors the task userdata while it has not finished, except while
-                           parked: blocked on an internal wait, only weakly held, so a task
-                           no one can ever wake is collected (and cancelled) with its cond */
-  int parked;
+  lua_State *co;        /* the task userdata's user value until the task finishes */
+  int self_ref;         /* registry ref anchoring the task userdata while it has not
+                           finished, except while parked (see loop/park.c) */
+  int parked;           /* anchored by the owner of its wait instead (loop/park.c) */
+  const void *parked_on; /* that owner */
   int result_ref;       /* table of results, or the error value */
   couch_task_state state;
   int nargs;            /* values on co's stack to pass at the next resume */
@@ -40,9 +39,10 @@ couch_task *couch_task_of(lua_State *L);
 /* Resume t (the one resume routine). Handles yield / finish / error. */
 void couch_task_resume(couch_task *t, lua_State *from);
 
-/* Park a task that blocks on an internal wait (weak hold), and anchor it again when the
- * wait completes. Anchoring returns 0 when the task is already being collected. */
-void couch_task_park(couch_task *t, lua_State *L);
+/* Park a task that blocks on a wait only the object at stack index `owner` can complete:
+ * the owner anchors it instead of the registry (loop/park.c). Unparking anchors it in the
+ * registry again; it returns 0 when the task is already being collected. */
+void couch_task_park(couch_task *t, lua_State *L, int owner);
 int couch_task_unpark(couch_task *t);
 
 /* Finish t with an error value on top of from's stack without running it (not started). */

@@ -70,7 +70,7 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
     w->task = t;
     t->waiting_on = w;
     t->state = TASK_WAITING;
-    if (w->internal) couch_task_park(t, L);
+    if (w->owner) couch_task_park(t, L, w->owner);
     return lua_yieldk(L, 0, widx, after_wait);
   }
   /* Blocking: the task (if any) stays RUNNING, so the loop never resumes it meanwhile. */

@@ -202,6 +202,42 @@ function TestTasks:test_a_parked_task_that_is_still_held_wakes_normally()
   lu.assertEquals(err.kind, "cancelled")
 end
 
+-- The shape of a follower: nobody keeps the task object, it blocks on a cond that only
+-- another live task can reach. It must wake, whatever the collector did meanwhile.
+function TestTasks:test_a_task_parked_on_a_cond_another_task_can_signal_is_not_collected()
+  local woke, joined = 0, 0
+  for _ = 1, 20 do
+    local c = couch.cond()
+    couch.spawn(function() c:wait(); woke = woke + 1 end)
+    couch.spawn(function() couch.sleep(0.02); collectgarbage(); collectgarbage(); c:signal() end)
+  end
+  couch.run()
+  lu.assertEquals(woke, 20)
+  -- the same for a task joining another one that is still running
+  for _ = 1, 20 do
+    local worker = couch.spawn(function() couch.sleep(0.02); collectgarbage(); return 1 end)
+    couch.spawn(function() local n = worker:wait(); joined = joined + n end)
+  end
+  couch.run()
+  lu.assertEquals(joined, 20)
+end
+
+-- ...while a task parked on a cond that only other parked tasks could signal is a true
+-- deadlock: all of them go, and couch.run() returns.
+function TestTasks:test_tasks_that_can_only_wake_each_other_are_collected_together()
+  local alive = setmetatable({}, { __mode = "v" })
+  do
+    local a, b = couch.cond(), couch.cond()
+    alive[1] = couch.spawn(function() a:wait(); b:signal() end)
+    alive[2] = couch.spawn(function() b:wait(); a:signal() end)
+    couch.sleep(0.01)
+  end
+  couch.run()
+  collectgarbage(); collectgarbage()
+  lu.assertNil(alive[1])
+  lu.assertNil(alive[2])
+end
+
 function TestTasks:test_failed_and_cancelled_tasks_close_their_to_be_closed_variables()
   local closed = {}
   local function closer(name)
