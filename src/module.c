@@ -1,5 +1,6 @@
 /* luaopen_couch: registers every type and function of the `couch` module, nothing else. */
 #include "couchlua.h"
+#include "abort.h"
 #include "cond.h"
 #include "couch/server.h"
 #include "http/url.h"
@@ -68,6 +69,7 @@ int luaopen_couch(lua_State *L) {
   lua_setfield(L, -2, "json");
   couch_task_open(L);
   couch_cond_open(L);
+  couch_abort_open(L);
   couch_url_open(L);
   couch_server_open(L);
   couch_slice_open(L);

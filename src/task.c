@@ -117,6 +117,7 @@ static int push_outcome(lua_State *L, couch_task *t) {
   luaL_checkstack(L, n, "too many results");
   int results = lua_gettop(L);
   for (int i = 1; i <= n; i++) lua_rawgeti(L, results, i);
+  lua_remove(L, results); /* the n results are then the top n values */
   return n;
 }
 

@@ -42,8 +42,8 @@ return function(couch, Database, pick)
 
   -- A long-poll mostly sits idle on the server: it does not take one of the connection's
   -- max_concurrency slots, or a few hundred followers would starve every other call.
-  local function fetch(db, q, body, timeout, long_poll)
-    local o = { query = q, timeout = timeout, unlimited = long_poll }
+  local function fetch(db, q, body, timeout, long_poll, abort)
+    local o = { query = q, timeout = timeout, unlimited = long_poll, abort = abort }
     if body then
       o.body = body
       o.idempotent = true
@@ -67,7 +67,11 @@ return function(couch, Database, pick)
       tostring(self.since), self.closed and " (closed)" or "")
   end
 
-  function Feed:close() self.closed = true end
+  -- Closing from another task ends the long-poll in flight at once (not when it times out).
+  function Feed:close()
+    self.closed = true
+    self.abort:abort()
+  end
   Feed.__close = Feed.close
 
   -- One long-poll round: the server answers when something changed. Our own deadline
@@ -78,7 +82,8 @@ return function(couch, Database, pick)
     for k, v in pairs(self.query) do q[k] = v end
     q.since = self.since
     q.timeout = math.floor(self.poll * 1000)
-    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true)
+    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true, self.abort)
+    if self.closed then return {}, nil end
     if ok then
       self.failures = 0
       return res.results or {}, res.last_seq
@@ -103,7 +108,7 @@ return function(couch, Database, pick)
     local feed = setmetatable({
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
       grace = opts.grace or 5, failures = 0, max_failures = opts.max_failures or 10,
-      buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0,
+      buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = couch._abort(),
     }, Feed)
     return function()
       while not feed.closed do

@@ -4,6 +4,8 @@
  * Lua on top of this (lua/couch/server.lua). */
 #include "couch/server.h"
 
+#include "abort.h"
+
 #include "couch/options.h"
 #include "error.h"
 #include "http/request.h"
@@ -157,7 +159,7 @@ static int l_connect(lua_State *L) {
 
 static const char *const send_options[] = {
     "query", "body", "content_type", "headers", "raw", "timeout", "retries", "idempotent",
-    "allow", "credentials", "unlimited", NULL};
+    "allow", "credentials", "unlimited", "abort", NULL};
 
 /* Put the login body where a credential body was asked for: the password never becomes
  * a Lua string. */
@@ -366,6 +368,11 @@ static int l_send(lua_State *L) {
   r->retries = (int)couch_opt_number(L, 4, "retries", r->retries);
   r->idempotent = couch_opt_bool(L, 4, "idempotent", r->idempotent);
   r->unlimited = couch_opt_bool(L, 4, "unlimited", 0);
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    lua_getfield(L, 4, "abort");
+    couch_abort_watch(L, -1, &r->w, "abort");
+    lua_pop(L, 1);
+  }
   couch_request_start(r);
   return couch_await(L, &r->w, lua_gettop(L), after_send);
 }

@@ -19,6 +19,7 @@ typedef struct couch_transfer couch_transfer;
 struct couch_wait {
   int done;                      /* set by couch_wait_complete */
   int cancelled;                 /* set when the waiter was cancelled / interrupted */
+  int aborted;                   /* ...by an abort handle (abort.c) */
   int owner;                     /* stack index of the only object that can complete it
                                     (a cond, a joined task: no timeout), or 0; a task waiting
                                     on it is parked: kept alive by that object alone */

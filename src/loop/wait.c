@@ -52,7 +52,7 @@ static int after_wait(lua_State *L, int status, lua_KContext ctx) {
     if (t) t->cancel_pending = 0;
     if (!w->done && w->cancel) w->cancel(w);
     w->cancel = NULL;
-    return couch_error_raise(L, "cancelled", t ? "task cancelled" : "interrupted");
+    return couch_error_raise(L, "cancelled", w->aborted ? "aborted" : t ? "task cancelled" : "interrupted");
   }
   return w->k(L, status, w->ctx);
 }

@@ -100,6 +100,28 @@ function TestChanges:test_feed_enforces_its_own_deadline_when_nothing_happens()
   lu.assertEquals(t:wait(10), "late")
 end
 
+-- feed:close() from another task ends the long-poll in flight: the feed's loop ends at
+-- once, not when the poll times out (30 s) or after its retries.
+function TestChanges:test_close_from_another_task_ends_the_long_poll_in_flight()
+  for _, coalesce in ipairs { 0, 0.25 } do
+    local feed_iter, feed, rows = nil, nil, 0
+    local reader = couch.spawn(function()
+      local iter, state, init, closing = self.db:changes_feed { since = "now", coalesce = coalesce }
+      feed_iter, feed = iter, closing
+      for _ in iter, state, init, closing do rows = rows + 1 end
+      return "ended"
+    end)
+    couch.sleep(0.3) -- the reader is now inside its long-poll on a quiet database
+    local t0 = couch.now()
+    feed:close()
+    lu.assertEquals(reader:wait(5), "ended")
+    local took = couch.now() - t0
+    lu.assertTrue(took < 1, ("the feed ended %.2f s after close() (coalesce %g)"):format(took, coalesce))
+    lu.assertEquals(rows, 0)
+    lu.assertNil(feed_iter()) -- a closed feed stays ended
+  end
+end
+
 function TestChanges:test_feed_at_top_level_lets_tasks_run()
   local db = self.db
   couch.spawn(function() couch.sleep(0.1); db:put { _id = "from_task" } end)

@@ -202,6 +202,23 @@ function TestTasks:test_a_parked_task_that_is_still_held_wakes_normally()
   lu.assertEquals(err.kind, "cancelled")
 end
 
+function TestTasks:test_result_gives_true_and_the_results()
+  local t = couch.spawn(function() return 3, nil, "x" end)
+  lu.assertNil(t:result())
+  couch.run()
+  local r = table.pack(t:result())
+  lu.assertEquals(r.n, 4)
+  lu.assertEquals(r[1], true)
+  lu.assertEquals(r[2], 3)
+  lu.assertNil(r[3])
+  lu.assertEquals(r[4], "x")
+  local failed = couch.spawn(function() couch._raise("http", "boom") end)
+  pcall(couch.run)
+  local ok, err = failed:result()
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "http")
+end
+
 -- The shape of a follower: nobody keeps the task object, it blocks on a cond that only
 -- another live task can reach. It must wake, whatever the collector did meanwhile.
 function TestTasks:test_a_task_parked_on_a_cond_another_task_can_signal_is_not_collected()
