@@ -200,4 +200,6 @@ return function(couch)
   function Database:compact() return (self:request("POST", "/_compact", { body = {} })) end
 
   require("couch.changes")(couch, Database, pick)
+  local methods = require("couch.methods")
+  methods.guard(couch, Database, "db", methods.is_a(Database))
 end

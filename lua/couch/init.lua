@@ -9,6 +9,13 @@ return function(couch)
   require("couch.replicate")(couch)
   require("couch.compare")(couch)
 
+  -- every server method, wherever it was defined, checks it was called with a colon
+  local S = couch._server_methods
+  require("couch.methods").guard(couch, S, "srv", function(x)
+    local mt = type(x) == "userdata" and getmetatable(x)
+    return mt and mt.methods == S
+  end)
+
   -- Called by the couchlua command (and couchlua_run_pending) when the main chunk ends:
   -- tasks spawned but never waited for still run to completion, as a user expects.
   function couch._at_exit()

@@ -16,6 +16,7 @@ return function(couch)
   ---------------------------------------------------------------------------
   -- Building replication documents / _replicate bodies
 
+  local endpoint_auth
   local ALIASES = { repl_id = "id", batch_size = "worker_batch_size", source_db = "source", target_db = "target" }
 
   local TYPES = {
@@ -28,6 +29,44 @@ return function(couch)
     batch_timeout = "integer", http_connections = "integer", connection_timeout = "integer",
     retries_per_request = "integer",
   }
+
+  -- An endpoint's auth object as CouchDB reads it. python-cloudant's shapes are converted:
+  -- { username =, password = } -> { basic = {...} }, { api_key = } -> { iam = {...} };
+  -- CouchDB's own { basic = } / { iam = } / { session = } pass as they are. Anything else
+  -- would be stored verbatim and crash the job as unauthorized, so it is a usage error.
+  function endpoint_auth(auth, arg)
+    if auth == nil then return nil end
+    arg = arg .. ".auth"
+    if type(auth) ~= "table" then usage(arg, ("expected a table, got %s"):format(type(auth))) end
+    if auth.username ~= nil or auth.password ~= nil then
+      if type(auth.username) ~= "string" or type(auth.password) ~= "string" then
+        usage(arg, "username and password must both be strings")
+      end
+      local keys = 0
+      for _ in pairs(auth) do keys = keys + 1 end
+      if keys ~= 2 then
+        usage(arg, "give either { username =, password = } or CouchDB's { basic = {...} }")
+      end
+      return { basic = { username = auth.username, password = auth.password } }
+    end
+    if auth.api_key ~= nil then
+      if type(auth.api_key) ~= "string" then usage(arg .. ".api_key", "expected a string") end
+      return { iam = { api_key = auth.api_key } }
+    end
+    for k in pairs(auth) do
+      if k ~= "basic" and k ~= "iam" and k ~= "session" then
+        usage(arg .. "." .. tostring(k), "unknown auth kind (expected basic, iam, or username/password)")
+      end
+    end
+    if auth.basic ~= nil and (type(auth.basic) ~= "table" or type(auth.basic.username) ~= "string"
+        or type(auth.basic.password) ~= "string") then
+      usage(arg .. ".basic", "expected { username = '...', password = '...' }")
+    end
+    if auth.iam ~= nil and (type(auth.iam) ~= "table" or type(auth.iam.api_key) ~= "string") then
+      usage(arg .. ".iam", "expected { api_key = '...' }")
+    end
+    return auth
+  end
 
   -- A database name on this server, a URL, or an endpoint table -> an endpoint table with
   -- credentials in an auth object, never in the URL.
@@ -49,11 +88,18 @@ return function(couch)
       -- /_replicate takes nothing else)
       if not auth then return url end
       return { url = url, headers = json.object {}, auth = auth }
+    elseif type(v) == "table" and v.server and v.path and type(v.request) == "function" then
+      -- a database object: its own server's URL and credentials
+      local url = v.server.url .. v.path
+      local auth = v.server:_endpoint_auth()
+      if not auth then return url end
+      return { url = url, headers = json.object {}, auth = auth }
     elseif type(v) == "table" then
       if type(v.url) ~= "string" or v.url == "" then usage(arg .. ".url", "an endpoint table needs a url") end
       local ep = {}
       for k, x in pairs(v) do ep[k] = x end
       ep.headers = ep.headers or json.object {}
+      ep.auth = endpoint_auth(ep.auth, arg)
       return ep
     elseif v == nil then
       usage(arg, "is required (a database name, a URL or an endpoint table)")
@@ -183,11 +229,43 @@ return function(couch)
     local doc = build(self.server, opts)
     doc._id = doc.id or new_id()
     doc.id = nil
-    local res = self.db:put(doc)
+    local ok, res = pcall(self.db.put, self.db, doc)
+    if not ok then
+      if couch.is_error(res) and res.status == 409 then
+        res.message = ("replication %q exists already in %s: rep:replace(opts) deletes and re-creates it"):format(doc._id, self.db_name)
+      end
+      error(res, 0)
+    end
     doc._rev = res.rev
     return redact.value(doc)
   end
-  Replicator.create_replication = Replicator.create
+
+  --- rep:replace{ id =, ... } -> the created document: deletes the replication `id` if it
+  -- exists, then creates it with these options. CouchDB's way to change a replication: a
+  -- document updated in place is not re-read by a running job.
+  function Replicator:replace(opts)
+    if type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
+    local id = opts.id or opts.repl_id
+    if type(id) ~= "string" or id == "" then usage("id", "replace needs the id of the replication to replace") end
+    local ok, err = pcall(self.stop, self, id)
+    if not ok and not (couch.is_error(err) and err.kind == "not_found") then error(err, 0) end
+    return self:create(opts)
+  end
+  -- python-cloudant's create_replication(source_db, target_db, repl_id, **kwargs), positionally
+  -- too: rep:create_replication("a", "b", "id", { continuous = true })
+  function Replicator:create_replication(source, target, id, opts)
+    if type(source) == "table" and getmetatable(source) == nil and target == nil then return self:create(source) end
+    if opts ~= nil and type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local function put(name, v)
+      if v == nil then return end
+      if o[name] ~= nil then usage(name, "given both positionally and in the options") end
+      o[name] = v
+    end
+    put("source", source); put("target", target); put("id", id)
+    return self:create(o)
+  end
 
   --- rep:create_many{ opts1, opts2, ... } -> per-document results of one _bulk_docs
   function Replicator:create_many(list)
@@ -453,4 +531,7 @@ return function(couch)
   function S:active_tasks(opts)
     return redact.value(active_tasks(self, opts))
   end
+
+  local methods = require("couch.methods")
+  methods.guard(couch, Replicator, "rep", methods.is_a(Replicator))
 end

@@ -83,7 +83,14 @@ return function(couch)
     if opts and opts.db then path = path .. "/" .. couch.escape(opts.db) end
     return get(self.server, path, paging(opts))
   end
-  Scheduler.list_docs = Scheduler.docs
+  -- python-cloudant's names take (limit, skip) positionally as well
+  local function positional(limit, skip)
+    if type(limit) == "table" or (limit == nil and skip == nil) then return limit end
+    if limit ~= nil and math.type(limit) ~= "integer" then usage("limit", "expected an integer or an options table") end
+    if skip ~= nil and math.type(skip) ~= "integer" then usage("skip", "expected an integer") end
+    return { limit = limit, skip = skip }
+  end
+  function Scheduler:list_docs(limit, skip) return self:docs(positional(limit, skip)) end
 
   --- sch:doc(id [, db = "_replicator"]) -> one document's replication state
   function Scheduler:doc(id, db)
@@ -96,7 +103,7 @@ return function(couch)
 
   --- sch:jobs{ limit =, skip = } -> {total_rows, offset, jobs}
   function Scheduler:jobs(opts) return get(self.server, "/_scheduler/jobs", paging(opts)) end
-  Scheduler.list_jobs = Scheduler.jobs
+  function Scheduler:list_jobs(limit, skip) return self:jobs(positional(limit, skip)) end
 
   --- sch:job(id) -> one job
   function Scheduler:job(id)
@@ -127,5 +134,7 @@ return function(couch)
   --- for j in sch:jobs_iter() do ... end
   function Scheduler:jobs_iter(opts) return walker(function(o) return self:jobs(o) end, "jobs", opts) end
 
+  local methods = require("couch.methods")
+  methods.guard(couch, Scheduler, "sched", methods.is_a(Scheduler))
   return M
 end
