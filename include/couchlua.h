@@ -93,6 +93,12 @@ lua_State *couchlua_state(couchlua_host *h);
  *     status = lua_pcall(L, nargs, nresults, base); lua_remove(L, base); */
 int couchlua_msghandler(lua_State *L);
 
+/* The `kind` of the error that couchlua_msghandler last turned into a message in L's
+ * state ("usage", "network", "http", "cancelled", ...; see docs/api.md), or NULL when that
+ * error was not a couch error object (a plain Lua error). The couchlua command maps it to
+ * its exit status: usage 2, cancelled 130, anything else 1. */
+const char *couchlua_error_kind(lua_State *L);
+
 /* ---- using couch in a state of your own ---- */
 
 /* Make `require "couch"` (and couch.json, couch.pretty, ...) work in a state of yours:

@@ -4,6 +4,9 @@
  * stack that raised it is still there. */
 #include "couchlua.h"
 
+#include "error.h"
+#include "traceback.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -19,7 +22,23 @@ static const char nomem_message[] = "not enough memory";
 
 const char *couchlua_version(void) { return COUCHLUA_VERSION; }
 
+#define ERROR_KIND_KEY "couchlua.error_kind"
+
+const char *couchlua_error_kind(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, ERROR_KIND_KEY);
+  const char *kind = lua_tostring(L, -1); /* anchored in the registry */
+  lua_pop(L, 1);
+  return kind;
+}
+
 int couchlua_msghandler(lua_State *L) {
+  if (couch_error_is(L, 1)) lua_getfield(L, 1, "kind");
+  else lua_pushnil(L);
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KIND_KEY);
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) { /* not a string: an error object with __tostring, or something odd */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -27,7 +46,10 @@ int couchlua_msghandler(lua_State *L) {
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  /* a task's error arrives with the task's own traceback: the frames that re-raised it
+   * (couch.run at the end of the script) say nothing more */
+  if (strstr(msg, "\nstack traceback:")) lua_pushstring(L, msg);
+  else couch_traceback(L, L, msg, 1);
   return 1;
 }
 

@@ -17,6 +17,11 @@ extern const char *cli_progname;
 
 /* ---- runner.c ---- */
 
+/* Exit statuses beyond EXIT_SUCCESS / EXIT_FAILURE (documented in --help and README.md). */
+enum { CLI_EXIT_USAGE = 2, CLI_EXIT_INTERRUPTED = 130 /* 128 + SIGINT, as shells report it */ };
+/* How the run failed, set by cli_report and cli_run_pending (EXIT_SUCCESS until then). */
+extern int cli_exit_code;
+
 /* "progname: msg" on stderr (stdout flushed first so a combined stream stays in order). */
 void cli_message(const char *pname, const char *msg);
 /* Print the error on top of the stack (if status is not LUA_OK) and pop it. */

@@ -32,7 +32,9 @@ static const char usage_text[] =
     "  --        stop handling options\n"
     "  -         stop handling options and execute stdin\n"
     "  --help    show this help and exit\n"
-    "With no script and stdin a terminal, couchlua starts a REPL with global `couch`.\n";
+    "With no script and stdin a terminal, couchlua starts a REPL with global `couch`.\n"
+    "Exit status: 0 success (or the script's os.exit), 1 an error, 2 a usage error (bad\n"
+    "option, or a couch `usage` error: wrong arguments to the API), 130 interrupted (Ctrl-C).\n";
 
 static void print_usage(const char *badoption) {
   fprintf(stderr, "%s: ", cli_progname);
@@ -171,7 +173,7 @@ int main(int argc, char **argv) {
   }
   if (r.args == HAS_ERROR) {
     print_usage(r.argv[r.script]);
-    return EXIT_FAILURE;
+    return CLI_EXIT_USAGE;
   }
   r.host = couchlua_new_ex((r.args & HAS_BIG_E) ? COUCHLUA_NOENV : 0);
   if (r.host == NULL) {
@@ -185,5 +187,6 @@ int main(int argc, char **argv) {
   int ok = lua_toboolean(L, -1);
   cli_report(L, status);
   couchlua_close(r.host);
-  return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (ok && status == LUA_OK) return EXIT_SUCCESS;
+  return cli_exit_code != EXIT_SUCCESS ? cli_exit_code : EXIT_FAILURE;
 }

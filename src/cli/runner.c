@@ -22,8 +22,20 @@ void cli_message(const char *pname, const char *msg) {
   fflush(stderr);
 }
 
+int cli_exit_code = EXIT_SUCCESS;
+
+/* Remember how the run failed: a runtime error by its couch kind (usage 2, cancelled 130),
+ * anything else (syntax, file, memory) 1. */
+static void note_failure(lua_State *L, int status) {
+  const char *kind = status == LUA_ERRRUN ? couchlua_error_kind(L) : NULL;
+  if (kind && strcmp(kind, "usage") == 0) cli_exit_code = CLI_EXIT_USAGE;
+  else if (kind && strcmp(kind, "cancelled") == 0) cli_exit_code = CLI_EXIT_INTERRUPTED;
+  else cli_exit_code = EXIT_FAILURE;
+}
+
 int cli_report(lua_State *L, int status) {
   if (status != LUA_OK) {
+    note_failure(L, status);
     const char *msg = lua_tostring(L, -1); /* a string: see couchlua_msghandler */
     cli_message(cli_progname, msg ? msg : "(error object is not a string)");
     lua_pop(L, 1);
@@ -114,6 +126,9 @@ int cli_run_pending(couchlua_host *h) {
   cli_signals_eval_begin(L);
   int status = couchlua_run_pending(h);
   cli_signals_eval_end(L);
-  if (status != LUA_OK) cli_message(cli_progname, couchlua_last_error(h));
+  if (status != LUA_OK) {
+    note_failure(L, status);
+    cli_message(cli_progname, couchlua_last_error(h));
+  }
   return status;
 }

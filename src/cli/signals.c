@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "loop/loop.h"
 
 #define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
@@ -45,7 +46,8 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     }
   }
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  couch_error_init(L); /* the error objects' metatable, even before `require "couch"` */
+  couch_error_raise(L, "cancelled", "interrupted");
 }
 
 static void on_sigint_eval(int sig) {

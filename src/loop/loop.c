@@ -2,6 +2,7 @@
  * curl's multi-* examples: drive the sockets that are ready (io.c), drain
  * curl_multi_info_read, hand each finished transfer to its owner through CURLINFO_PRIVATE,
  * and resume Lua only from here, never from a libcurl callback. */
+#include "error.h"
 #include "loop/loop.h"
 #include "loop/io.h"
 #include "loop/task.h"
@@ -21,7 +22,7 @@ static lua_State *volatile running_task; /* the task coroutine being resumed, if
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  couch_error_raise(L, "cancelled", "interrupted");
 }
 
 void couch_loop_set_running(lua_State *co) { running_task = co; }

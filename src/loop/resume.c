@@ -2,6 +2,7 @@
  * handle the three outcomes in one place. */
 #include "error.h"
 #include "loop/task.h"
+#include "traceback.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ void couch_task_resume(couch_task *t, lua_State *from) {
   } else {
     lua_State *co = t->co;
     /* Add the traceback to plain string errors; error objects keep their shape. */
-    if (lua_type(co, -1) == LUA_TSTRING) luaL_traceback(co, co, lua_tostring(co, -1), 0);
+    if (lua_type(co, -1) == LUA_TSTRING) couch_traceback(co, co, lua_tostring(co, -1), 0);
     else lua_pushvalue(co, -1);
     lua_pushvalue(co, -2);
     lua_xmove(co, L, 2); /* L: reported error, original error; co keeps the original on top */

@@ -96,18 +96,18 @@ expect_in out "-l g=mod" "--help lists -l g=mod"
 expect_err "" "--help prints nothing on stderr"
 
 run "$COUCHLUA" -x </dev/null
-expect_rc 1 "unknown option"
+expect_rc 2 "unknown option"
 expect_in err "couchlua: unrecognized option '-x'" "unknown option is named"
 expect_in err "usage: couchlua" "unknown option shows usage"
 expect_out "" "unknown option prints nothing on stdout"
 run "$COUCHLUA" --nope </dev/null
-expect_rc 1 "unknown long option"
+expect_rc 2 "unknown long option"
 expect_in err "unrecognized option '--nope'" "unknown long option is named"
 run "$COUCHLUA" -e </dev/null
-expect_rc 1 "-e without argument"
+expect_rc 2 "-e without argument"
 expect_in err "'-e' needs argument" "-e without argument message"
 run "$COUCHLUA" -vx </dev/null
-expect_rc 1 "-v with extra characters"
+expect_rc 2 "-v with extra characters"
 
 # ---- -, --, stdin, #! ----
 run "$COUCHLUA" - a b <<<'print("stdin", ...)'
@@ -180,6 +180,40 @@ run "$COUCHLUA" -e 'error("first")' -e 'print("never")' </dev/null
 expect_not_in out "never" "an error stops later options"
 run "$COUCHLUA" -e 'error("e")' args.lua </dev/null
 expect_not_in out "..." "an error in -e stops the script"
+
+# ---- couch errors: one line, the user's frames only, the exit status by kind ----
+cat >couch_err.lua <<'EOF'
+local couch = require "couch"
+local srv = couch.connect("http://127.0.0.1:9", { retries = 0 })
+local function read() local info = srv:db("x"):info(); return info end
+read()
+EOF
+run "$COUCHLUA" couch_err.lua </dev/null
+expect_rc 1 "a network error exits 1"
+first=$(head -n 1 <<<"$err")
+case $first in "couchlua: couch: network: "*"(GET http://127.0.0.1:9/x)") ;; *) fail "network error line: '$first'" ;; esac
+expect_in err "couch_err.lua:3: in local 'read'" "the user's frames are shown"
+expect_in err "couch_err.lua:4: in main chunk" "down to the main chunk"
+expect_not_in err "lua/couch/" "no frames of couch's own Lua half"
+expect_not_in err "[C]" "no C frames"
+
+run "$COUCHLUA" -e 'require("couch").connect(42)' </dev/null
+expect_rc 2 "a couch usage error exits 2"
+expect_in err "couch: usage: bad argument 'url'" "the usage error is named"
+run "$COUCHLUA" -e 'local srv = require("couch").connect("http://127.0.0.1:9"); srv.info()' </dev/null
+expect_rc 2 "a method called with a dot exits 2"
+expect_in err "write srv:info(...)" "and says to use a colon"
+
+cat >task_err.lua <<'EOF'
+local couch = require "couch"
+couch.spawn(function() couch.sleep(0.01); error("boom in a task") end)
+EOF
+run "$COUCHLUA" task_err.lua </dev/null
+expect_rc 1 "a failed task exits 1"
+expect_in err "couchlua: task 1 failed: task_err.lua:2: boom in a task" "the task's error is one line"
+checks=$((checks + 1))
+[ "$(grep -c 'stack traceback:' <<<"$err")" = 1 ] || fail "one traceback for a failed task"
+expect_not_in err "lua/couch/" "no frames of couch's own Lua half in a task's traceback"
 
 # ---- the at-exit hook of the couch module ----
 run "$COUCHLUA" -e 'rawset(require "couch", "_at_exit", function() print("at exit") end)' \

@@ -40,7 +40,7 @@ for want in "caught	false	cancelled" "cleanup ran" "rc=0"; do
 done
 
 run_and_interrupt "$tmp/spin.lua" "$tmp/out2"
-for want in "interrupted" "rc=1"; do
+for want in "interrupted" "rc=130"; do
   grep -qF "$want" "$tmp/out2" || { echo "FAIL: a task spinning in Lua code: no '$want' in:"; cat "$tmp/out2"; fail=1; }
 done
 grep -q HUNG "$tmp/out2" && { echo "FAIL: the spinning task was not stopped"; fail=1; }
