@@ -2,6 +2,7 @@
 #include "couchlua.h"
 #include "abort.h"
 #include "cond.h"
+#include "couch/options.h"
 #include "couch/server.h"
 #include "http/url.h"
 #include "replicate/batch.h"
@@ -70,6 +71,7 @@ int luaopen_couch(lua_State *L) {
   couch_task_open(L);
   couch_cond_open(L);
   couch_abort_open(L);
+  couch_options_open(L);
   couch_url_open(L);
   couch_server_open(L);
   couch_slice_open(L);

@@ -30,6 +30,18 @@ return function(couch)
     retries_per_request = "integer",
   }
 
+  -- Every option a replication document or /_replicate body may carry (CouchDB 3's and
+  -- Cloudant's), by type, so a misspelt one is an error and not a field CouchDB ignores.
+  -- Fields couchlua does not know go in `extra = {...}`, copied into the body as given.
+  local SPEC = {
+    source = "string|table", target = "string|table", since_seq = "any", owner = "string",
+    create_target_params = "table", extra = "table",
+  }
+  for k, t in pairs(TYPES) do SPEC[k] = t end
+  for alias, name in pairs(ALIASES) do SPEC[alias] = SPEC[name] end
+  local REPLICATE_SPEC = { timeout = "number" } -- srv:replicate's own: the request's timeout
+  for k, t in pairs(SPEC) do REPLICATE_SPEC[k] = t end
+
   -- An endpoint's auth object as CouchDB reads it. python-cloudant's shapes are converted:
   -- { username =, password = } -> { basic = {...} }, { api_key = } -> { iam = {...} };
   -- CouchDB's own { basic = } / { iam = } / { session = } pass as they are. Anything else
@@ -107,31 +119,16 @@ return function(couch)
     usage(arg, ("expected a database name, URL or endpoint table, got %s"):format(type(v)))
   end
 
-  local function normalise(opts)
+  local function normalise(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
+    couch._check_options(opts, what, what == "srv:replicate" and REPLICATE_SPEC or SPEC)
     local o = {}
     for alias, name in pairs(ALIASES) do
       if opts[alias] ~= nil and opts[name] ~= nil then
         usage(alias, ("is an alias of '%s'; give only one"):format(name))
       end
     end
-    local typed = {} -- the name the caller used, for error messages
-    for k, v in pairs(opts) do
-      o[ALIASES[k] or k] = v
-      typed[ALIASES[k] or k] = k
-    end
-    for k, want in pairs(TYPES) do
-      local v = o[k]
-      if v ~= nil then
-        if want == "integer" then
-          if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-            usage(typed[k], ("expected an integer, got %s"):format(type(v)))
-          end
-        elseif type(v) ~= want then
-          usage(typed[k], ("expected a %s, got %s"):format(want, type(v)))
-        end
-      end
-    end
+    for k, v in pairs(opts) do o[ALIASES[k] or k] = v end
     if o.doc_ids and (o.filter or o.selector) then
       usage("doc_ids", "cannot be combined with " .. (o.filter and "'filter'" or "'selector'"))
     end
@@ -147,9 +144,11 @@ return function(couch)
   end
 
   -- The body shared by a _replicator document and a /_replicate request.
-  local function build(srv, opts)
-    local o = normalise(opts)
+  local function build(srv, opts, what)
+    local o = normalise(opts, what)
     local body = {}
+    for k, v in pairs(o.extra or {}) do body[k] = v end
+    o.extra = nil
     for k, v in pairs(o) do body[k] = v end
     body.source = endpoint(srv, o.source, "source")
     body.target = endpoint(srv, o.target, "target")
@@ -226,7 +225,7 @@ return function(couch)
   --- rep:create{ source =, target =, id =, continuous =, ... } -> the created document
   -- (credentials masked in what is returned)
   function Replicator:create(opts)
-    local doc = build(self.server, opts)
+    local doc = build(self.server, opts, "rep:create")
     doc._id = doc.id or new_id()
     doc.id = nil
     local ok, res = pcall(self.db.put, self.db, doc)
@@ -272,7 +271,7 @@ return function(couch)
     if type(list) ~= "table" then usage("list", "expected a list of replication options") end
     local docs = {}
     for i, opts in ipairs(list) do
-      local doc = build(self.server, opts)
+      local doc = build(self.server, opts, "rep:create_many")
       doc._id = doc.id or new_id()
       doc.id = nil
       docs[i] = doc
@@ -502,7 +501,8 @@ return function(couch)
   --- srv:replicate{ source =, target =, continuous =, ... } -> the server's answer
   -- (one-shot: history and stats; continuous: includes the replication id)
   function S:replicate(opts)
-    local body = build(self, opts)
+    local body = build(self, opts, "srv:replicate")
+    body.timeout = nil
     body.id = nil
     local res = self:request("POST", "/_replicate", { body = body, timeout = opts.timeout or 3600 })
     if type(res) == "table" then
@@ -518,7 +518,7 @@ return function(couch)
     if type(what) == "string" then
       body = { replication_id = what, cancel = true }
     elseif type(what) == "table" then
-      body = build(self, what)
+      body = build(self, what, "srv:cancel_replication")
       body.id = nil
       body.cancel = true
     else

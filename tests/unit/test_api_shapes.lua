@@ -100,4 +100,20 @@ function TestApiShapes:test_an_existing_id_is_a_409_that_points_to_replace()
   lu.assertEquals(rep:wait("fresh", { timeout = 10 }).state, "completed")
 end
 
+function TestApiShapes:test_a_misspelt_or_mistyped_option_is_a_usage_error()
+  local err = usage_error(function() rep:create { source = "src", target = "t", create_targe = true } end)
+  lu.assertStrContains(tostring(err), "bad argument 'create_targe'")
+  lu.assertStrContains(tostring(err), "did you mean 'create_target'?")
+  err = usage_error(function() rep:create { source = "src", target = "t", continuous = "yes" } end)
+  lu.assertStrContains(tostring(err), "bad argument 'continuous': expected a boolean, got string")
+  err = usage_error(function() srv:replicate { source = "src", target = "t", contineous = true } end)
+  lu.assertStrContains(tostring(err), "did you mean 'continuous'?")
+  usage_error(function() rep:create_many { { source = "src", target = "t", doc_id = { "a" } } } end)
+  -- nothing was created by the refused calls
+  lu.assertEquals(#srv:db("_replicator"):all_docs().rows, 0)
+  -- and connect's options too
+  err = usage_error(function() couch.connect(f.url, { timout = 5 }) end)
+  lu.assertStrContains(tostring(err), "did you mean 'timeout'?")
+end
+
 os.exit(lu.LuaUnit.run())

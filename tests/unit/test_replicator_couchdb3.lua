@@ -189,15 +189,18 @@ function TestCouchDB3:test_every_option_reaches_the_document_as_given()
     worker_processes = 2, worker_batch_size = 100, batch_timeout = 1000, http_connections = 5,
     connection_timeout = 30000, retries_per_request = 3, socket_options = "[{keepalive, true}]",
     source_proxy = "http://proxy.example:3128", target_proxy = "http://proxy.example:3128",
-    user_ctx = { name = "admin", roles = { "_admin" } }, winning_revs_only = true, custom_field = "kept",
+    user_ctx = { name = "admin", roles = { "_admin" } }, winning_revs_only = true,
+    extra = { custom_field = "kept" }, -- fields couchlua does not know go through `extra`
   }
   rep:create(opts)
   local doc = srv:db("_replicator"):get(id)
   for k, v in pairs(opts) do
-    if k ~= "id" and k ~= "source" and k ~= "target" then
+    if k ~= "id" and k ~= "source" and k ~= "target" and k ~= "extra" then
       lu.assertEquals(couch.json.encode(doc[k], { sort_keys = true }), couch.json.encode(v, { sort_keys = true }), k)
     end
   end
+  lu.assertEquals(doc.custom_field, "kept")
+  lu.assertNil(doc.extra)
   lu.assertEquals(doc.source.url, f.url .. "/" .. src.name)
   lu.assertEquals(doc.source.auth.basic.username, "admin")
   rep:stop(id)
