@@ -11,8 +11,9 @@
  * Build against it with `pkg-config --cflags --libs couchlua`. examples/embed.c is a
  * complete program that registers a C function of its own and calls it from Lua.
  *
- * Threads: a host (like a lua_State) belongs to one thread at a time. Distinct hosts are
- * independent and may run in different threads.
+ * Threads: a host (like a lua_State) belongs to one thread at a time, except for
+ * couchlua_interrupt, which any thread or signal handler may call. Distinct hosts are
+ * independent and may run in different threads at once.
  */
 #ifndef COUCHLUA_H
 #define COUCHLUA_H
@@ -98,6 +99,29 @@ int couchlua_msghandler(lua_State *L);
  * error was not a couch error object (a plain Lua error). The couchlua command maps it to
  * its exit status: usage 2, cancelled 130, anything else 1. */
 const char *couchlua_error_kind(lua_State *L);
+
+/* ---- driving couch from your own event loop (libuv, glib, epoll, poll, select) ---- */
+
+/* The loop's pollable descriptor (an epoll fd): it becomes readable whenever a transfer's
+ * socket is ready or couchlua_interrupt was called. Watch it for reading in your loop and
+ * call couchlua_step when it is. Owned by the host: never close it. */
+int couchlua_fd(couchlua_host *h);
+
+/* Milliseconds until couchlua_step has timed work to do (a couch.sleep ending, a retry, a
+ * libcurl timeout): 0 when tasks are ready to run now, -1 when nothing is scheduled. Call
+ * couchlua_step at the latest then, even if the descriptor stayed quiet. */
+int couchlua_timeout(couchlua_host *h);
+
+/* One turn of couch's loop that never blocks: runs the tasks that are ready, fires due
+ * timers, handles ready sockets. Returns the number of tasks still alive (0: nothing left to
+ * do), or -1 when a task failed and nothing waited for it (couchlua_last_error says which
+ * task and why; the other tasks go on). */
+int couchlua_step(couchlua_host *h);
+
+/* Interrupt the host from a signal handler or another thread (async-signal-safe and
+ * thread-safe): the blocking call running now ends with a `cancelled` error, and a task
+ * stuck in Lua code is stopped at its next instruction. The host stays usable. */
+void couchlua_interrupt(couchlua_host *h);
 
 /* ---- using couch in a state of your own ---- */
 

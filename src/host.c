@@ -5,6 +5,8 @@
 #include "couchlua.h"
 
 #include "error.h"
+#include "loop/loop.h"
+#include "task.h"
 #include "traceback.h"
 
 #include <lauxlib.h>
@@ -14,6 +16,7 @@
 
 struct couchlua_host {
   lua_State *L;
+  couch_loop *loop; /* created with the host: couchlua_interrupt may not touch Lua */
   char *err;        /* malloc'd copy of the last error, or NULL */
   int err_nomem;    /* the last error could not even be copied */
 };
@@ -62,7 +65,8 @@ static int open_libraries(lua_State *L) {
   }
   luaL_openlibs(L);
   couchlua_openlibs(L);
-  return 0;
+  lua_pushlightuserdata(L, couch_loop_get(L));
+  return 1;
 }
 
 couchlua_host *couchlua_new_ex(unsigned flags) {
@@ -75,11 +79,13 @@ couchlua_host *couchlua_new_ex(unsigned flags) {
   }
   lua_pushcfunction(h->L, open_libraries);
   lua_pushinteger(h->L, (lua_Integer)flags);
-  if (lua_pcall(h->L, 1, 0, 0) != LUA_OK) {
+  if (lua_pcall(h->L, 1, 1, 0) != LUA_OK) {
     lua_close(h->L);
     free(h);
     return NULL;
   }
+  h->loop = lua_touserdata(h->L, -1);
+  lua_pop(h->L, 1);
   return h;
 }
 
@@ -155,3 +161,42 @@ int couchlua_run_pending(couchlua_host *h) {
   lua_pushcfunction(h->L, call_at_exit);
   return finish(h, protected_call(h->L, 0));
 }
+
+/* ---- driving the loop from the host's own ---- */
+
+int couchlua_fd(couchlua_host *h) { return h->loop->epfd; }
+
+int couchlua_timeout(couchlua_host *h) {
+  int64_t ms = couch_loop_timeout(h->loop);
+  return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+/* One non-blocking turn, then the first task error no one waited for; returns the number of
+ * tasks still alive. */
+static int step(lua_State *L) {
+  couch_loop *loop = lua_touserdata(L, 1);
+  couch_loop_poll(loop, L);
+  couch_task_raise_unseen(L);
+  lua_pushinteger(L, loop->tasks_alive);
+  return 1;
+}
+
+int couchlua_step(couchlua_host *h) {
+  lua_State *L = h->L;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, couchlua_msghandler);
+  lua_pushcfunction(L, step);
+  lua_pushlightuserdata(L, h->loop);
+  int status = lua_pcall(L, 1, 1, base + 1);
+  if (status != LUA_OK) {
+    lua_remove(L, base + 1);
+    finish(h, status);
+    return -1;
+  }
+  int alive = (int)lua_tointeger(L, -1);
+  lua_settop(L, base);
+  clear_error(h);
+  return alive;
+}
+
+void couchlua_interrupt(couchlua_host *h) { couch_loop_interrupt(h->loop); }

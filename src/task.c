@@ -14,8 +14,6 @@
 #define THREADS_KEY "couch.threads" /* weak table: thread -> task (lightuserdata) */
 #define UNSEEN_KEY "couch.unseen"   /* failed tasks whose error no one has looked at */
 
-static unsigned next_task_id = 1;
-
 static const char *const state_names[] = {"ready", "running", "waiting", "done", "failed",
                                           "cancelled"};
 
@@ -52,7 +50,7 @@ static int l_spawn(lua_State *L) {
   memset(t, 0, sizeof *t);
   t->loop = loop;
   t->self_ref = t->result_ref = LUA_NOREF;
-  t->id = next_task_id++;
+  t->id = loop->next_task_id++;
   if (name) snprintf(t->name, sizeof t->name, "%s", name);
   else snprintf(t->name, sizeof t->name, "task %u", t->id);
   luaL_setmetatable(L, TASK_MT);
@@ -325,7 +323,7 @@ int couch_task_raise_unseen(lua_State *L) {
 static int l_run(lua_State *L) {
   if (couch_task_of(L)) return couch_error_raise(L, "usage", "couch.run() cannot be called from inside a task");
   couch_loop *loop = couch_loop_get(L);
-  couch_loop_clear_interrupt();
+  couch_loop_clear_interrupt(loop);
   int rc = couch_loop_run_tasks(loop, L);
   if (rc == COUCH_LOOP_STUCK) { /* tasks parked on waits no one holds any more go away */
     lua_gc(L, LUA_GCCOLLECT);

@@ -18,6 +18,7 @@
 #define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 
 static lua_State *volatile eval_state;        /* the state whose call Ctrl-C stops */
+static couch_loop *volatile eval_loop;        /* ...and its event loop */
 static volatile sig_atomic_t read_interrupted; /* Ctrl-C arrived while reading a line */
 static int wake_pipe[2] = {-1, -1};            /* written on Ctrl-C: wakes a poll() */
 static struct sigaction before_eval;           /* restored when the call ends */
@@ -54,12 +55,13 @@ static void on_sigint_eval(int sig) {
   (void)sig;
   set_handler(SIG_DFL, NULL); /* a second Ctrl-C ends a program that does not stop */
   lua_sethook(eval_state, stop_hook, STOP_MASK, 1); /* lua_sethook is signal-safe */
-  couch_loop_interrupt_from_signal();
+  couch_loop_interrupt(eval_loop);
 }
 
 void cli_signals_eval_begin(lua_State *L) {
   eval_state = L;
-  couch_loop_set_host_stop_hook(stop_hook);
+  eval_loop = couch_loop_get(L);
+  couch_loop_set_host_stop_hook(eval_loop, stop_hook);
   set_handler(on_sigint_eval, &before_eval);
 }
 

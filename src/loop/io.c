@@ -9,8 +9,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static volatile int wake_fd = -1; /* the eventfd a signal handler writes to */
-
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
   (void)easy;
   couch_loop *loop = userp;
@@ -50,12 +48,10 @@ int couch_io_init(couch_loop *loop) {
   curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
   curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
-  wake_fd = loop->wake_fd;
   return 0;
 }
 
 void couch_io_close(couch_loop *loop) {
-  if (wake_fd == loop->wake_fd) wake_fd = -1;
   if (loop->epfd >= 0) close(loop->epfd);
   if (loop->wake_fd >= 0) close(loop->wake_fd);
   loop->epfd = loop->wake_fd = -1;
@@ -94,8 +90,8 @@ void couch_io_wait(couch_loop *loop, int timeout_ms) {
   couch_io_kick(loop);
 }
 
-void couch_io_wake(void) {
-  int fd = wake_fd;
+void couch_io_wake(couch_loop *loop) {
+  int fd = loop->wake_fd;
   uint64_t one = 1;
   if (fd >= 0 && write(fd, &one, sizeof one) < 0) { /* already signalled: fine */
   }

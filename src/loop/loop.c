@@ -8,15 +8,11 @@
 #include "loop/task.h"
 
 #include <lauxlib.h>
-#include <signal.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #define LOOP_KEY "couch.loop"     /* registry slot holding the loop */
 #define LOOP_MT "couch.loop.mt"   /* its metatable */
-
-static volatile sig_atomic_t interrupted;
-
-static lua_State *volatile running_task; /* the task coroutine being resumed, if any */
 
 /* As lua.c's lstop: a hook set from the signal handler stops Lua code that never waits. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
@@ -25,28 +21,27 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   couch_error_raise(L, "cancelled", "interrupted");
 }
 
-void couch_loop_set_running(lua_State *co) { running_task = co; }
+void couch_loop_set_running(couch_loop *loop, lua_State *co) { atomic_store(&loop->running_task, co); }
 
-static lua_Hook host_stop_hook; /* the embedding program's own Ctrl-C hook, if it has one */
-
-void couch_loop_set_host_stop_hook(lua_Hook hook) { host_stop_hook = hook; }
+void couch_loop_set_host_stop_hook(couch_loop *loop, lua_Hook hook) { loop->host_stop_hook = hook; }
 
 void couch_loop_interrupt_consumed(lua_State *L) {
   /* The interrupt has become one `cancelled` error; the host's hook (set by the same
    * Ctrl-C) must not raise a second one after a pcall has caught the first. */
-  lua_State *main = couch_loop_get(L)->L;
-  if (host_stop_hook && lua_gethook(main) == host_stop_hook) lua_sethook(main, NULL, 0, 0);
-  if (lua_gethook(L) == host_stop_hook && host_stop_hook) lua_sethook(L, NULL, 0, 0);
+  couch_loop *loop = couch_loop_get(L);
+  lua_Hook hook = loop->host_stop_hook;
+  if (hook && lua_gethook(loop->L) == hook) lua_sethook(loop->L, NULL, 0, 0);
+  if (hook && lua_gethook(L) == hook) lua_sethook(L, NULL, 0, 0);
 }
 
-void couch_loop_interrupt_from_signal(void) {
-  interrupted = 1;
-  lua_State *co = running_task;
+void couch_loop_interrupt(couch_loop *loop) {
+  atomic_store(&loop->interrupted, 1);
+  lua_State *co = atomic_load(&loop->running_task);
   if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1); /* signal-safe */
-  couch_io_wake(); /* write() on an eventfd: signal-safe */
+  couch_io_wake(loop); /* write() on an eventfd: signal-safe */
 }
 
-void couch_loop_clear_interrupt(void) { interrupted = 0; }
+void couch_loop_clear_interrupt(couch_loop *loop) { atomic_store(&loop->interrupted, 0); }
 
 static void cancel_everything(couch_loop *loop) {
   /* Tasks are collected by Lua itself; here only C resources are released. */
@@ -66,6 +61,11 @@ static int loop_gc(lua_State *L) {
   return 0;
 }
 
+/* libcurl's global start is not thread-safe: once per process, whichever host comes first. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_status;
+static void init_curl(void) { curl_status = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
 couch_loop *couch_loop_get(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY) == LUA_TUSERDATA) {
     couch_loop *loop = lua_touserdata(L, -1);
@@ -73,13 +73,13 @@ couch_loop *couch_loop_get(lua_State *L) {
     return loop;
   }
   lua_pop(L, 1);
-  static int curl_ready;
-  if (!curl_ready) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "libcurl failed to start");
-    curl_ready = 1;
-  }
+  pthread_once(&curl_once, init_curl);
+  if (curl_status != CURLE_OK) luaL_error(L, "libcurl failed to start");
   couch_loop *loop = lua_newuserdatauv(L, sizeof *loop, 0);
   *loop = (couch_loop){0};
+  atomic_init(&loop->interrupted, 0);
+  atomic_init(&loop->running_task, NULL);
+  loop->next_task_id = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -168,26 +168,38 @@ static void run_ready(couch_loop *loop, lua_State *from) {
   }
 }
 
+int64_t couch_loop_timeout(const couch_loop *loop) {
+  if (loop->ready_len > 0 || atomic_load(&loop->interrupted)) return 0;
+  int64_t next = couch_timer_next(&loop->timers);
+  int64_t curl_next = couch_io_next_ms(loop);
+  if (curl_next >= 0 && (next < 0 || curl_next < next)) next = curl_next;
+  return next;
+}
+
 /* One turn; `done` says whether the caller's wait is already over, in which case the
- * turn must not sleep in poll. */
+ * turn must not sleep in poll; nor does it when may_wait is 0. */
 static void turn(couch_loop *loop, lua_State *from, int (*done)(couch_loop *, const int *),
-                 const int *flag) {
+                 const int *flag, int may_wait) {
   run_ready(loop, from);
   fire_due_timers(loop);
   couch_io_kick(loop);
   drain_finished(loop);
   int idle = loop->transfers == 0 && loop->timers.len == 0;
-  if (loop->ready_len == 0 && !interrupted && !idle && !(done && done(loop, flag))) {
-    int64_t next = couch_timer_next(&loop->timers);
-    int64_t curl_next = couch_io_next_ms(loop);
-    if (curl_next >= 0 && (next < 0 || curl_next < next)) next = curl_next;
+  if (!may_wait) {
+    couch_io_wait(loop, 0);
+    drain_finished(loop);
+  } else if (loop->ready_len == 0 && !atomic_load(&loop->interrupted) && !idle &&
+             !(done && done(loop, flag))) {
+    int64_t next = couch_loop_timeout(loop);
     couch_io_wait(loop, (next < 0 || next > 1000) ? 1000 : (int)next);
     drain_finished(loop);
   }
   fire_due_timers(loop);
 }
 
-void couch_loop_step(couch_loop *loop, lua_State *from) { turn(loop, from, NULL, NULL); }
+void couch_loop_step(couch_loop *loop, lua_State *from) { turn(loop, from, NULL, NULL, 1); }
+
+void couch_loop_poll(couch_loop *loop, lua_State *from) { turn(loop, from, NULL, NULL, 0); }
 
 static int flag_set(couch_loop *loop, const int *flag) {
   (void)loop;
@@ -202,14 +214,16 @@ static int no_tasks(couch_loop *loop, const int *flag) {
 /* Shared by both: run while keep_going says so. */
 static int run_while(couch_loop *loop, lua_State *from, const int *flag, int for_tasks) {
   while (for_tasks ? loop->tasks_alive > 0 : !*flag) {
-    if (interrupted) {
-      interrupted = 0;
+    if (atomic_exchange(&loop->interrupted, 0)) {
       return COUCH_LOOP_INTERRUPTED;
     }
     if (loop->ready_len == 0 && loop->transfers == 0 && loop->timers.len == 0)
       return COUCH_LOOP_STUCK;
-    turn(loop, from, for_tasks ? no_tasks : flag_set, flag);
+    turn(loop, from, for_tasks ? no_tasks : flag_set, flag, 1);
   }
+  /* an interrupt that stopped the last task (a task spinning in Lua code) still ends the
+   * call that was waiting for it */
+  if (atomic_exchange(&loop->interrupted, 0)) return COUCH_LOOP_INTERRUPTED;
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <lua.h>
+#include <stdatomic.h>
 
 #include "loop/timer.h"
 
@@ -54,7 +55,13 @@ struct couch_loop {
   int epfd, wake_fd;            /* see io.c */
   int64_t curl_due_ms;          /* libcurl's next timeout, -1 for none */
   int tasks_alive;              /* spawned and not finished */
+  unsigned next_task_id;
   int closing;
+  /* Written from a signal handler or another thread (couch_loop_interrupt): lock-free
+   * atomics, which are async-signal-safe. */
+  atomic_int interrupted;
+  _Atomic(lua_State *) running_task; /* the task coroutine being resumed, if any */
+  lua_Hook host_stop_hook;      /* the embedding program's own Ctrl-C hook, if any */
 };
 
 /* The loop of L's main state, created on first use. */
@@ -68,6 +75,11 @@ void couch_loop_unready(couch_loop *loop, couch_task *t);
 /* One turn: resume ready tasks, fire due timers, wait for I/O (at most until the next
  * deadline, not at all when tasks are ready), hand finished transfers to their owners. */
 void couch_loop_step(couch_loop *loop, lua_State *from);
+/* The same turn without ever sleeping (a host's own loop drives this one). */
+void couch_loop_poll(couch_loop *loop, lua_State *from);
+/* Milliseconds until the next timed work (timer, libcurl timeout); 0 when tasks are ready
+ * or an interrupt is pending; -1 when nothing is scheduled. */
+int64_t couch_loop_timeout(const couch_loop *loop);
 
 /* Turn the loop until *flag becomes non-zero. 0 when it did; COUCH_LOOP_INTERRUPTED after
  * Ctrl-C; COUCH_LOOP_STUCK when nothing pending could ever set it. */
@@ -76,19 +88,20 @@ int couch_loop_run_until(couch_loop *loop, lua_State *from, const int *flag);
 /* The same, until every spawned task has finished. */
 int couch_loop_run_tasks(couch_loop *loop, lua_State *from);
 
-/* Async-signal-safe: called from a SIGINT handler. The running blocking call (if any)
- * ends with a `cancelled` error and the loop stays usable. */
-void couch_loop_interrupt_from_signal(void);
-/* The task coroutine being resumed now (NULL between resumes), so Ctrl-C can stop a task
- * stuck in Lua code that never waits. */
-void couch_loop_set_running(lua_State *co);
+/* Async-signal-safe and thread-safe: called from a SIGINT handler or another thread. The
+ * running blocking call (if any) ends with a `cancelled` error, a task stuck in Lua code
+ * is stopped at its next instruction, and the loop stays usable. */
+void couch_loop_interrupt(couch_loop *loop);
+/* The task coroutine being resumed now (NULL between resumes), so an interrupt can stop a
+ * task stuck in Lua code that never waits. */
+void couch_loop_set_running(couch_loop *loop, lua_State *co);
 /* A host that stops Lua code on Ctrl-C with a hook of its own (as lua.c does) names it
  * here; once the loop has turned an interrupt into a `cancelled` error, it removes that hook
  * so one Ctrl-C is one error, which a single pcall catches. */
-void couch_loop_set_host_stop_hook(lua_Hook hook);
+void couch_loop_set_host_stop_hook(couch_loop *loop, lua_Hook hook);
 void couch_loop_interrupt_consumed(lua_State *L);
 /* Forget an interrupt that arrived while no call was waiting. */
-void couch_loop_clear_interrupt(void);
+void couch_loop_clear_interrupt(couch_loop *loop);
 
 /* ---- waiting ---- */
 

@@ -58,9 +58,9 @@ void couch_task_resume(couch_task *t, lua_State *from) {
   lua_State *L = from;
   int nres = 0;
   t->state = TASK_RUNNING;
-  couch_loop_set_running(t->co);
+  couch_loop_set_running(t->loop, t->co);
   int rc = lua_resume(t->co, from, t->nargs, &nres);
-  couch_loop_set_running(NULL);
+  couch_loop_set_running(t->loop, NULL);
   lua_sethook(t->co, NULL, 0, 0); /* an interrupt's hook must not outlive this resume */
   t->nargs = 0;
   if (rc == LUA_YIELD) {
