@@ -171,6 +171,35 @@ int couch_task_cancel(lua_State *L, couch_task *t) {
   return 1;
 }
 
+int couch_task_cancel_all(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, THREADS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  /* collect first: cancelling changes what the tasks hold */
+  int threads = lua_gettop(L);
+  lua_newtable(L);
+  int list = lua_gettop(L), n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, threads)) {
+    couch_task *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t && t->parked && !couch_task_unpark(t)) continue; /* being collected */
+    if (t && !finished(t) && t->self_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+      lua_rawseti(L, list, ++n);
+    }
+  }
+  int cancelled = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    cancelled += couch_task_cancel(L, lua_touserdata(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return cancelled;
+}
+
 static int l_task_cancel(lua_State *L) {
   lua_pushboolean(L, couch_task_cancel(L, check_task(L, 1)));
   return 1;

@@ -9,6 +9,8 @@
 /* Add spawn/sleep/run/yield/current to the table on top of the stack. */
 void couch_task_open(lua_State *L);
 int couch_task_cancel(lua_State *L, couch_task *t);
+/* Cancel every task still alive (the REPL's second Ctrl-D); returns how many. */
+int couch_task_cancel_all(lua_State *L);
 /* Raise the first unobserved task error (named); returns 0 when there is none. */
 int couch_task_raise_unseen(lua_State *L);
 

@@ -59,6 +59,12 @@ void cli_input_remember(const char *line);
 void cli_input_close(void);
 /* Whether lines come from a terminal (and the line editor is used). */
 int cli_input_is_tty(void);
+/* On a terminal, while waiting for a key: call tick(ud) whenever fd is readable or
+ * timeout(ud) milliseconds (-1: none) have passed. tick prints only between hide and show,
+ * which move the line being edited out of the way and draw it again. */
+void cli_input_set_background(int fd, int (*timeout)(void *), void (*tick)(void *), void *ud);
+void cli_input_hide(void);
+void cli_input_show(void);
 
 /* ---- signals.c ---- */
 

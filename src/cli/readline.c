@@ -21,19 +21,33 @@
 #define HISTORY_MAX 1000
 
 static int use_editor;      /* stdin is a terminal */
+static struct {             /* work to do while waiting for a key (cli_input_set_background) */
+  int fd;
+  int (*timeout)(void *ud);
+  void (*tick)(void *ud);
+  void *ud;
+} background = {.fd = -1};
 static char *history_path;  /* NULL: no $HOME, history kept in memory only */
 static char *saved_ctype;   /* LC_CTYPE before the REPL, restored after */
 
-/* One byte from fd, or -1 at end of input or when Ctrl-C arrived. */
+/* One byte from fd, or -1 at end of input or when Ctrl-C arrived. Meanwhile the background
+ * work runs whenever its descriptor is ready or its timeout has passed. */
 static int read_byte(int fd) {
-  struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
-                        {.fd = cli_signals_read_fd(), .events = POLLIN}};
+  struct pollfd p[3] = {{.fd = fd, .events = POLLIN},
+                        {.fd = cli_signals_read_fd(), .events = POLLIN},
+                        {.fd = background.fd, .events = POLLIN}};
   for (;;) {
     if (cli_signals_read_interrupted()) return -1;
-    int n = poll(p, p[1].fd >= 0 ? 2 : 1, -1);
+    int wait = background.tick ? background.timeout(background.ud) : -1;
+    int n = poll(p, 3, wait); /* a negative fd is ignored by poll */
     if (n < 0 && errno != EINTR) return -1;
+    if (background.tick && ((n == 0 && wait >= 0) || (n > 0 && p[2].revents))) {
+      background.tick(background.ud);
+      continue;
+    }
     if (n <= 0) continue; /* EINTR: the flag says whether it was Ctrl-C */
     if (p[1].revents) return -1;
+    if (!p[0].revents) continue;
     unsigned char c;
     ssize_t r = read(fd, &c, 1);
     if (r == 1) return c;
@@ -68,6 +82,27 @@ static void set_ctype(void) {
 }
 
 int cli_input_is_tty(void) { return use_editor; }
+
+void cli_input_set_background(int fd, int (*timeout)(void *), void (*tick)(void *), void *ud) {
+  background.fd = fd;
+  background.timeout = timeout;
+  background.tick = tick;
+  background.ud = ud;
+}
+
+/* Output written between these two lands above the prompt: the line being edited is
+ * erased first and drawn again after. */
+void cli_input_hide(void) {
+  if (!use_editor) return;
+  fputs("\r\033[K", stdout);
+  fflush(stdout);
+}
+
+void cli_input_show(void) {
+  if (!use_editor) return;
+  fflush(stdout);
+  rl_forced_update_display();
+}
 
 void cli_input_open(void) {
   use_editor = isatty(STDIN_FILENO);

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop/loop.h"
+#include "task.h"
+
 #define PROMPT "couch> "
 #define PROMPT2 ">> "
 #define EOFMARK "<eof>"
@@ -138,6 +141,58 @@ static void print_results(lua_State *L) {
   }
 }
 
+/* ---- tasks run while the prompt waits for a key ---- */
+
+static couch_loop *repl_loop;
+
+static int background_timeout(void *ud) {
+  (void)ud;
+  int64_t ms = couch_loop_timeout(repl_loop);
+  return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+static int run_ready_tasks(lua_State *L) {
+  couch_loop_run_ready(repl_loop, L);
+  couch_task_raise_unseen(L); /* a task that failed with no one waiting: say so now */
+  return 0;
+}
+
+static void background_tick(void *ud) {
+  lua_State *L = ud;
+  if (couch_loop_service(repl_loop) > 0) {
+    cli_input_hide(); /* the tasks' output goes above the prompt */
+    lua_pushcfunction(L, run_ready_tasks);
+    cli_report(L, cli_docall(L, 0, 0));
+    cli_input_show();
+  }
+  couch_loop_clear_interrupt(repl_loop); /* a Ctrl-C meanwhile stopped a task: it is spent */
+}
+
+static int cancel_tasks(lua_State *L) {
+  lua_pushinteger(L, couch_task_cancel_all(L));
+  return 1;
+}
+
+/* Ctrl-D while tasks run: the first one says so, the second cancels them and quits. Returns
+ * whether to quit. */
+static int quit_on_eof(lua_State *L, int *warned) {
+  int alive = repl_loop ? repl_loop->tasks_alive : 0;
+  if (!cli_input_is_tty() || alive == 0) return 1; /* piped: the tasks run on at the end */
+  if (!*warned) {
+    printf("\n%d task%s still running: Ctrl-D again cancels %s and quits\n", alive,
+           alive == 1 ? " is" : "s are", alive == 1 ? "it" : "them");
+    fflush(stdout);
+    *warned = 1;
+    return 0;
+  }
+  lua_pushcfunction(L, cancel_tasks);
+  if (cli_report(L, cli_docall(L, 0, 1)) == LUA_OK) {
+    printf("\ncancelled %d task%s\n", (int)lua_tointeger(L, -1), lua_tointeger(L, -1) == 1 ? "" : "s");
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
 /* global couch = require "couch" (unless the user set it, e.g. with -l), and the printer. */
 static void repl_setup(lua_State *L) {
   if (lua_getglobal(L, "couch") == LUA_TNIL) {
@@ -165,8 +220,16 @@ void cli_repl(lua_State *L, int banner) {
            "Ctrl-C interrupts, Ctrl-D exits.\n");
   }
   repl_setup(L);
-  int status;
-  while ((status = loadline(L)) != LOAD_EOF) {
+  repl_loop = couch_loop_get(L);
+  cli_input_set_background(repl_loop->epfd, background_timeout, background_tick, L);
+  int status, eof_warned = 0;
+  for (;;) {
+    status = loadline(L);
+    if (status == LOAD_EOF) {
+      if (quit_on_eof(L, &eof_warned)) break;
+      continue;
+    }
+    eof_warned = 0;
     if (status == LOAD_NOTHING) { /* Ctrl-C while typing: a fresh prompt */
       fputs("\n", stdout);
       fflush(stdout);
@@ -179,6 +242,7 @@ void cli_repl(lua_State *L, int banner) {
       cli_report(L, status);
     fflush(stdout);
   }
+  cli_input_set_background(-1, NULL, NULL, NULL);
   lua_settop(L, 0);
   fputs("\n", stdout);
   fflush(stdout);

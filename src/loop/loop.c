@@ -201,6 +201,17 @@ void couch_loop_step(couch_loop *loop, lua_State *from) { turn(loop, from, NULL,
 
 void couch_loop_poll(couch_loop *loop, lua_State *from) { turn(loop, from, NULL, NULL, 0); }
 
+int couch_loop_service(couch_loop *loop) {
+  fire_due_timers(loop);
+  couch_io_kick(loop);
+  couch_io_wait(loop, 0);
+  drain_finished(loop);
+  fire_due_timers(loop);
+  return (int)loop->ready_len;
+}
+
+void couch_loop_run_ready(couch_loop *loop, lua_State *from) { run_ready(loop, from); }
+
 static int flag_set(couch_loop *loop, const int *flag) {
   (void)loop;
   return *flag;

@@ -80,6 +80,12 @@ void couch_loop_poll(couch_loop *loop, lua_State *from);
 /* Milliseconds until the next timed work (timer, libcurl timeout); 0 when tasks are ready
  * or an interrupt is pending; -1 when nothing is scheduled. */
 int64_t couch_loop_timeout(const couch_loop *loop);
+/* The two halves of a non-blocking turn, for a caller that must know before Lua runs (the
+ * REPL moves its prompt out of the way): service handles due timers and ready sockets
+ * without running any Lua and returns how many tasks are now ready; run_ready resumes
+ * them. */
+int couch_loop_service(couch_loop *loop);
+void couch_loop_run_ready(couch_loop *loop, lua_State *from);
 
 /* Turn the loop until *flag becomes non-zero. 0 when it did; COUCH_LOOP_INTERRUPTED after
  * Ctrl-C; COUCH_LOOP_STUCK when nothing pending could ever set it. */

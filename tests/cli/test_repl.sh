@@ -162,7 +162,19 @@ log.append(step(b"\x03", "couch> "))                       # ... and an unfinish
 log.append(step(b"io.write('spin', 'ning\\n') io.flush() while true do end\r", "spinning"))
 log.append(step(b"\x03", "couch> "))                       # interrupts a running loop
 log.append(step(b"'alive'\r", "\"alive\"\r\ncouch> "))
-log.append(step(b"\x04", "\n"))                            # Ctrl-D on an empty line
+# Tasks run while the prompt waits for a key; their output lands above the line being typed.
+log.append(step(b"t = couch.spawn(function() for i = 1, 3 do couch.sleep(0.3) print('tick', i) end end)\r",
+                "couch> "))
+log.append(step(b"typed", "tick\t3"))
+end = time.time() + 3                                     # the typed text is drawn again
+while time.time() < end and seen.rfind(b"typed") < seen.find(b"tick\t3"):
+    if select.select([fd], [], [], 0.05)[0]:
+        seen += os.read(fd, 4096)
+if seen.rfind(b"typed") > seen.find(b"tick\t3"):
+    log.append("REDRAWN")
+log.append(step(b"\x15x = couch.spawn(function() couch.sleep(100) end)\r", "couch> "))
+log.append(step(b"\x04", "Ctrl-D again"))                  # a task is still running: say so
+log.append(step(b"\x04", "cancelled 1 task"))              # the second Ctrl-D cancels and quits
 _, status = os.waitpid(pid, 0)
 print("".join(log))
 print("EXIT", os.waitstatus_to_exitcode(status))
@@ -173,6 +185,10 @@ expect_in out "EXIT 0" "Ctrl-D exits with status 0"
 expect_in out "3" "expression result on the terminal"
 expect_in out "interrupted" "Ctrl-C interrupts a running call"
 expect_in out '"alive"' "the REPL goes on after Ctrl-C"
+expect_in out "tick	3" "a task spawned at the prompt runs while the prompt waits"
+expect_in out "REDRAWN" "the line being typed is drawn again below the task's output"
+expect_in out "1 task is still running: Ctrl-D again cancels it and quits" "Ctrl-D with a task running says so"
+expect_in out "cancelled 1 task" "a second Ctrl-D cancels the task"
 hist="$tmp/home/.couchlua_history"
 checks=$((checks + 1))
 if [ -f "$hist" ]; then
