@@ -65,6 +65,9 @@ int cli_input_is_tty(void);
 void cli_input_set_background(int fd, int (*timeout)(void *), void (*tick)(void *), void *ud);
 void cli_input_hide(void);
 void cli_input_show(void);
+/* Tab completion on a terminal: fn(ud, word, i) gives the i-th (0, 1, ...) completion of the
+ * word before the cursor, NULL after the last. */
+void cli_input_set_completion(const char *(*fn)(void *ud, const char *word, int index), void *ud);
 
 /* ---- signals.c ---- */
 

@@ -28,6 +28,8 @@ static struct {             /* work to do while waiting for a key (cli_input_set
   void *ud;
 } background = {.fd = -1};
 static char *history_path;  /* NULL: no $HOME, history kept in memory only */
+static const char *(*candidate)(void *ud, const char *word, int index); /* completion */
+static void *candidate_ud;
 static char *saved_ctype;   /* LC_CTYPE before the REPL, restored after */
 
 /* One byte from fd, or -1 at end of input or when Ctrl-C arrived. Meanwhile the background
@@ -83,6 +85,21 @@ static void set_ctype(void) {
 
 int cli_input_is_tty(void) { return use_editor; }
 
+/* libedit's generator: state 0 starts a new completion; each call returns one malloc'd
+ * match, NULL when there are no more. */
+static char *next_match(const char *text, int state) {
+  static int index;
+  if (state == 0) index = 0;
+  if (!candidate) return NULL;
+  const char *c = candidate(candidate_ud, text, index++);
+  return c ? strdup(c) : NULL;
+}
+
+void cli_input_set_completion(const char *(*fn)(void *ud, const char *word, int index), void *ud) {
+  candidate = fn;
+  candidate_ud = ud;
+}
+
 void cli_input_set_background(int fd, int (*timeout)(void *), void (*tick)(void *), void *ud) {
   background.fd = fd;
   background.timeout = timeout;
@@ -110,6 +127,10 @@ void cli_input_open(void) {
   rl_readline_name = "couchlua"; /* for $if couchlua in ~/.editrc */
   rl_catch_signals = 0;          /* SIGINT is ours (signals.c), not libedit's */
   rl_getc_function = getc_char;  /* must be set before rl_initialize */
+  /* a word may hold `.` and `:` (couch.rep<Tab>, srv:<Tab>), so they do not break it */
+  rl_completer_word_break_characters = (char *)" \t\n\"\\'`@$><=;|&{(,+-*/%^~[]#";
+  rl_completion_entry_function = next_match;
+  rl_completion_append_character = '\0';
   set_ctype();
   rl_initialize();
   stifle_history(HISTORY_MAX);

@@ -193,6 +193,41 @@ static int quit_on_eof(lua_State *L, int *warned) {
   return 1;
 }
 
+/* ---- tab completion (the candidates come from couch.complete, in Lua) ---- */
+
+#define COMPLETIONS_KEY "couchlua.repl.completions" /* registry: the current list */
+
+static int list_completions(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "couch.complete");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "complete");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, COMPLETIONS_KEY);
+  return 0;
+}
+
+static const char *completion(void *ud, const char *word, int index) {
+  lua_State *L = ud;
+  if (index == 0) { /* a new word: compute the list once */
+    lua_pushcfunction(L, list_completions);
+    lua_pushstring(L, word);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      lua_pop(L, 1); /* no completions rather than an error in the middle of a line */
+      return NULL;
+    }
+  }
+  if (lua_getfield(L, LUA_REGISTRYINDEX, COMPLETIONS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_rawgeti(L, -1, index + 1);
+  const char *c = lua_tostring(L, -1); /* stays alive in the registry's list */
+  lua_pop(L, 2);
+  return c;
+}
+
 /* global couch = require "couch" (unless the user set it, e.g. with -l), and the printer. */
 static void repl_setup(lua_State *L) {
   if (lua_getglobal(L, "couch") == LUA_TNIL) {
@@ -222,6 +257,7 @@ void cli_repl(lua_State *L, int banner) {
   repl_setup(L);
   repl_loop = couch_loop_get(L);
   cli_input_set_background(repl_loop->epfd, background_timeout, background_tick, L);
+  cli_input_set_completion(completion, L);
   int status, eof_warned = 0;
   for (;;) {
     status = loadline(L);
@@ -243,6 +279,7 @@ void cli_repl(lua_State *L, int banner) {
     fflush(stdout);
   }
   cli_input_set_background(-1, NULL, NULL, NULL);
+  cli_input_set_completion(NULL, NULL);
   lua_settop(L, 0);
   fputs("\n", stdout);
   fflush(stdout);

@@ -162,6 +162,11 @@ log.append(step(b"\x03", "couch> "))                       # ... and an unfinish
 log.append(step(b"io.write('spin', 'ning\\n') io.flush() while true do end\r", "spinning"))
 log.append(step(b"\x03", "couch> "))                       # interrupts a running loop
 log.append(step(b"'alive'\r", "\"alive\"\r\ncouch> "))
+# Tab completion: fields, and methods after a colon.
+log.append(step(b"string.for\t", "string.format"))
+log.append(step(b"\x15srv = couch.connect('http://127.0.0.1:9')\r", "couch> "))
+log.append(step(b"srv:sched\t", "srv:scheduler"))
+log.append(step(b"\x15", ""))
 # Tasks run while the prompt waits for a key; their output lands above the line being typed.
 log.append(step(b"t = couch.spawn(function() for i = 1, 3 do couch.sleep(0.3) print('tick', i) end end)\r",
                 "couch> "))
@@ -186,6 +191,8 @@ expect_in out "3" "expression result on the terminal"
 expect_in out "interrupted" "Ctrl-C interrupts a running call"
 expect_in out '"alive"' "the REPL goes on after Ctrl-C"
 expect_in out "tick	3" "a task spawned at the prompt runs while the prompt waits"
+expect_in out "string.format" "Tab completes a table's field"
+expect_in out "srv:scheduler" "Tab completes a method after a colon"
 expect_in out "REDRAWN" "the line being typed is drawn again below the task's output"
 expect_in out "1 task is still running: Ctrl-D again cancels it and quits" "Ctrl-D with a task running says so"
 expect_in out "cancelled 1 task" "a second Ctrl-D cancels the task"
