@@ -19,6 +19,7 @@
 #define COUCHLUA_H
 
 #include <lua.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,6 +66,11 @@ void couchlua_close(couchlua_host *h);
  * says why. The chunk's results are discarded. */
 int couchlua_dostring(couchlua_host *h, const char *chunk, const char *chunkname);
 
+/* Like couchlua_dostring, but the chunk's results stay on the host's stack
+ * (couchlua_state(h)): returns how many there are (>= 0; the caller pops them), or -1 on
+ * failure, with couchlua_last_error*() set. */
+int couchlua_eval(couchlua_host *h, const char *chunk, const char *chunkname);
+
 /* Run a file; NULL runs stdin. A first line starting with '#' is skipped (#! scripts).
  * Returns as couchlua_dostring; a missing file fails with "cannot open <path>: ...". */
 int couchlua_dofile(couchlua_host *h, const char *path);
@@ -80,6 +86,16 @@ int couchlua_run_pending(couchlua_host *h);
  * "couch: usage: bad argument 'id': ..."), followed for run-time errors by "\n" and Lua's
  * "stack traceback:". Owned by the host; valid until the next call on it. */
 const char *couchlua_last_error(const couchlua_host *h);
+
+/* The same failure, in parts (NULL / 0 after a success):
+ *   _kind     the couch error kind ("usage", "http", "network", "timeout", "cancelled", ...;
+ *             see docs/api.md), "syntax" for a chunk that did not compile, "" for a plain
+ *             Lua error
+ *   _status   the HTTP status of an `http` error, else 0
+ *   _message  the first line of couchlua_last_error(): the message without the traceback */
+const char *couchlua_last_error_kind(const couchlua_host *h);
+int couchlua_last_error_status(const couchlua_host *h);
+const char *couchlua_last_error_message(const couchlua_host *h);
 
 /* ---- the state ---- */
 
@@ -122,6 +138,19 @@ int couchlua_step(couchlua_host *h);
  * thread-safe): the blocking call running now ends with a `cancelled` error, and a task
  * stuck in Lua code is stopped at its next instruction. The host stays usable. */
 void couchlua_interrupt(couchlua_host *h);
+
+/* ---- output ---- */
+
+/* What couch and the host's scripts write, by kind. */
+#define COUCHLUA_PRINT 1    /* print(...) from a script, with its newline */
+#define COUCHLUA_PROGRESS 2 /* couch's progress lines (couch.replicate), one per call */
+#define COUCHLUA_WARNING 3  /* Lua warnings (warn(...)), one message per call */
+
+/* Send all of it to fn instead of stdout / stderr (NULL: back to them). text is not
+ * NUL-terminated; it is valid during the call only. The host's global `print` and Lua's
+ * warning function are replaced to route through fn. */
+void couchlua_set_writer(couchlua_host *h,
+                         void (*fn)(void *ud, int kind, const char *text, size_t len), void *ud);
 
 /* ---- using couch in a state of your own ---- */
 

@@ -6,11 +6,13 @@
 
 #include "error.h"
 #include "loop/loop.h"
+#include "output.h"
 #include "task.h"
 #include "traceback.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,29 +21,37 @@ struct couchlua_host {
   couch_loop *loop; /* created with the host: couchlua_interrupt may not touch Lua */
   char *err;        /* malloc'd copy of the last error, or NULL */
   int err_nomem;    /* the last error could not even be copied */
+  char err_kind[32]; /* its couch kind ("" for a plain Lua error) */
+  int err_status;    /* its HTTP status, 0 when it has none */
+  size_t err_line;   /* length of its first line (the message without the traceback) */
+  char *err_first;   /* malloc'd copy of that line, or NULL */
 };
 
 static const char nomem_message[] = "not enough memory";
 
 const char *couchlua_version(void) { return COUCHLUA_VERSION; }
 
-#define ERROR_KIND_KEY "couchlua.error_kind"
+#define ERROR_KEY "couchlua.error" /* registry: the last error object the handler saw */
 
-const char *couchlua_error_kind(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, ERROR_KIND_KEY);
-  const char *kind = lua_tostring(L, -1); /* anchored in the registry */
+/* A string field of the last error object, or NULL (the string stays in the registry). */
+static const char *last_error_field(lua_State *L, const char *name, lua_Integer *num) {
+  const char *s = NULL;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, ERROR_KEY) == LUA_TTABLE) {
+    int t = lua_getfield(L, -1, name);
+    if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+    else if (t == LUA_TNUMBER && num) *num = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
-  return kind;
+  return s;
 }
 
+const char *couchlua_error_kind(lua_State *L) { return last_error_field(L, "kind", NULL); }
+
 int couchlua_msghandler(lua_State *L) {
-  if (couch_error_is(L, 1)) lua_getfield(L, 1, "kind");
+  if (couch_error_is(L, 1)) lua_pushvalue(L, 1);
   else lua_pushnil(L);
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  }
-  lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KIND_KEY);
+  lua_setfield(L, LUA_REGISTRYINDEX, ERROR_KEY);
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) { /* not a string: an error object with __tostring, or something odd */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -95,6 +105,7 @@ void couchlua_close(couchlua_host *h) {
   if (!h) return;
   lua_close(h->L);
   free(h->err);
+  free(h->err_first);
   free(h);
 }
 
@@ -105,10 +116,24 @@ const char *couchlua_last_error(const couchlua_host *h) {
   return h->err;
 }
 
+const char *couchlua_last_error_kind(const couchlua_host *h) {
+  return (h->err || h->err_nomem) ? h->err_kind : NULL;
+}
+
+int couchlua_last_error_status(const couchlua_host *h) { return h->err ? h->err_status : 0; }
+
+const char *couchlua_last_error_message(const couchlua_host *h) {
+  if (h->err_nomem) return nomem_message;
+  return h->err_first;
+}
+
 static void clear_error(couchlua_host *h) {
   free(h->err);
-  h->err = NULL;
+  free(h->err_first);
+  h->err = h->err_first = NULL;
   h->err_nomem = 0;
+  h->err_kind[0] = '\0';
+  h->err_status = 0;
 }
 
 /* Record the outcome of a load or call whose error value (if any) is on top; pop it. The
@@ -119,8 +144,18 @@ static int finish(couchlua_host *h, int status) {
   const char *msg = lua_tostring(h->L, -1);
   if (!msg) msg = "(error object is not a string)";
   h->err = strdup(msg);
-  if (!h->err) h->err_nomem = 1;
+  h->err_first = strndup(msg, strcspn(msg, "\n"));
+  if (!h->err || !h->err_first) h->err_nomem = 1;
   lua_pop(h->L, 1);
+  if (status == LUA_ERRRUN) { /* kind and status of a couch error object, via the handler */
+    const char *kind = last_error_field(h->L, "kind", NULL);
+    lua_Integer code = 0;
+    last_error_field(h->L, "status", &code);
+    snprintf(h->err_kind, sizeof h->err_kind, "%s", kind ? kind : "");
+    h->err_status = (int)code;
+  } else {
+    snprintf(h->err_kind, sizeof h->err_kind, "%s", status == LUA_ERRSYNTAX ? "syntax" : "");
+  }
   return status;
 }
 
@@ -136,12 +171,30 @@ static int protected_call(lua_State *L, int nargs) {
 }
 
 int couchlua_dostring(couchlua_host *h, const char *chunk, const char *chunkname) {
+  couch_loop_clear_interrupt(h->loop);
   int status = luaL_loadbuffer(h->L, chunk, strlen(chunk), chunkname ? chunkname : "=(string)");
   if (status == LUA_OK) status = protected_call(h->L, 0);
   return finish(h, status);
 }
 
+int couchlua_eval(couchlua_host *h, const char *chunk, const char *chunkname) {
+  couch_loop_clear_interrupt(h->loop);
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  int status = luaL_loadbuffer(L, chunk, strlen(chunk), chunkname ? chunkname : "=(string)");
+  if (status == LUA_OK) {
+    int base = top + 1; /* the chunk */
+    lua_pushcfunction(L, couchlua_msghandler);
+    lua_insert(L, base);
+    status = lua_pcall(L, 0, LUA_MULTRET, base);
+    lua_remove(L, base);
+  }
+  if (finish(h, status) != 0) return -1;
+  return lua_gettop(L) - top;
+}
+
 int couchlua_dofile(couchlua_host *h, const char *path) {
+  couch_loop_clear_interrupt(h->loop);
   int status = luaL_loadfile(h->L, path);
   if (status == LUA_OK) status = protected_call(h->L, 0);
   return finish(h, status);
@@ -158,6 +211,7 @@ static int call_at_exit(lua_State *L) {
 }
 
 int couchlua_run_pending(couchlua_host *h) {
+  couch_loop_clear_interrupt(h->loop);
   lua_pushcfunction(h->L, call_at_exit);
   return finish(h, protected_call(h->L, 0));
 }
@@ -200,3 +254,8 @@ int couchlua_step(couchlua_host *h) {
 }
 
 void couchlua_interrupt(couchlua_host *h) { couch_loop_interrupt(h->loop); }
+
+void couchlua_set_writer(couchlua_host *h,
+                         void (*fn)(void *ud, int kind, const char *text, size_t len), void *ud) {
+  couch_output_set_writer(h->L, fn, ud);
+}

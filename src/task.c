@@ -352,7 +352,6 @@ int couch_task_raise_unseen(lua_State *L) {
 static int l_run(lua_State *L) {
   if (couch_task_of(L)) return couch_error_raise(L, "usage", "couch.run() cannot be called from inside a task");
   couch_loop *loop = couch_loop_get(L);
-  couch_loop_clear_interrupt(loop);
   int rc = couch_loop_run_tasks(loop, L);
   if (rc == COUCH_LOOP_STUCK) { /* tasks parked on waits no one holds any more go away */
     lua_gc(L, LUA_GCCOLLECT);

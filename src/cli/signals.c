@@ -47,6 +47,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     }
   }
   lua_sethook(L, NULL, 0, 0);
+  couch_loop_clear_interrupt(eval_loop); /* this error is the interrupt */
   couch_error_init(L); /* the error objects' metatable, even before `require "couch"` */
   couch_error_raise(L, "cancelled", "interrupted");
 }
@@ -61,6 +62,7 @@ static void on_sigint_eval(int sig) {
 void cli_signals_eval_begin(lua_State *L) {
   eval_state = L;
   eval_loop = couch_loop_get(L);
+  couch_loop_clear_interrupt(eval_loop); /* a Ctrl-C before this call is not for it */
   couch_loop_set_host_stop_hook(eval_loop, stop_hook);
   set_handler(on_sigint_eval, &before_eval);
 }

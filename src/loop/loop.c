@@ -14,10 +14,14 @@
 #define LOOP_KEY "couch.loop"     /* registry slot holding the loop */
 #define LOOP_MT "couch.loop.mt"   /* its metatable */
 
-/* As lua.c's lstop: a hook set from the signal handler stops Lua code that never waits. */
+/* As lua.c's lstop: a hook set from the signal handler stops Lua code that never waits. In
+ * the main thread the error it raises is the interrupt (spent); in a task, the call that
+ * runs the loop still ends with the interrupt too. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  couch_loop *loop = couch_loop_get(L);
+  if (L == loop->L) atomic_store(&loop->interrupted, 0);
   couch_error_raise(L, "cancelled", "interrupted");
 }
 
@@ -29,15 +33,20 @@ void couch_loop_interrupt_consumed(lua_State *L) {
   /* The interrupt has become one `cancelled` error; the host's hook (set by the same
    * Ctrl-C) must not raise a second one after a pcall has caught the first. */
   couch_loop *loop = couch_loop_get(L);
-  lua_Hook hook = loop->host_stop_hook;
-  if (hook && lua_gethook(loop->L) == hook) lua_sethook(loop->L, NULL, 0, 0);
-  if (hook && lua_gethook(L) == hook) lua_sethook(L, NULL, 0, 0);
+  lua_Hook hooks[2] = {loop->host_stop_hook, stop_hook};
+  for (int i = 0; i < 2; i++) {
+    if (hooks[i] && lua_gethook(loop->L) == hooks[i]) lua_sethook(loop->L, NULL, 0, 0);
+    if (hooks[i] && lua_gethook(L) == hooks[i]) lua_sethook(L, NULL, 0, 0);
+  }
 }
 
 void couch_loop_interrupt(couch_loop *loop) {
   atomic_store(&loop->interrupted, 1);
+  /* Stop Lua code that never waits: the task running now, else the main thread (unless the
+   * host stops that with a hook of its own). lua_sethook is signal-safe. */
   lua_State *co = atomic_load(&loop->running_task);
-  if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1); /* signal-safe */
+  if (!co && !loop->host_stop_hook) co = loop->L;
+  if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   couch_io_wake(loop); /* write() on an eventfd: signal-safe */
 }
 

@@ -106,7 +106,8 @@ void couch_loop_set_running(couch_loop *loop, lua_State *co);
  * so one Ctrl-C is one error, which a single pcall catches. */
 void couch_loop_set_host_stop_hook(couch_loop *loop, lua_Hook hook);
 void couch_loop_interrupt_consumed(lua_State *L);
-/* Forget an interrupt that arrived while no call was waiting. */
+/* Forget an interrupt that arrived while nothing ran: called where a host starts running
+ * code (couchlua_dostring..., the command's each chunk). */
 void couch_loop_clear_interrupt(couch_loop *loop);
 
 /* ---- waiting ---- */

@@ -74,7 +74,6 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
     return lua_yieldk(L, 0, widx, after_wait);
   }
   /* Blocking: the task (if any) stays RUNNING, so the loop never resumes it meanwhile. */
-  if (!t) couch_loop_clear_interrupt(loop);
   int rc = couch_loop_run_until(loop, L, &w->done);
   if (rc == COUCH_LOOP_INTERRUPTED) {
     w->cancelled = 1;

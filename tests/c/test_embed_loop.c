@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,9 +38,13 @@ static double now_ms(void) {
 
 static int listener;
 static int port;
+static atomic_int in_flight, most_in_flight; /* requests being answered at once */
 
 static void *serve_one(void *arg) {
   int c = (int)(intptr_t)arg;
+  int now = atomic_fetch_add(&in_flight, 1) + 1;
+  for (int m = atomic_load(&most_in_flight); now > m && !atomic_compare_exchange_weak(&most_in_flight, &m, now);) {
+  }
   char buf[4096];
   size_t got = 0;
   while (got < sizeof buf - 1) { /* read the request head */
@@ -58,6 +63,7 @@ static void *serve_one(void *arg) {
   if (write(c, answer, (size_t)n) < 0) { /* the client went away */
   }
   close(c);
+  atomic_fetch_sub(&in_flight, 1);
   return NULL;
 }
 
@@ -113,11 +119,10 @@ static void test_http_from_a_poll_loop(void) {
            port);
   CHECK(couchlua_dostring(h, script, "=spawn") == 0);
   CHECK(couchlua_timeout(h) == 0); /* the tasks are ready to start */
-  double t0 = now_ms();
+  atomic_store(&most_in_flight, 0);
   int turns = drive(h);
-  double took = now_ms() - t0;
   CHECK(turns > 0);
-  CHECK(took < 1000); /* five 100 ms answers in parallel, not in a row */
+  CHECK(atomic_load(&most_in_flight) >= 2); /* the requests ran at once, not in a row */
   CHECK(couchlua_dostring(h, "for i = 1, 5 do assert(answers[i] == 'Welcome', i) end", "=check") == 0);
   CHECK(couchlua_timeout(h) == -1); /* nothing left to do */
   CHECK(couchlua_step(h) == 0);
@@ -161,7 +166,7 @@ static void interrupt_case(const char *chunk) {
   CHECK(couchlua_dostring(h, chunk, "=blocking") != 0);
   double took = now_ms() - t0;
   pthread_join(t, NULL);
-  CHECK(took < 3000);
+  CHECK(took < 25000); /* not the 30 s sleep, nor the 100 requests of 100 ms */
   CHECK(couchlua_error_kind(couchlua_state(h)) != NULL);
   CHECK(strcmp(couchlua_error_kind(couchlua_state(h)), "cancelled") == 0);
   /* the host is still usable, and the interrupt is spent */

@@ -171,8 +171,84 @@ static void test_openlibs(void) {
   lua_close(L);
 }
 
+/* The parts of an error C can act on without parsing the message. */
+static void test_error_parts(void) {
+  couchlua_host *h = couchlua_new();
+  CHECK(couchlua_dostring(h, "require('couch').connect(42)", "=usage") != 0);
+  CHECK(strcmp(couchlua_last_error_kind(h), "usage") == 0);
+  CHECK(couchlua_last_error_status(h) == 0);
+  CHECK(strstr(couchlua_last_error_message(h), "bad argument 'url'") != NULL);
+  CHECK(strchr(couchlua_last_error_message(h), '\n') == NULL); /* one line */
+  CHECK(strstr(couchlua_last_error(h), "stack traceback:") != NULL); /* the full text keeps it */
+
+  CHECK(couchlua_dostring(h, "local c = require 'couch'\n"
+                             "error(c.error('http', 'no such db', { status = 404, error = 'not_found' }))",
+                          "=http") != 0);
+  CHECK(strcmp(couchlua_last_error_kind(h), "http") == 0);
+  CHECK(couchlua_last_error_status(h) == 404);
+
+  CHECK(couchlua_dostring(h, "error('plain')", "=plain") != 0);
+  CHECK(strcmp(couchlua_last_error_kind(h), "") == 0);
+  CHECK(couchlua_last_error_status(h) == 0);
+  CHECK(strcmp(couchlua_last_error_message(h), "plain:1: plain") == 0);
+
+  CHECK(couchlua_dostring(h, "x = = 1", "=syntax") != 0);
+  CHECK(strcmp(couchlua_last_error_kind(h), "syntax") == 0);
+
+  CHECK(couchlua_dostring(h, "ok = 1", "=ok") == 0);
+  CHECK(couchlua_last_error_kind(h) == NULL && couchlua_last_error_message(h) == NULL);
+  couchlua_close(h);
+}
+
+/* couchlua_eval keeps the chunk's results on the stack. */
+static void test_eval(void) {
+  couchlua_host *h = couchlua_new();
+  lua_State *L = couchlua_state(h);
+  CHECK(couchlua_eval(h, "return 1, 'two', nil", "=eval") == 3);
+  CHECK(lua_tointeger(L, -3) == 1 && strcmp(lua_tostring(L, -2), "two") == 0 && lua_isnil(L, -1));
+  lua_pop(L, 3);
+  CHECK(couchlua_eval(h, "local x = 1", "=none") == 0);
+  CHECK(couchlua_eval(h, "error('e')", "=err") == -1);
+  CHECK(lua_gettop(L) == 0);
+  couchlua_close(h);
+}
+
+/* A host's writer receives print, progress lines and warnings. */
+struct captured {
+  char text[3][256];
+  int calls[4];
+};
+
+static void capture(void *ud, int kind, const char *text, size_t len) {
+  struct captured *c = ud;
+  c->calls[kind]++;
+  size_t have = strlen(c->text[kind - 1]);
+  snprintf(c->text[kind - 1] + have, sizeof c->text[0] - have, "%.*s", (int)len, text);
+}
+
+static void test_writer(void) {
+  couchlua_host *h = couchlua_new();
+  struct captured c;
+  memset(&c, 0, sizeof c);
+  couchlua_set_writer(h, capture, &c);
+  CHECK(couchlua_dostring(h, "print('a', 1, nil)\n"
+                             "local couch = require 'couch'\n"
+                             "couch._write('progress', 'replicate a -> b: 3 written\\n')\n"
+                             "assert(couch._is_tty('progress') == false)\n"
+                             "warn('careful', ' now')",
+                          "=out") == 0);
+  CHECK(strcmp(c.text[COUCHLUA_PRINT - 1], "a\t1\tnil\n") == 0);
+  CHECK(strcmp(c.text[COUCHLUA_PROGRESS - 1], "replicate a -> b: 3 written\n") == 0);
+  CHECK(strcmp(c.text[COUCHLUA_WARNING - 1], "careful now\n") == 0);
+  CHECK(c.calls[COUCHLUA_WARNING] == 1); /* one message, not its pieces */
+  couchlua_close(h);
+}
+
 int main(void) {
   couchlua_close(NULL); /* allowed */
+  test_error_parts();
+  test_eval();
+  test_writer();
   test_version();
   test_dostring();
   test_errors();
