@@ -209,25 +209,36 @@ return function(couch)
     -- index, and the first index not yet finished
     job._done, job._next_done = {}, 1
     local first_error
+    -- The first real failure of any task ends the job at once: the others are cancelled
+    -- (a reader blocked on a full queue, workers in a request) and run() raises it. Waiting
+    -- on the tasks one by one instead left a failed worker unnoticed behind a blocked reader.
+    local function guarded(fn)
+      return function()
+        local ok, err = pcall(fn)
+        if ok or first_error or (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then return end
+        first_error = err
+        job.stopping = true
+        local me = couch.current()
+        for _, other in ipairs(job.tasks) do if other ~= me then other:cancel() end end
+      end
+    end
 
-    local reader = couch.spawn("replication reader", function()
+    local reader = couch.spawn("replication reader", guarded(function()
       couch._read_changes_loop(job, queue)
-    end)
+    end))
 
     local workers = {}
     for w = 1, job.concurrency do
-      workers[w] = couch.spawn("replication worker " .. w, function()
+      workers[w] = couch.spawn("replication worker " .. w, guarded(function()
         couch._work_loop(job, queue)
-      end)
+      end))
     end
     job.tasks = { reader, table.unpack(workers) }
-    for _, t in ipairs(job.tasks) do
-      local ok, err = pcall(t.wait, t)
-      if not ok and not first_error and not (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then
-        first_error = err
-        job.stopping = true
-        for _, other in ipairs(job.tasks) do other:cancel() end
-      end
+    local ok, err = pcall(function() for _, t in ipairs(job.tasks) do t:wait() end end)
+    if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
+      job.stopping = true
+      for _, t in ipairs(job.tasks) do t:cancel() end
+      error(err, 0)
     end
     if first_error then
       job.state = "failed"

@@ -174,6 +174,27 @@ function TestNative:test_usage_errors()
   end
 end
 
+-- A worker's request failing (here: the target does not exist and create_target is not
+-- set) ends the job at once with that error, even while an unrelated task is alive: the
+-- reader blocked on a full queue must not keep the job (or the script) waiting forever.
+function TestNative:test_a_failing_worker_ends_the_job_with_its_error()
+  seed(self.src, 200)
+  local other = couch.spawn("unrelated", function() couch.sleep(120) end)
+  local t0 = couch.now()
+  local ok, err = pcall(couch.timeout, 30, function()
+    return couch.replicate { source = self.src, target = self.tgt, quiet = true, batch_size = 10, concurrency = 2 }
+  end)
+  lu.assertFalse(ok)
+  lu.assertTrue(couch.is_error(err), tostring(err))
+  lu.assertEquals(err.kind, "http", tostring(err))
+  lu.assertEquals(err.status, 404, tostring(err))
+  lu.assertStrContains(err.url, "/" .. self.tgt.name)
+  lu.assertTrue(couch.now() - t0 < 15, "the job ended at once")
+  lu.assertEquals(other:status(), "waiting")
+  other:cancel()
+  lu.assertFalse(self.tgt:exists())
+end
+
 -- The server stops answering for a while (SIGSTOP on pouchdb-server, the test's own
 -- server): requests time out, are retried with backoff, and the copy completes.
 function TestNative:test_a_server_that_is_down_for_a_while()
