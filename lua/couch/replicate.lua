@@ -167,7 +167,8 @@ return function(couch)
     local e = couch.error("replication", ("%s %s was not written: %s"):format(d.id or "?", d.rev or "",
       tostring(err.reason or err.error or err)), { id = d.id, rev = d.rev, error = err.error, reason = err.reason, status = err.status })
     if #job.failures < 1000 then job.failures[#job.failures + 1] = e end
-    if job.on_error then job.on_error(d.doc or json.decode(d.json), e) end
+    -- a revision that could not be read has no body: the hook gets what names it
+    if job.on_error then job.on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
   end
 
   -- new_revisions: each document becomes a new edit on top of the target's current rev.
