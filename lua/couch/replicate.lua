@@ -130,9 +130,37 @@ return function(couch)
   -- _bulk_get (open_revs on old servers) -> exact-byte slices -> _bulk_docs, 413 splits.
   -- It calls back here for what is the user's: the hooks, on_error, new_revisions.
 
+  -- CouchDB's winner among leaves: not deleted first, then the longer history, then the
+  -- greater rev.
+  local function beats(a, b)
+    if a.deleted ~= b.deleted then return not a.deleted end
+    local pa, pb = tonumber(a.rev:match("^(%d+)-")) or 0, tonumber(b.rev:match("^(%d+)-")) or 0
+    if pa ~= pb then return pa > pb end
+    return a.rev > b.rev
+  end
+
+  -- new_revisions writes one new edit per document, from its winning revision: posting
+  -- every leaf let a losing branch win on the target and reported the others as failed.
+  local function winners_only(job, docs)
+    local best = {}
+    for _, d in ipairs(docs) do
+      if d.json and type(d.rev) == "string" then
+        local b = best[d.id]
+        if not b or beats(d, b) then best[d.id] = d end
+      end
+    end
+    local out = {}
+    for _, d in ipairs(docs) do
+      if not d.json or type(d.rev) ~= "string" or best[d.id] == d then out[#out + 1] = d
+      else job.info.docs_skipped = (job.info.docs_skipped or 0) + 1 end
+    end
+    return out
+  end
+
   -- Run the user's hooks; returns the JSON texts to write.
   local function apply_hooks(job, docs)
     local out = {}
+    if job.new_revisions then docs = winners_only(job, docs) end
     for _, d in ipairs(docs) do
       if d.json then
         if not job.hooks then

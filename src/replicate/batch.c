@@ -26,13 +26,15 @@ enum {
   S_WORK,     /* stack of {docs, new_edits} still to post; 413 pushes halves */
   S_CUR,      /* the item being posted */
   S_BYREV, S_BYID,
+  S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
+  S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_PASS,     /* nil, or where in S_DOCS the answers of the second try begin */
   S_TOP = S_PASS
 };
 
 enum {
   ST_START, ST_DIFFED, ST_FETCH, ST_BULK_GOT, ST_OPEN_NEXT, ST_OPEN_GOT, ST_READ, ST_HOOKED,
-  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK
+  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED
 };
 
 #define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
@@ -346,8 +348,24 @@ static void index_errors(lua_State *L, int res) {
   }
 }
 
-/* Push the error the target reported for document d (by id and rev, else by id) or nil. */
-static void push_doc_error(lua_State *L, int d) {
+/* Push the error the target reported for document d, the i-th sent, or nil. With one
+ * result per document the i-th result is d's when it names d's id: pouchdb-server's
+ * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
+ * Else by id and rev, else by id. */
+static void push_doc_error(lua_State *L, int d, lua_Integer i) {
+  if (!lua_isnil(L, S_BYPOS)) {
+    lua_rawgeti(L, S_BYPOS, i);
+    lua_getfield(L, -1, "id");
+    lua_getfield(L, d, "id");
+    if (lua_rawequal(L, -1, -2)) {
+      lua_pop(L, 2);
+      lua_getfield(L, -1, "error");
+      if (lua_toboolean(L, -1)) lua_pop(L, 1);
+      else lua_remove(L, -2); /* no error: leave the nil (false) */
+      return;
+    }
+    lua_pop(L, 3);
+  }
   lua_getfield(L, d, "id");
   lua_getfield(L, d, "rev");
   if (lua_toboolean(L, -1)) {
@@ -362,8 +380,69 @@ static void push_doc_error(lua_State *L, int d) {
     }
     lua_pop(L, 1);
   }
+  if (!lua_isnil(L, S_CONFIRM)) { /* refused without a rev: the target said what it lacks */
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, S_CONFIRM) == LUA_TTABLE) {
+      lua_pushvalue(L, -2);
+      int lacks = lua_rawget(L, -2) != LUA_TNIL;
+      lua_pop(L, 2);
+      if (!lacks) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        return;
+      }
+    } else {
+      lua_pop(L, 1);
+    }
+  }
   lua_pop(L, 1);
   lua_rawget(L, S_BYID);
+}
+
+/* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
+ * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
+ * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
+ * request only in that case. */
+static int push_ambiguous(lua_State *L, int docs) {
+  lua_newtable(L);
+  int sent = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, docs, i);
+    lua_getfield(L, -1, "id");
+    lua_getfield(L, -2, "rev");
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, sent) == LUA_TNIL) {
+        lua_pop(L, 1);
+        couch_json_newarray(L);
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, sent);
+      }
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_settop(L, sent);
+  }
+  couch_json_newobject(L);
+  int amb = lua_gettop(L), any = 0;
+  lua_pushnil(L);
+  while (lua_next(L, sent)) {
+    if (lua_rawlen(L, -1) > 1) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, S_BYID) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
+        lua_pushvalue(L, -4);
+        lua_pushvalue(L, -4);
+        lua_rawset(L, amb);
+        any = 1;
+      }
+    }
+    lua_settop(L, amb + 1);
+  }
+  lua_remove(L, sent);
+  if (!any) lua_pop(L, 1);
+  return any;
 }
 
 static int step_k(lua_State *L, int status, lua_KContext ctx) {
@@ -637,7 +716,52 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_rawgeti(L, S_CUR, 2);
       check_bulk_docs(L, res, n, lua_toboolean(L, -1), code);
       lua_pop(L, 1);
+      if ((lua_Integer)lua_rawlen(L, res) == n) lua_pushvalue(L, res);
+      else lua_pushnil(L);
+      lua_replace(L, S_BYPOS);
       index_errors(L, res);
+      lua_pushnil(L);
+      lua_replace(L, S_CONFIRM);
+      if (push_ambiguous(L, docs)) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
+        int amb = lua_gettop(L);
+        lua_getfield(L, S_JOB, "target");
+        lua_getfield(L, -1, "revs_diff");
+        lua_insert(L, -2);
+        lua_pushvalue(L, amb);
+        lua_callk(L, 2, 1, CTX(ST_CONFIRMED, 0), step_k);
+        st = ST_CONFIRMED;
+        continue;
+      }
+      st = ST_MATCH, idx = 0;
+      continue;
+    }
+
+    case ST_CONFIRMED: {
+      /* S_CONFIRM: id -> [revs] asked; the answer on top: id -> {missing = [revs]} */
+      int res = lua_gettop(L);
+      lua_newtable(L);
+      int conf = res + 1;
+      lua_pushnil(L);
+      while (lua_next(L, S_CONFIRM)) {
+        lua_pop(L, 1);
+        lua_newtable(L); /* rev -> true: not on the target */
+        int set = lua_gettop(L);
+        lua_pushvalue(L, set - 1);
+        if (lua_istable(L, res) && lua_rawget(L, res) == LUA_TTABLE && lua_getfield(L, -1, "missing") == LUA_TTABLE) {
+          for (lua_Integer j = 1; lua_rawgeti(L, -1, j) != LUA_TNIL; j++) {
+            lua_pushboolean(L, 1);
+            lua_rawset(L, set);
+          }
+        }
+        lua_settop(L, set);
+        lua_pushvalue(L, set - 1);
+        lua_insert(L, -2);
+        lua_rawset(L, conf);
+      }
+      lua_pushvalue(L, conf);
+      lua_replace(L, S_CONFIRM);
       st = ST_MATCH, idx = 0;
       continue;
     }
@@ -650,7 +774,7 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       for (lua_Integer i = idx + 1; i <= n; i++) {
         lua_rawgeti(L, docs, i);
         int d = lua_gettop(L);
-        push_doc_error(L, d);
+        push_doc_error(L, d, i);
         if (lua_toboolean(L, -1)) {
           int e = lua_gettop(L);
           push_job_method(L, "_failed");
@@ -689,6 +813,8 @@ static int l_move_batch(lua_State *L) {
   lua_pushnil(L);          /* S_CUR */
   lua_pushnil(L);          /* S_BYREV */
   lua_pushnil(L);          /* S_BYID */
+  lua_pushnil(L);          /* S_BYPOS */
+  lua_pushnil(L);          /* S_CONFIRM */
   lua_pushnil(L);          /* S_PASS */
   return step_k(L, LUA_OK, CTX(ST_START, 0));
 }

@@ -141,6 +141,41 @@ function TestNative:test_rejected_documents_are_reported_not_dropped()
   lu.assertEquals(stats.docs_written, 20)
 end
 
+-- Two revisions of one id in a batch, one of them refused: only that one is a failure.
+-- pouchdb-server's per-document errors carry the id but no rev, so the answer's order
+-- (one result per document sent) is what tells the siblings apart.
+function TestNative:test_a_refused_revision_is_told_apart_from_its_siblings()
+  seed(self.src, 5)
+  self.src:bulk_docs({ { _id = "c", _rev = "1-aaa", n = 3 }, { _id = "c", _rev = "1-bbb", n = 4 } }, { new_edits = false })
+  self.tgt:create()
+  self.tgt:put { _id = "_design/guard", validate_doc_update =
+    "function(newDoc){ if (newDoc.n && newDoc.n % 3 == 0) throw({forbidden: 'no multiples of three'}); }" }
+  local seen = {}
+  local stats = couch.replicate { source = self.src, target = self.tgt, quiet = true,
+    on_error = function(doc) seen[#seen + 1] = doc._id .. " " .. doc._rev end }
+  table.sort(seen)
+  lu.assertEquals(seen, { "c 1-aaa", "doc000003 " .. self.src:get("doc000003")._rev })
+  lu.assertEquals(stats.doc_write_failures, 2)
+  lu.assertEquals(stats.docs_written, 4 + 1)
+  lu.assertEquals(self.tgt:get("c", { rev = "1-bbb" }).n, 4)
+end
+
+-- new_revisions on a conflicted document writes its winning revision only.
+function TestNative:test_new_revisions_writes_the_winner_of_a_conflict()
+  self.src:bulk_docs({
+    { _id = "w", _rev = "2-bbb", v = "winner", _revisions = { start = 2, ids = { "bbb", "aaa" } } },
+    { _id = "w", _rev = "1-ccc", v = "loser" },
+  }, { new_edits = false })
+  lu.assertEquals(self.src:get("w").v, "winner")
+  local stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  new_revisions = true }
+  lu.assertEquals(stats.doc_write_failures, 0)
+  lu.assertEquals(stats.docs_written, 1)
+  local doc = self.tgt:get("w", { conflicts = true })
+  lu.assertEquals(doc.v, "winner")
+  lu.assertNil(doc._conflicts)
+end
+
 function TestNative:test_continuous_picks_up_new_writes_and_cancel_checkpoints()
   seed(self.src, 20)
   local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
