@@ -23,6 +23,8 @@
 //   bulk_get_other_id    _bulk_get and open_revs answer each doc with another _id
 //   missing              _bulk_get and open_revs answer {"missing": rev} (pouchdb-server's
 //                        shape) for the documents whose id ends in an odd character code
+//   flat_errors          the same documents answered {"error": "not_found", "reason":
+//                        "missing"}: pouchdb-server's _bulk_get error shape, no id, no rev
 //   bulk_get_html        _bulk_get: 200 text/html
 //   bulk_get_truncated   _bulk_get: 200 application/json, the body cut in half
 //   bulk_get_empty       _bulk_get: 200 with an empty body
@@ -119,7 +121,9 @@ function readBody(req) {
 function readRevs(db, id, revs, mode, wantRevs) {
   const d = db.docs.get(id);
   return revs.map((rev, i) => {
-    if (mode.has('missing') && id.charCodeAt(id.length - 1) % 2 === 1) return { missing: rev };
+    const odd = id.charCodeAt(id.length - 1) % 2 === 1;
+    if (mode.has('missing') && odd) return { missing: rev };
+    if (mode.has('flat_errors') && odd) return { error: 'not_found', reason: 'missing' };
     const body = d && d.leaves.get(rev);
     if (!body) return { missing: rev };
     const doc = withoutRevisions(body, wantRevs);

@@ -145,6 +145,25 @@ function TestHostileEngine:test_missing_answers_are_counted_via_bulk_get_and_ope
   end
 end
 
+-- pouchdb-server's error entries name neither id nor rev: each is matched to the
+-- revision it answers, which the report names.
+function TestHostileEngine:test_error_entries_without_id_or_rev_are_matched_to_the_revision_asked()
+  local src, tgt = source(10, "flat_errors"), target()
+  local seen = {}
+  local ok, stats, job = replicate { source = src, target = tgt, create_target = true,
+    on_error = function(doc) seen[doc._id] = doc._rev end }
+  lu.assertTrue(ok, tostring(stats))
+  lu.assertEquals(stats.docs_written, 5)
+  lu.assertEquals(stats.doc_write_failures, 5)
+  lu.assertEquals(H:count(tgt.name), 5)
+  for _, e in ipairs(stats.errors) do
+    lu.assertEquals(e.error, "not_found")
+    lu.assertEquals(e.rev, src:get(e.id)._rev)
+    lu.assertEquals(seen[e.id], e.rev)
+  end
+  assert_written_on_target(job, tgt)
+end
+
 -- _bulk_get answered with HTML, truncated JSON or nothing: a structured error.
 function TestHostileEngine:test_unreadable_bulk_get_answers_are_structured_errors()
   for _, case in ipairs { { "bulk_get_html", "json" }, { "bulk_get_truncated", "json" }, { "bulk_get_empty", "http" } } do
@@ -168,6 +187,7 @@ function TestHostileEngine:test_bulk_docs_answers_of_the_wrong_shape_are_errors(
     lu.assertFalse(ok, mode)
     assert_structured(err, "http", "/_bulk_docs")
     lu.assertEquals(err.error, "bad_response", mode)
+    lu.assertEquals(err.status, 201, mode)
     lu.assertEquals(job:stats().docs_written, 0, mode)
     assert_written_on_target(job, tgt)
   end
