@@ -176,9 +176,14 @@ lua_Integer couch_account_reads(lua_State *L, int asked, int docs, lua_Integer f
       lua_pushvalue(L, id);
       int asked_id = lua_type(L, id) == LUA_TSTRING && lua_rawget(L, asked) != LUA_TNIL;
       lua_pop(L, 1);
-      if (!asked_id || (!lua_isnil(L, group) && !lua_rawequal(L, id, group))) {
-        /* never written: it answers the group's revision with an error */
-        lua_pushfstring(L, "the source answered with document '%s' instead", str_or(L, id, "?"));
+      lua_getfield(L, e, "rev");
+      int has_rev = lua_type(L, -1) == LUA_TSTRING;
+      lua_pop(L, 1);
+      if (!asked_id || !has_rev || (!lua_isnil(L, group) && !lua_rawequal(L, id, group))) {
+        /* never written: it answers the group's revision with an error (a document
+         * without a _rev would even be written as a new edit) */
+        if (has_rev) lua_pushfstring(L, "the source answered with document '%s' instead", str_or(L, id, "?"));
+        else lua_pushliteral(L, "the source answered with a document without a _rev");
         push_error_entry(L, lua_isnil(L, group) ? id : group, 0, "bad_response", lua_tostring(L, -1));
         lua_rawseti(L, docs, i);
         lua_settop(L, e);

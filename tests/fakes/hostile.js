@@ -21,6 +21,7 @@
 // Modes (they act on requests to that database only; control reads are never affected):
 //   bulk_get_short       _bulk_get answers only the first half of the revisions asked
 //   bulk_get_other_id    _bulk_get and open_revs answer each doc with another _id
+//   bulk_get_no_rev      _bulk_get and open_revs answer each doc without its _rev
 //   missing              _bulk_get and open_revs answer {"missing": rev} (pouchdb-server's
 //                        shape) for the documents whose id ends in an odd character code
 //   flat_errors          the same documents answered {"error": "not_found", "reason":
@@ -128,6 +129,7 @@ function readRevs(db, id, revs, mode, wantRevs) {
     if (!body) return { missing: rev };
     const doc = withoutRevisions(body, wantRevs);
     if (mode.has('bulk_get_other_id')) doc._id = id + '-other';
+    if (mode.has('bulk_get_no_rev')) delete doc._rev;
     return { ok: doc };
   });
 }

@@ -105,20 +105,23 @@ function TestHostileEngine:test_unanswered_revisions_are_errors_and_hold_the_che
   lu.assertEquals(H:count(tgt.name), 20)
 end
 
--- A document answered under another id than asked is an error, never a write.
-function TestHostileEngine:test_document_under_another_id_is_an_error()
-  local src, tgt = source(6, "bulk_get_other_id"), target()
-  local ok, stats, job = replicate { source = src, target = tgt, create_target = true }
-  lu.assertTrue(ok, tostring(stats))
-  lu.assertEquals(H:count(tgt.name), 0)
-  lu.assertEquals(stats.docs_written, 0)
-  lu.assertEquals(stats.doc_write_failures, 6)
-  lu.assertEquals(stats.errors[1].error, "bad_response")
-  assert_written_on_target(job, tgt)
-  H:mode(src.name, "normal")
-  local ok2, again = replicate { source = src, target = tgt }
-  lu.assertTrue(ok2, tostring(again))
-  lu.assertEquals(again.docs_written, 6)
+-- A document answered under another id than asked, or without its _rev, is an error,
+-- never a write.
+function TestHostileEngine:test_document_under_another_id_or_without_rev_is_an_error()
+  for _, mode in ipairs { "bulk_get_other_id", "bulk_get_no_rev" } do
+    local src, tgt = source(6, mode), target()
+    local ok, stats, job = replicate { source = src, target = tgt, create_target = true }
+    lu.assertTrue(ok, tostring(stats))
+    lu.assertEquals(H:count(tgt.name), 0, mode)
+    lu.assertEquals(stats.docs_written, 0, mode)
+    lu.assertEquals(stats.doc_write_failures, 6, mode)
+    lu.assertEquals(stats.errors[1].error, "bad_response", mode)
+    assert_written_on_target(job, tgt)
+    H:mode(src.name, "normal")
+    local ok2, again = replicate { source = src, target = tgt }
+    lu.assertTrue(ok2, tostring(again))
+    lu.assertEquals(again.docs_written, 6, mode)
+  end
 end
 
 -- {"missing": rev} answers (pouchdb-server's _bulk_get, and open_revs) are counted and
