@@ -1,6 +1,10 @@
 /* couch._move_batch(job, batch): one batch of the native replication's protocol loop,
  *   revs_diff -> _bulk_get (or one open_revs GET per document where the server has no
- *   _bulk_get) -> exact-byte slices -> hooks -> _bulk_docs (413 splits in halves).
+ *   _bulk_get) -> exact-byte slices -> every revision asked accounted for (account.c;
+ *   what a short answer left out is asked again with open_revs, what is still not read
+ *   is a failure that holds the batch's checkpoint) -> hooks -> _bulk_docs (413 splits
+ *   in halves; an answer that is not one result per document fails the batch).
+ * An answer of the wrong shape is a structured error (answer.c), never a Lua one.
  * Every HTTP call goes through the database's Lua `request` method with lua_callk, so auth
  * and retries stay in one place and the call yields inside a task like a cosocket call.
  * The user's hooks and the failure bookkeeping stay in Lua: job:_apply_hooks(docs),

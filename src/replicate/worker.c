@@ -2,7 +2,8 @@
  * It pops batches from the reader's queue, moves each one (couch._move_batch), and then
  * advances job.through_seq over the longest run of finished batches: batches finish out
  * of order, and a checkpoint must never claim a batch that is still in flight, so a crash
- * at any point resumes without losing anything. It checkpoints every
+ * at any point resumes without losing anything; nor past a batch holding revisions it
+ * could not read (batch.hold), so the next run reads them again. It checkpoints every
  * job.checkpoint_interval seconds and lets the Lua half report progress (job:_report()).
  * The bookkeeping the workers share lives in the job: job._done (index -> batch) and
  * job._next_done (the first index not yet finished).
