@@ -130,9 +130,37 @@ return function(couch)
   -- _bulk_get (open_revs on old servers) -> exact-byte slices -> _bulk_docs, 413 splits.
   -- It calls back here for what is the user's: the hooks, on_error, new_revisions.
 
+  -- CouchDB's winner among leaves: not deleted first, then the longer history, then the
+  -- greater rev.
+  local function beats(a, b)
+    if a.deleted ~= b.deleted then return not a.deleted end
+    local pa, pb = tonumber(a.rev:match("^(%d+)-")) or 0, tonumber(b.rev:match("^(%d+)-")) or 0
+    if pa ~= pb then return pa > pb end
+    return a.rev > b.rev
+  end
+
+  -- new_revisions writes one new edit per document, from its winning revision: posting
+  -- every leaf let a losing branch win on the target and reported the others as failed.
+  local function winners_only(job, docs)
+    local best = {}
+    for _, d in ipairs(docs) do
+      if d.json and type(d.rev) == "string" then
+        local b = best[d.id]
+        if not b or beats(d, b) then best[d.id] = d end
+      end
+    end
+    local out = {}
+    for _, d in ipairs(docs) do
+      if not d.json or type(d.rev) ~= "string" or best[d.id] == d then out[#out + 1] = d
+      else job.info.docs_skipped = (job.info.docs_skipped or 0) + 1 end
+    end
+    return out
+  end
+
   -- Run the user's hooks; returns the JSON texts to write.
   local function apply_hooks(job, docs)
     local out = {}
+    if job.new_revisions then docs = winners_only(job, docs) end
     for _, d in ipairs(docs) do
       if d.json then
         if not job.hooks then
@@ -167,7 +195,8 @@ return function(couch)
     local e = couch.error("replication", ("%s %s was not written: %s"):format(d.id or "?", d.rev or "",
       tostring(err.reason or err.error or err)), { id = d.id, rev = d.rev, error = err.error, reason = err.reason, status = err.status })
     if #job.failures < 1000 then job.failures[#job.failures + 1] = e end
-    if job.on_error then job.on_error(d.doc or json.decode(d.json), e) end
+    -- a revision that could not be read has no body: the hook gets what names it
+    if job.on_error then job.on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
   end
 
   -- new_revisions: each document becomes a new edit on top of the target's current rev.
@@ -209,25 +238,36 @@ return function(couch)
     -- index, and the first index not yet finished
     job._done, job._next_done = {}, 1
     local first_error
+    -- The first real failure of any task ends the job at once: the others are cancelled
+    -- (a reader blocked on a full queue, workers in a request) and run() raises it. Waiting
+    -- on the tasks one by one instead left a failed worker unnoticed behind a blocked reader.
+    local function guarded(fn)
+      return function()
+        local ok, err = pcall(fn)
+        if ok or first_error or (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then return end
+        first_error = err
+        job.stopping = true
+        local me = couch.current()
+        for _, other in ipairs(job.tasks) do if other ~= me then other:cancel() end end
+      end
+    end
 
-    local reader = couch.spawn("replication reader", function()
+    local reader = couch.spawn("replication reader", guarded(function()
       couch._read_changes_loop(job, queue)
-    end)
+    end))
 
     local workers = {}
     for w = 1, job.concurrency do
-      workers[w] = couch.spawn("replication worker " .. w, function()
+      workers[w] = couch.spawn("replication worker " .. w, guarded(function()
         couch._work_loop(job, queue)
-      end)
+      end))
     end
     job.tasks = { reader, table.unpack(workers) }
-    for _, t in ipairs(job.tasks) do
-      local ok, err = pcall(t.wait, t)
-      if not ok and not first_error and not (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then
-        first_error = err
-        job.stopping = true
-        for _, other in ipairs(job.tasks) do other:cancel() end
-      end
+    local ok, err = pcall(function() for _, t in ipairs(job.tasks) do t:wait() end end)
+    if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
+      job.stopping = true
+      for _, t in ipairs(job.tasks) do t:cancel() end
+      error(err, 0)
     end
     if first_error then
       job.state = "failed"

@@ -283,14 +283,36 @@ static int raise_json_error(lua_State *L, couch_request *r, const char *why) {
 static int after_send(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_request *r = lua_touserdata(L, (int)ctx);
-  if (r->result != CURLE_OK || (r->status >= 400 && !status_allowed(L, 4, r->status))) {
+  /* a 3xx is a failure too: libcurl does not follow redirects here (credentials must not
+   * travel to another host), so the caller would get the redirect's body as its answer */
+  if (r->result != CURLE_OK || (r->status >= 300 && !status_allowed(L, 4, r->status))) {
     push_failure(L, r);
+    char loc[1024];
+    if (couch_request_header(r, "location", loc, sizeof loc)) {
+      couch_url_push_redacted(L, loc);
+      if (r->status < 400) {
+        lua_pushfstring(L, "redirected to %s (not followed)", lua_tostring(L, -1));
+        lua_setfield(L, -3, "message");
+      }
+      lua_setfield(L, -2, "location");
+    }
+    return lua_error(L);
+  }
+  int head = strcmp(r->method, "HEAD") == 0;
+  int raw = couch_opt_bool(L, 4, "raw", 0);
+  /* every CouchDB answer but HEAD's, 204's and a raw body's (an empty attachment) has a
+   * JSON body: an empty one is a broken server or proxy, never "nil, all is well" */
+  if (r->resp_len == 0 && !head && !raw && r->status != 204 && r->status < 300) {
+    push_failure(L, r);
+    couch_error_setstr(L, -1, "error", "empty_response");
+    lua_pushfstring(L, "the server answered %d with an empty body", (int)r->status);
+    lua_setfield(L, -2, "message");
     return lua_error(L);
   }
   lua_pushinteger(L, r->status);
-  if (r->resp_len == 0 || strcmp(r->method, "HEAD") == 0) {
+  if (r->resp_len == 0 || head) {
     lua_pushnil(L);
-  } else if (couch_opt_bool(L, 4, "raw", 0)) {
+  } else if (raw) {
     lua_pushlstring(L, r->resp, r->resp_len);
   } else if (!looks_like_json(r)) {
     char ct[128];

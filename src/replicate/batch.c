@@ -1,6 +1,10 @@
 /* couch._move_batch(job, batch): one batch of the native replication's protocol loop,
  *   revs_diff -> _bulk_get (or one open_revs GET per document where the server has no
- *   _bulk_get) -> exact-byte slices -> hooks -> _bulk_docs (413 splits in halves).
+ *   _bulk_get) -> exact-byte slices -> every revision asked accounted for (account.c;
+ *   what a short answer left out is asked again with open_revs, what is still not read
+ *   is a failure that holds the batch's checkpoint) -> hooks -> _bulk_docs (413 splits
+ *   in halves; an answer that is not one result per document fails the batch).
+ * An answer of the wrong shape is a structured error (answer.c), never a Lua one.
  * Every HTTP call goes through the database's Lua `request` method with lua_callk, so auth
  * and retries stay in one place and the call yields inside a task like a cosocket call.
  * The user's hooks and the failure bookkeeping stay in Lua: job:_apply_hooks(docs),
@@ -11,6 +15,8 @@
 #include "replicate/batch.h"
 
 #include "json/json.h"
+#include "replicate/account.h"
+#include "replicate/answer.h"
 
 #include <lauxlib.h>
 
@@ -24,12 +30,15 @@ enum {
   S_WORK,     /* stack of {docs, new_edits} still to post; 413 pushes halves */
   S_CUR,      /* the item being posted */
   S_BYREV, S_BYID,
-  S_TOP = S_BYID
+  S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
+  S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
+  S_PASS,     /* nil, or where in S_DOCS the answers of the second try begin */
+  S_TOP = S_PASS
 };
 
 enum {
   ST_START, ST_DIFFED, ST_FETCH, ST_BULK_GOT, ST_OPEN_NEXT, ST_OPEN_GOT, ST_READ, ST_HOOKED,
-  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH
+  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED
 };
 
 #define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
@@ -76,11 +85,37 @@ static void push_job_method(lua_State *L, const char *name) {
   lua_pushvalue(L, S_JOB);
 }
 
-/* Replace the answer text on top with the list couch._slice_docs cuts out of it. */
-static void slice_top(lua_State *L) {
+/* Replace the answer text on top (to method path on the source) with the list
+ * couch._slice_docs cuts out of it; an empty or unparsable answer is a structured error. */
+static void slice_top(lua_State *L, const char *method, const char *path, lua_Integer status) {
+  if (lua_type(L, -1) != LUA_TSTRING)
+    couch_answer_raise(L, S_JOB, "source", method, path, status, "http", "empty_response",
+                       "the source answered %s with an empty body", method);
   lua_getfield(L, S_COUCH, "_slice_docs");
   lua_insert(L, -2);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2))
+    couch_answer_raise(L, S_JOB, "source", method, path, status, "json", NULL, "the source's answer to %s %s is %s",
+                       method, path, lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* Push "/" .. couch.doc_path(id) for the id at idx. */
+static void push_doc_path(lua_State *L, int id) {
+  lua_pushliteral(L, "/");
+  lua_getfield(L, S_COUCH, "doc_path");
+  lua_pushvalue(L, id);
   lua_call(L, 1, 1);
+  lua_concat(L, 2);
+}
+
+/* Raise the structured error for a _changes answer the protocol does not allow. */
+static int bad_changes(lua_State *L, const char *what) {
+  lua_getfield(L, S_JOB, "doc_ids");
+  lua_getfield(L, S_JOB, "selector");
+  const char *method = lua_toboolean(L, -1) || lua_toboolean(L, -2) ? "POST" : "GET";
+  return couch_answer_raise(L, S_JOB, "source", method, "/_changes", 200, "http", "bad_response",
+                            "the source's _changes answer has %s", what);
 }
 
 /* Push {docs = list, new_edits = b} onto the work stack. */
@@ -108,14 +143,15 @@ static int collect_revs(lua_State *L) {
   int changes = lua_gettop(L);
   for (lua_Integer i = 1; lua_geti(L, changes, i) != LUA_TNIL; i++) {
     int ch = lua_gettop(L);
-    lua_getfield(L, ch, "id");
+    if (!lua_istable(L, ch)) bad_changes(L, "a row that is not an object");
+    if (lua_getfield(L, ch, "id") != LUA_TSTRING) bad_changes(L, "a row without an id");
     couch_json_newarray(L);
     int list = lua_gettop(L);
-    lua_getfield(L, ch, "changes");
+    if (lua_getfield(L, ch, "changes") != LUA_TTABLE) bad_changes(L, "a row without \"changes\"");
     int cl = lua_gettop(L);
     lua_Integer n = 0;
     for (lua_Integer j = 1; lua_geti(L, cl, j) != LUA_TNIL; j++) {
-      lua_getfield(L, -1, "rev");
+      if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, "a change without a rev");
       lua_rawseti(L, list, ++n);
       lua_pop(L, 1);
     }
@@ -250,13 +286,42 @@ static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
   luaL_pushresult(&b);
 }
 
+/* The _bulk_docs answer at res to n documents must be a list of one result per document,
+ * or (CouchDB with new_edits=false, fixture 112) of the failures only; anything else (an
+ * object, a short list of successes) says nothing true about what was written: the batch
+ * fails as a whole and nothing is counted written. */
+static void check_bulk_docs(lua_State *L, int res, lua_Integer n, int new_edits, lua_Integer status) {
+  if (!lua_istable(L, res) || couch_json_table_kind(L, res) != 1)
+    couch_answer_raise(L, S_JOB, "target", "POST", "/_bulk_docs", status, "http", "bad_response",
+                       "the target answered _bulk_docs with %s instead of a list of results",
+                       lua_istable(L, res) ? "an object" : luaL_typename(L, res));
+  lua_Integer count = (lua_Integer)lua_rawlen(L, res), errors = 0;
+  int top = lua_gettop(L);
+  for (lua_Integer i = 1; i <= count; i++) {
+    lua_rawgeti(L, res, i);
+    int named = 0;
+    if (lua_istable(L, -1)) {
+      named = lua_getfield(L, -1, "id") == LUA_TSTRING;
+      lua_getfield(L, -2, "error");
+      errors += lua_toboolean(L, -1);
+    }
+    lua_settop(L, top);
+    if (!named)
+      couch_answer_raise(L, S_JOB, "target", "POST", "/_bulk_docs", status, "http", "bad_response",
+                         "result %d of the target's _bulk_docs answer names no document", (int)i);
+  }
+  if (count == n || (!new_edits && count < n && errors == count)) return;
+  couch_answer_raise(L, S_JOB, "target", "POST", "/_bulk_docs", status, "http", "bad_response",
+                     "the target answered _bulk_docs with %d results (%d errors) for %d documents", (int)count,
+                     (int)errors, (int)n);
+}
+
 /* The _bulk_docs answer at res: index its errors by "id rev" and by id (first one wins). */
 static void index_errors(lua_State *L, int res) {
   lua_newtable(L);
   lua_replace(L, S_BYREV);
   lua_newtable(L);
   lua_replace(L, S_BYID);
-  if (!lua_istable(L, res)) luaL_error(L, "unexpected _bulk_docs answer (%s)", luaL_typename(L, res));
   for (lua_Integer i = 1; lua_geti(L, res, i) != LUA_TNIL; i++) {
     int r = lua_gettop(L);
     lua_getfield(L, r, "error");
@@ -287,8 +352,24 @@ static void index_errors(lua_State *L, int res) {
   }
 }
 
-/* Push the error the target reported for document d (by id and rev, else by id) or nil. */
-static void push_doc_error(lua_State *L, int d) {
+/* Push the error the target reported for document d, the i-th sent, or nil. With one
+ * result per document the i-th result is d's when it names d's id: pouchdb-server's
+ * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
+ * Else by id and rev, else by id. */
+static void push_doc_error(lua_State *L, int d, lua_Integer i) {
+  if (!lua_isnil(L, S_BYPOS)) {
+    lua_rawgeti(L, S_BYPOS, i);
+    lua_getfield(L, -1, "id");
+    lua_getfield(L, d, "id");
+    if (lua_rawequal(L, -1, -2)) {
+      lua_pop(L, 2);
+      lua_getfield(L, -1, "error");
+      if (lua_toboolean(L, -1)) lua_pop(L, 1);
+      else lua_remove(L, -2); /* no error: leave the nil (false) */
+      return;
+    }
+    lua_pop(L, 3);
+  }
   lua_getfield(L, d, "id");
   lua_getfield(L, d, "rev");
   if (lua_toboolean(L, -1)) {
@@ -303,8 +384,69 @@ static void push_doc_error(lua_State *L, int d) {
     }
     lua_pop(L, 1);
   }
+  if (!lua_isnil(L, S_CONFIRM)) { /* refused without a rev: the target said what it lacks */
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, S_CONFIRM) == LUA_TTABLE) {
+      lua_pushvalue(L, -2);
+      int lacks = lua_rawget(L, -2) != LUA_TNIL;
+      lua_pop(L, 2);
+      if (!lacks) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        return;
+      }
+    } else {
+      lua_pop(L, 1);
+    }
+  }
   lua_pop(L, 1);
   lua_rawget(L, S_BYID);
+}
+
+/* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
+ * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
+ * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
+ * request only in that case. */
+static int push_ambiguous(lua_State *L, int docs) {
+  lua_newtable(L);
+  int sent = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, docs, i);
+    lua_getfield(L, -1, "id");
+    lua_getfield(L, -2, "rev");
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, sent) == LUA_TNIL) {
+        lua_pop(L, 1);
+        couch_json_newarray(L);
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, sent);
+      }
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_settop(L, sent);
+  }
+  couch_json_newobject(L);
+  int amb = lua_gettop(L), any = 0;
+  lua_pushnil(L);
+  while (lua_next(L, sent)) {
+    if (lua_rawlen(L, -1) > 1) {
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, S_BYID) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
+        lua_pushvalue(L, -4);
+        lua_pushvalue(L, -4);
+        lua_rawset(L, amb);
+        any = 1;
+      }
+    }
+    lua_settop(L, amb + 1);
+  }
+  lua_remove(L, sent);
+  if (!any) lua_pop(L, 1);
+  return any;
 }
 
 static int step_k(lua_State *L, int status, lua_KContext ctx) {
@@ -365,11 +507,12 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
 
     case ST_BULK_GOT:
       if (lua_tointeger(L, -1) < 300) {
+        lua_Integer code = lua_tointeger(L, -1);
         lua_pop(L, 1);
-        slice_top(L);
+        slice_top(L, "POST", "/_bulk_get", code);
         lua_replace(L, S_DOCS);
         lua_settop(L, S_TOP);
-        st = ST_READ, idx = 0;
+        st = ST_CHECK;
         continue;
       }
       lua_settop(L, S_TOP);
@@ -382,7 +525,7 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_settop(L, S_TOP);
       lua_pushvalue(L, S_KEY);
       if (!lua_next(L, S_MISSING)) {
-        st = ST_READ, idx = 0;
+        st = ST_CHECK;
         continue;
       }
       int id = S_TOP + 1, revs = S_TOP + 2;
@@ -409,13 +552,39 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
     }
 
     case ST_OPEN_GOT: {
-      slice_top(L);
+      push_doc_path(L, S_KEY);
+      lua_insert(L, -2);
+      slice_top(L, "GET", lua_tostring(L, -2), 200); /* any other status raised already */
       int list = lua_gettop(L);
       for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
+        lua_pushvalue(L, S_KEY); /* what it answers: the id asked */
+        lua_setfield(L, -2, "group");
         append(L, S_DOCS, lua_gettop(L));
         lua_pop(L, 1);
       }
       st = ST_OPEN_NEXT;
+      continue;
+    }
+
+    case ST_CHECK: {
+      /* every revision asked: answered, or an error entry for ST_READ to report */
+      lua_settop(L, S_TOP);
+      int first_try = lua_isnil(L, S_PASS);
+      lua_Integer left = couch_account_reads(L, S_MISSING, S_DOCS, first_try ? 1 : lua_tointeger(L, S_PASS));
+      if (left > 0 && first_try) {
+        /* once more, one open_revs GET per document: a proxy or a struggling server may
+         * have cut the answer short */
+        lua_replace(L, S_MISSING);
+        lua_pushinteger(L, (lua_Integer)lua_rawlen(L, S_DOCS) + 1);
+        lua_replace(L, S_PASS);
+        lua_pushnil(L);
+        lua_replace(L, S_KEY);
+        st = ST_OPEN_NEXT;
+        continue;
+      }
+      if (left > 0) couch_account_unanswered(L, -1, S_DOCS);
+      lua_settop(L, S_TOP);
+      st = ST_READ, idx = 0;
       continue;
     }
 
@@ -431,6 +600,9 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
           append(L, S_READABLE, d);
         } else if (lua_toboolean(L, d + 2)) {
           int e = d + 2;
+          /* a revision not read is not on the target: the checkpoint must not pass it */
+          lua_pushboolean(L, 1);
+          lua_setfield(L, S_BATCH, "hold");
           push_job_method(L, "_failed");
           lua_createtable(L, 0, 2);
           lua_getfield(L, e, "id");
@@ -545,7 +717,55 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
         st = ST_POST_NEXT;
         continue;
       }
+      lua_rawgeti(L, S_CUR, 2);
+      check_bulk_docs(L, res, n, lua_toboolean(L, -1), code);
+      lua_pop(L, 1);
+      if ((lua_Integer)lua_rawlen(L, res) == n) lua_pushvalue(L, res);
+      else lua_pushnil(L);
+      lua_replace(L, S_BYPOS);
       index_errors(L, res);
+      lua_pushnil(L);
+      lua_replace(L, S_CONFIRM);
+      if (push_ambiguous(L, docs)) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
+        int amb = lua_gettop(L);
+        lua_getfield(L, S_JOB, "target");
+        lua_getfield(L, -1, "revs_diff");
+        lua_insert(L, -2);
+        lua_pushvalue(L, amb);
+        lua_callk(L, 2, 1, CTX(ST_CONFIRMED, 0), step_k);
+        st = ST_CONFIRMED;
+        continue;
+      }
+      st = ST_MATCH, idx = 0;
+      continue;
+    }
+
+    case ST_CONFIRMED: {
+      /* S_CONFIRM: id -> [revs] asked; the answer on top: id -> {missing = [revs]} */
+      int res = lua_gettop(L);
+      lua_newtable(L);
+      int conf = res + 1;
+      lua_pushnil(L);
+      while (lua_next(L, S_CONFIRM)) {
+        lua_pop(L, 1);
+        lua_newtable(L); /* rev -> true: not on the target */
+        int set = lua_gettop(L);
+        lua_pushvalue(L, set - 1);
+        if (lua_istable(L, res) && lua_rawget(L, res) == LUA_TTABLE && lua_getfield(L, -1, "missing") == LUA_TTABLE) {
+          for (lua_Integer j = 1; lua_rawgeti(L, -1, j) != LUA_TNIL; j++) {
+            lua_pushboolean(L, 1);
+            lua_rawset(L, set);
+          }
+        }
+        lua_settop(L, set);
+        lua_pushvalue(L, set - 1);
+        lua_insert(L, -2);
+        lua_rawset(L, conf);
+      }
+      lua_pushvalue(L, conf);
+      lua_replace(L, S_CONFIRM);
       st = ST_MATCH, idx = 0;
       continue;
     }
@@ -558,7 +778,7 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       for (lua_Integer i = idx + 1; i <= n; i++) {
         lua_rawgeti(L, docs, i);
         int d = lua_gettop(L);
-        push_doc_error(L, d);
+        push_doc_error(L, d, i);
         if (lua_toboolean(L, -1)) {
           int e = lua_gettop(L);
           push_job_method(L, "_failed");
@@ -597,6 +817,9 @@ static int l_move_batch(lua_State *L) {
   lua_pushnil(L);          /* S_CUR */
   lua_pushnil(L);          /* S_BYREV */
   lua_pushnil(L);          /* S_BYID */
+  lua_pushnil(L);          /* S_BYPOS */
+  lua_pushnil(L);          /* S_CONFIRM */
+  lua_pushnil(L);          /* S_PASS */
   return step_k(L, LUA_OK, CTX(ST_START, 0));
 }
 

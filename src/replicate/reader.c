@@ -9,6 +9,7 @@
 #include "replicate/reader.h"
 
 #include "json/json.h"
+#include "replicate/answer.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -125,9 +126,13 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 
     case ST_GOT: {
       int res = lua_gettop(L);
-      lua_getfield(L, res, "results");
+      if (!lua_istable(L, res) || lua_getfield(L, res, "results") != LUA_TTABLE) {
+        int post = job_flag(L, "doc_ids") || job_flag(L, "selector");
+        return couch_answer_raise(L, S_JOB, "source", post ? "POST" : "GET", "/_changes", 200, "http",
+                                  "bad_response", "the source's _changes answer has no list of results");
+      }
       int results = lua_gettop(L);
-      lua_Integer n = lua_istable(L, results) ? (lua_Integer)lua_rawlen(L, results) : 0;
+      lua_Integer n = (lua_Integer)lua_rawlen(L, results);
       if (n == 0 && !longpoll) {
         if (!job_flag(L, "continuous")) return 0;
         /* caught up: record it, then wait for more */

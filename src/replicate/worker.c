@@ -2,7 +2,8 @@
  * It pops batches from the reader's queue, moves each one (couch._move_batch), and then
  * advances job.through_seq over the longest run of finished batches: batches finish out
  * of order, and a checkpoint must never claim a batch that is still in flight, so a crash
- * at any point resumes without losing anything. It checkpoints every
+ * at any point resumes without losing anything; nor past a batch holding revisions it
+ * could not read (batch.hold), so the next run reads them again. It checkpoints every
  * job.checkpoint_interval seconds and lets the Lua half report progress (job:_report()).
  * The bookkeeping the workers share lives in the job: job._done (index -> batch) and
  * job._next_done (the first index not yet finished).
@@ -15,29 +16,45 @@
 enum { S_JOB = 1, S_QUEUE, S_COUCH, S_BATCH, S_TOP = S_BATCH };
 enum { ST_POP = 1, ST_POPPED, ST_MOVED, ST_CHECKPOINTED, ST_REPORTED };
 
-/* The batch at S_BATCH is done: record it and move through_seq over the finished run. */
+/* The batch at S_BATCH is done: record it and move through_seq over the finished run.
+ * A batch with revisions it could not read (batch.hold) is never passed: through_seq stops
+ * before it for the rest of the run (job._held_at), so the next run reads them again. */
 static void finished_batch(lua_State *L) {
   lua_getfield(L, S_JOB, "_done");
   int done = lua_gettop(L);
   lua_getfield(L, S_BATCH, "index");
-  lua_pushvalue(L, S_BATCH);
-  lua_settable(L, done);
+  lua_Integer index = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, S_JOB, "_held_at");
+  lua_Integer held = lua_isnil(L, -1) ? LUA_MAXINTEGER : lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, S_BATCH, "hold");
+  if (lua_toboolean(L, -1) && index < held) {
+    held = index;
+    lua_pushinteger(L, held);
+    lua_setfield(L, S_JOB, "_held_at");
+  }
+  lua_pop(L, 1);
+  if (index < held) { /* what lies past a held batch never counts: not kept */
+    lua_pushvalue(L, S_BATCH);
+    lua_rawseti(L, done, index);
+  }
   lua_getfield(L, S_JOB, "info");
   int info = lua_gettop(L);
   lua_getfield(L, S_JOB, "_next_done");
   lua_Integer next = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  while (lua_geti(L, done, next) != LUA_TNIL) {
+  while (next < held && lua_rawgeti(L, done, next) != LUA_TNIL) {
     lua_getfield(L, -1, "last_seq");
     lua_pushvalue(L, -1);
     lua_setfield(L, S_JOB, "through_seq");
     lua_setfield(L, info, "through_seq");
     lua_pop(L, 1);
     lua_pushnil(L);
-    lua_seti(L, done, next);
+    lua_rawseti(L, done, next);
     next++;
   }
-  lua_pop(L, 1);
+  lua_settop(L, info);
   lua_pushinteger(L, next);
   lua_setfield(L, S_JOB, "_next_done");
   lua_settop(L, S_TOP);

@@ -141,6 +141,41 @@ function TestNative:test_rejected_documents_are_reported_not_dropped()
   lu.assertEquals(stats.docs_written, 20)
 end
 
+-- Two revisions of one id in a batch, one of them refused: only that one is a failure.
+-- pouchdb-server's per-document errors carry the id but no rev, so the answer's order
+-- (one result per document sent) is what tells the siblings apart.
+function TestNative:test_a_refused_revision_is_told_apart_from_its_siblings()
+  seed(self.src, 5)
+  self.src:bulk_docs({ { _id = "c", _rev = "1-aaa", n = 3 }, { _id = "c", _rev = "1-bbb", n = 4 } }, { new_edits = false })
+  self.tgt:create()
+  self.tgt:put { _id = "_design/guard", validate_doc_update =
+    "function(newDoc){ if (newDoc.n && newDoc.n % 3 == 0) throw({forbidden: 'no multiples of three'}); }" }
+  local seen = {}
+  local stats = couch.replicate { source = self.src, target = self.tgt, quiet = true,
+    on_error = function(doc) seen[#seen + 1] = doc._id .. " " .. doc._rev end }
+  table.sort(seen)
+  lu.assertEquals(seen, { "c 1-aaa", "doc000003 " .. self.src:get("doc000003")._rev })
+  lu.assertEquals(stats.doc_write_failures, 2)
+  lu.assertEquals(stats.docs_written, 4 + 1)
+  lu.assertEquals(self.tgt:get("c", { rev = "1-bbb" }).n, 4)
+end
+
+-- new_revisions on a conflicted document writes its winning revision only.
+function TestNative:test_new_revisions_writes_the_winner_of_a_conflict()
+  self.src:bulk_docs({
+    { _id = "w", _rev = "2-bbb", v = "winner", _revisions = { start = 2, ids = { "bbb", "aaa" } } },
+    { _id = "w", _rev = "1-ccc", v = "loser" },
+  }, { new_edits = false })
+  lu.assertEquals(self.src:get("w").v, "winner")
+  local stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  new_revisions = true }
+  lu.assertEquals(stats.doc_write_failures, 0)
+  lu.assertEquals(stats.docs_written, 1)
+  local doc = self.tgt:get("w", { conflicts = true })
+  lu.assertEquals(doc.v, "winner")
+  lu.assertNil(doc._conflicts)
+end
+
 function TestNative:test_continuous_picks_up_new_writes_and_cancel_checkpoints()
   seed(self.src, 20)
   local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
@@ -172,6 +207,27 @@ function TestNative:test_usage_errors()
     lu.assertEquals(err.kind, "usage")
     lu.assertEquals(err.argument, case[2])
   end
+end
+
+-- A worker's request failing (here: the target does not exist and create_target is not
+-- set) ends the job at once with that error, even while an unrelated task is alive: the
+-- reader blocked on a full queue must not keep the job (or the script) waiting forever.
+function TestNative:test_a_failing_worker_ends_the_job_with_its_error()
+  seed(self.src, 200)
+  local other = couch.spawn("unrelated", function() couch.sleep(120) end)
+  local t0 = couch.now()
+  local ok, err = pcall(couch.timeout, 30, function()
+    return couch.replicate { source = self.src, target = self.tgt, quiet = true, batch_size = 10, concurrency = 2 }
+  end)
+  lu.assertFalse(ok)
+  lu.assertTrue(couch.is_error(err), tostring(err))
+  lu.assertEquals(err.kind, "http", tostring(err))
+  lu.assertEquals(err.status, 404, tostring(err))
+  lu.assertStrContains(err.url, "/" .. self.tgt.name)
+  lu.assertTrue(couch.now() - t0 < 15, "the job ended at once")
+  lu.assertEquals(other:status(), "waiting")
+  other:cancel()
+  lu.assertFalse(self.tgt:exists())
 end
 
 -- The server stops answering for a while (SIGSTOP on pouchdb-server, the test's own
