@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every fenced ```lua block of README.md and docs/*.md runs as its own couchlua script
+# against a fresh pouchdb-server (COUCH_URL), must exit 0 within 60 s, and prints what the
+# document shows where it shows output. Blocks marked <!-- doctest: couchdb3 --> run
+# against the fake CouchDB 3 and <!-- doctest: arango --> get the fake ArangoDB. The
+# conventions are in docs/doctest.md; the runner is tests/support/doctest.lua.
+#
+# With COUCH_TEST_URL set (a real CouchDB 3, admin credentials in the URL) every block
+# runs a second time against it (couchdb3 blocks too: a real CouchDB has /_scheduler);
+# the databases the blocks created there are deleted afterwards.
+#
+#   DOCTEST_ONLY=docs/api.md:120 bash tests/cli/test_docs.sh    one block (file:line)
+#
+# Exits 77 (skipped) when node or pouchdb-server is missing.
+set -uo pipefail
+
+src=${COUCHLUA_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+COUCHLUA=${COUCHLUA:-$src/build/couchlua}
+export COUCHLUA_SOURCE_DIR=$src COUCHLUA
+export LUA_PATH="$src/tests/support/?.lua;;"
+
+if [[ -z ${COUCHLUA_TEST_URL:-} ]]; then
+  if ! command -v node >/dev/null 2>&1 ||
+    [[ ! -f $src/.deps/pouchdb/node_modules/pouchdb-server/bin/pouchdb-server ]]; then
+    echo "SKIPPED: node or pouchdb-server is not installed (scripts/setup installs them)"
+    exit 77
+  fi
+  exec "$src/tests/support/with-server" pouchdb bash "${BASH_SOURCE[0]}" "$@"
+fi
+[[ -x $COUCHLUA ]] || { echo "FAIL: COUCHLUA ($COUCHLUA) is not an executable" >&2; exit 1; }
+
+cd "$src" || exit 1
+docs=(README.md docs/*.md)
+status=0
+
+echo "== against ${COUCHLUA_TEST_SERVER:-the test server} (pouchdb-server unless said otherwise)"
+COUCH_URL=$COUCHLUA_TEST_URL "$COUCHLUA" tests/support/doctest.lua "${docs[@]}" || status=1
+
+if [[ -n ${COUCH_TEST_URL:-} && ${COUCHLUA_TEST_SERVER:-} == pouchdb ]]; then
+  echo "== against COUCH_TEST_URL (a real CouchDB)"
+  # what exists before, so that only what the blocks made is removed after
+  list_dbs='local s = require("couch").connect(os.getenv("COUCH_URL"))
+    for _, n in ipairs(s:all_dbs()) do print(n) end'
+  before=$(COUCH_URL=$COUCH_TEST_URL "$COUCHLUA" -e "$list_dbs") || { echo "FAIL: COUCH_TEST_URL does not answer" >&2; exit 1; }
+  COUCH_URL=$COUCH_TEST_URL DOCTEST_COUCHDB3_URL=$COUCH_TEST_URL \
+    "$COUCHLUA" tests/support/doctest.lua "${docs[@]}" || status=1
+  BEFORE=$before COUCH_URL=$COUCH_TEST_URL "$COUCHLUA" -e '
+    local s = require("couch").connect(os.getenv("COUCH_URL"))
+    local keep = {}
+    for n in os.getenv("BEFORE"):gmatch("[^\n]+") do keep[n] = true end
+    for _, n in ipairs(s:all_dbs()) do if not keep[n] then s:delete_db(n) end end'
+fi
+exit $status
