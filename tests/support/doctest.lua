@@ -29,6 +29,8 @@
 --
 -- Each script's line N is line N of its Markdown file (earlier lines are blank), and the
 -- script file carries the Markdown file's name, so an error points at the doc's own line.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path -- the fakes' helpers beside this file
 local couch = require "couch"
 
 local TIMEOUT = tonumber(os.getenv("DOCTEST_TIMEOUT") or "") or 60
@@ -276,6 +278,8 @@ end
 
 local function run_block(b)
   local list = chain(b)
+  local envok, env = pcall(env_prefix, b)
+  if not envok then return 1, "", "doctest: could not start a fake server: " .. tostring(env), 0 end
   local base = b.file:match("([^/]+)$")
   local dir = tmp .. "/src"
   os.execute("mkdir -p " .. shell_quote(dir))
@@ -283,10 +287,10 @@ local function run_block(b)
   write_file(script, script_of(list))
   local out, err = tmp .. "/out", tmp .. "/err"
   local cmd = ("cd %s && env %s timeout -k 5 %d %s %s >%s 2>%s </dev/null"):format(
-    shell_quote(tmp .. "/work"), env_prefix(b), TIMEOUT, shell_quote(COUCHLUA), shell_quote(script),
+    shell_quote(tmp .. "/work"), env, TIMEOUT, shell_quote(COUCHLUA), shell_quote(script),
     shell_quote(out), shell_quote(err))
   local t0 = couch.now()
-  local ok, how, code = os.execute(cmd)
+  local _, how, code = os.execute(cmd)
   local rc = how == "exit" and code or 128 + (code or 0)
   return rc, read_file(out) or "", read_file(err) or "", couch.now() - t0
 end
