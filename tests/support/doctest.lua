@@ -381,6 +381,10 @@ for _, f in pairs(fakes) do f:stop() end
 os.execute("rm -rf " .. shell_quote(tmp))
 
 if list_only then os.exit(parse_failed > 0 and 1 or 0) end
+if ONLY and ran + skipped == 0 then
+  print(("FAIL DOCTEST_ONLY=%s: no block there"):format(ONLY))
+  failed = failed + 1
+end
 print(("%d blocks run, %d failed, %d skipped%s"):format(ran, failed, skipped,
   parse_failed > 0 and (", %d files could not be read"):format(parse_failed) or ""))
 os.exit((failed > 0 or parse_failed > 0) and 1 or 0)
