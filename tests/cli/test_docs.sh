@@ -102,7 +102,7 @@ MD
 echo "== the runner's self-check"
 selfcheck || status=1
 
-echo "== against ${COUCHLUA_TEST_SERVER:-the test server} (pouchdb-server unless said otherwise)"
+echo "== against ${COUCHLUA_TEST_SERVER:-the test server} at COUCHLUA_TEST_URL"
 COUCH_URL=$COUCHLUA_TEST_URL "$COUCHLUA" tests/support/doctest.lua "${docs[@]}" || status=1
 
 if [[ -n ${COUCH_TEST_URL:-} && ${COUCHLUA_TEST_SERVER:-} == pouchdb ]]; then
