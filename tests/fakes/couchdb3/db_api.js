@@ -2,12 +2,14 @@
 // /db and /db/doc: databases, documents, _all_docs, _bulk_docs, _revs_diff, _bulk_get.
 const crypto = require('crypto');
 const { state } = require('./state');
+const { unixSec } = require('./clock');
 const { has, isObj, md5 } = require('./json');
 const { HttpError, badRequest, conflict, methodNotAllowed, notFound } = require('./errors');
 const { parseRev, revStr } = require('./revs');
 const { createDb, dbInfo, dbs, deleteDb, docJSON, graftDoc, illegalDbName, liveDoc, localJSON, seqStr, updateDoc, updateLocal, validDbName } = require('./store');
 const { boolParam, jsonBody, jsonParam, paging, send } = require('./http');
 const { changesFeed } = require('./changes_api');
+const { handleSecurity } = require('./security');
 
 function handleDb(req, res, segs, q, ctx, bodyText) {
   const name = segs[0];
@@ -47,17 +49,11 @@ function handleDb(req, res, segs, q, ctx, bodyText) {
     case '_revs_diff': return revsDiff(req, res, db, bodyText);
     case '_bulk_get': return bulkGet(req, res, db, q, bodyText);
     case '_ensure_full_commit':
-      return send(req, res, 201, { ok: true, instance_start_time: '0' });
+      return send(req, res, 201, { ok: true, instance_start_time: String(unixSec(db.created)) });
     case '_compact':
     case '_view_cleanup':
       return send(req, res, 202, { ok: true });
-    case '_security':
-      if (m === 'PUT') {
-        const b = jsonBody(bodyText);
-        db.security = b;
-        return send(req, res, 200, { ok: true });
-      }
-      return send(req, res, 200, db.security);
+    case '_security': return handleSecurity(req, res, db, bodyText);
     case '_revs_limit':
       if (m === 'PUT') return send(req, res, 200, { ok: true });
       return send(req, res, 200, 1000);
