@@ -6,8 +6,9 @@ const { unixSec } = require('./clock');
 const { has, isObj, md5 } = require('./json');
 const { HttpError, badRequest, conflict, methodNotAllowed, notFound } = require('./errors');
 const { parseRev, revStr } = require('./revs');
-const { createDb, dbInfo, dbs, deleteDb, docJSON, graftDoc, illegalDbName, liveDoc, localJSON, seqStr, updateDoc, updateLocal, validDbName } = require('./store');
-const { boolParam, jsonBody, jsonParam, paging, send } = require('./http');
+const { createDb, dbInfo, dbs, deleteDb, docJSON, graftDoc, illegalDbName, localJSON, seqStr, updateDoc, updateLocal, validDbName } = require('./store');
+const { boolParam, jsonBody, jsonParam, paging, send, sendBytes } = require('./http');
+const { handleAttachment } = require('./attachments');
 const { changesFeed } = require('./changes_api');
 const { handleSecurity } = require('./security');
 
@@ -71,15 +72,24 @@ function handleDb(req, res, segs, q, ctx, bodyText) {
     rest = segs.slice(2);
   }
   if (rest.length) {
-    if (!liveDoc(db, id)) throw notFound(db.docs.has(id) ? 'deleted' : 'missing');
-    throw notFound('Document is missing attachment');
+    const store = {
+      bodyOf: (doc, leaf) => docJSON(doc, leaf),
+      update: (docId, body, rev) => updateDoc(db, docId, body, rev, ctx),
+    };
+    const location = `http://127.0.0.1:${state.port}/${encodeURIComponent(db.name)}/${docPath(id)}/${rest.map(encodeURIComponent).join('/')}`;
+    return handleAttachment(req, res, { db, id, name: rest.join('/'), q, store, send, sendBytes, location });
   }
   return docRequest(req, res, db, id, q, ctx, bodyText);
 }
 
-function docPath(id) {
-  if (id.startsWith('_design/')) return `_design/${encodeURIComponent(id.slice(8))}`;
-  return encodeURIComponent(id);
+// the id in a Location header: CouchDB escapes the slash of _design/ and _local/ too
+// (recorded: .../_design%2Fapp, .../_local%2Fmark)
+const docPath = (id) => encodeURIComponent(id);
+
+// ?attachments=true and ?atts_since=[...] of a document read
+function attOpts(q) {
+  const since = q.has('atts_since') ? jsonParam(q, 'atts_since') : null;
+  return { attachments: boolParam(q, 'attachments'), attsSince: Array.isArray(since) ? since : null };
 }
 
 function docRequest(req, res, db, id, q, ctx, bodyText) {
@@ -107,18 +117,19 @@ function docRequest(req, res, db, id, q, ctx, bodyText) {
   if (m === 'GET' || m === 'HEAD') {
     const doc = db.docs.get(id);
     const revs = boolParam(q, 'revs');
+    const ao = attOpts(q);
     if (q.has('open_revs')) {
       if (!doc) throw notFound('missing');
       const spec = q.get('open_revs');
       let out;
       if (spec === 'all') {
-        out = [...doc.leaves].sort((a, b) => (a.pos - b.pos) || (a.hash < b.hash ? -1 : 1)).map((l) => ({ ok: docJSON(doc, l, { revs }) }));
+        out = [...doc.leaves].sort((a, b) => (a.pos - b.pos) || (a.hash < b.hash ? -1 : 1)).map((l) => ({ ok: docJSON(doc, l, { revs, ...ao }) }));
       } else {
         const list = jsonParam(q, 'open_revs');
         if (!Array.isArray(list)) throw badRequest('Invalid open_revs');
         out = list.map((r) => {
           const l = doc.leaves.find((x) => revStr(x) === r);
-          return l ? { ok: docJSON(doc, l, { revs }) } : { missing: r };
+          return l ? { ok: docJSON(doc, l, { revs, ...ao }) } : { missing: r };
         });
       }
       return send(req, res, 200, out);
@@ -131,7 +142,7 @@ function docRequest(req, res, db, id, q, ctx, bodyText) {
     } else if (leaf.deleted) {
       throw notFound('deleted');
     }
-    const out = docJSON(doc, leaf, { revs, conflicts: boolParam(q, 'conflicts'), deletedConflicts: boolParam(q, 'deleted_conflicts') });
+    const out = docJSON(doc, leaf, { revs, conflicts: boolParam(q, 'conflicts'), deletedConflicts: boolParam(q, 'deleted_conflicts'), ...ao });
     if (boolParam(q, 'local_seq')) out._local_seq = seqStr(db, doc.seq);
     return send(req, res, 200, out, { ETag: `"${revStr(leaf)}"` });
   }
@@ -266,17 +277,23 @@ function bulkGet(req, res, db, q, bodyText) {
   const b = jsonBody(bodyText);
   if (!isObj(b) || !Array.isArray(b.docs)) throw badRequest('Missing JSON list of `docs`.');
   const revs = boolParam(q, 'revs');
+  const latest = boolParam(q, 'latest');
+  const attachments = boolParam(q, 'attachments');
   const results = b.docs.map((spec) => {
+    const o = { revs, attachments, attsSince: isObj(spec) && Array.isArray(spec.atts_since) ? spec.atts_since : null };
     const id = isObj(spec) ? spec.id : undefined;
     const err = (rev) => ({ error: { id, rev, error: 'not_found', reason: 'missing' } });
     const doc = typeof id === 'string' ? db.docs.get(id) : null;
     if (!doc) return { id, docs: [err(isObj(spec) && typeof spec.rev === 'string' ? spec.rev : 'undefined')] };
     if (isObj(spec) && typeof spec.rev === 'string') {
-      const l = doc.leaves.find((x) => revStr(x) === spec.rev);
-      return { id, docs: [l ? { ok: docJSON(doc, l, { revs }) } : err(spec.rev)] };
+      let found = doc.leaves.filter((x) => revStr(x) === spec.rev);
+      const r = parseRev(spec.rev);
+      // latest=true: the leaves that descend from an older revision
+      if (!found.length && latest && r) found = doc.leaves.filter((x) => x.pos > r.pos && x.history[x.pos - r.pos] === r.hash);
+      return { id, docs: found.length ? found.map((l) => ({ ok: docJSON(doc, l, o) })) : [err(spec.rev)] };
     }
     const leaves = [...doc.leaves].sort((a, c) => (a.pos - c.pos) || (a.hash < c.hash ? -1 : 1));
-    return { id, docs: leaves.map((l) => ({ ok: docJSON(doc, l, { revs }) })) };
+    return { id, docs: leaves.map((l) => ({ ok: docJSON(doc, l, o) })) };
   });
   return send(req, res, 200, { results });
 }

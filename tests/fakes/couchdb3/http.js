@@ -29,6 +29,15 @@ function send(req, res, status, body, extra) {
   res.end(req.method === 'HEAD' ? undefined : text);
 }
 
+// raw bytes (an attachment) instead of JSON
+function sendBytes(req, res, status, buf, extra) {
+  if (res.writableEnded || res.destroyed) return;
+  const headers = baseHeaders(extra);
+  headers['Content-Length'] = buf.length;
+  res.writeHead(status, headers);
+  res.end(req.method === 'HEAD' ? undefined : buf);
+}
+
 function sendError(req, res, e) {
   send(req, res, e.status, { error: e.error, reason: e.reason }, e.headers);
 }
@@ -37,7 +46,7 @@ function readBody(req) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
@@ -97,4 +106,4 @@ function paging(q) {
   return { limit, skip };
 }
 
-module.exports = { authenticate, baseHeaders, boolParam, intParam, jsonBody, jsonParam, notAdmin, paging, readBody, send, sendError, sessions };
+module.exports = { authenticate, baseHeaders, boolParam, intParam, jsonBody, jsonParam, notAdmin, paging, readBody, send, sendBytes, sendError, sessions };

@@ -270,7 +270,7 @@ class Job {
         this.bump('docs_read', 1);
         this.bump('bulk_get_docs', 1);
         this.bump('bulk_get_attempts', 1);
-        const body = docJSON(doc, leaf, { revs: true });
+        const body = docJSON(doc, leaf, { revs: true, attachments: true });
         try {
           graftDoc(tgt, body, { name: ADMIN, admin: true });
           this.bump('docs_written', 1);

@@ -22,7 +22,8 @@ async function handle(req, res) {
     throw badRequest('Invalid URL encoding');
   }
   if (segs.length && segs[segs.length - 1] === '' && segs.length > 1) segs.pop();
-  const bodyText = await readBody(req);
+  req.rawBody = await readBody(req); // attachments are bytes; everything else is JSON text
+  const bodyText = req.rawBody.toString('utf8');
   if (opts.verbose) process.stderr.write(`fake_couchdb3: ${req.method} ${req.url}\n`);
   const ctx = authenticate(req);
   const m = req.method;

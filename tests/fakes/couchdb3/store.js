@@ -8,13 +8,14 @@ const { computeWinner, leavesSorted, parseRev, revStr } = require('./revs');
 const { runVdus } = require('./ddoc');
 const { RepError, parseRep } = require('./repparams');
 const hooks = require('./hooks');
+const { prepare: prepareAtts, toJSON: attsJSON, sincePos } = require('./attachments');
 
 const dbs = new Map();
 const SPECIAL_OK = new Set(['_id', '_rev', '_deleted', '_attachments', '_revisions', '_revs_info', '_conflicts',
   '_deleted_conflicts', '_local_seq', '_replication_state', '_replication_state_time', '_replication_state_reason',
   '_replication_id', '_replication_stats']);
 const STRIP_ON_WRITE = new Set(['_id', '_rev', '_deleted', '_revisions', '_revs_info', '_conflicts',
-  '_deleted_conflicts', '_local_seq']);
+  '_deleted_conflicts', '_local_seq', '_attachments']); // _attachments: kept in leaf.atts
 const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
 function validDbName(name) {
   if (SYSTEM_DBS.has(name)) return true;
@@ -139,13 +140,18 @@ function updateDoc(db, id, body, rev, ctx, { deleted = false } = {}) {
     throw notFound('missing');
   }
   const finalBody = replicatorBeforeUpdate(db, id, stored, deleted, ctx);
-  const hash = md5(enc([deleted, parent ? revStr(parent) : 0, stored]));
+  const atts = deleted ? null : prepareAtts(body._attachments, { id, pos: parent ? parent.pos + 1 : 1, keepRevpos: false,
+    stubFrom: (name) => (parent && parent.atts && parent.atts[name]) || null });
+  const hashed = [deleted, parent ? revStr(parent) : 0, stored];
+  if (atts) hashed.push(Object.keys(atts).map((k) => [k, atts[k].digest]));
+  const hash = md5(enc(hashed));
   runVdus(db, { _id: id, _rev: `${parent ? parent.pos + 1 : 1}-${hash}`, ...finalBody, ...(deleted ? { _deleted: true } : {}) },
     doc && !doc.winner.deleted ? docJSON(doc, doc.winner) : null, ctx);
   const leaf = {
     pos: parent ? parent.pos + 1 : 1,
     hash,
     body: finalBody,
+    atts,
     deleted,
     history: parent ? [hash, ...parent.history].slice(0, 1000) : [hash],
   };
@@ -180,6 +186,8 @@ function graftDoc(db, body, ctx) {
   let doc = db.docs.get(id);
   if (doc && doc.revs.has(body._rev)) return; // already there
   const stored = replicatorBeforeUpdate(db, id, docBody(body), deleted, ctx);
+  const atts = deleted ? null : prepareAtts(body._attachments, { id, pos: r.pos, keepRevpos: true,
+    stubFrom: (name, a) => storedAtt(doc, name, a.revpos) });
   runVdus(db, { _id: id, _rev: body._rev, ...stored, ...(deleted ? { _deleted: true } : {}) },
     doc && !doc.winner.deleted ? docJSON(doc, doc.winner) : null, ctx);
   if (!doc) {
@@ -188,10 +196,19 @@ function graftDoc(db, body, ctx) {
   }
   // a leaf that appears in the new history is no longer a leaf
   doc.leaves = doc.leaves.filter((l) => !(l.pos < r.pos && history[r.pos - l.pos] === l.hash));
-  const leaf = { pos: r.pos, hash: r.hash, body: stored, deleted, history: history.slice(0, 1000) };
+  const leaf = { pos: r.pos, hash: r.hash, body: stored, atts, deleted, history: history.slice(0, 1000) };
   doc.leaves.push(leaf);
   history.forEach((h, k) => { if (r.pos - k >= 1) doc.revs.add(`${r.pos - k}-${h}`); });
   commit(db, doc);
+}
+
+// the attachment `name` some revision of doc stores (with that revpos when one is given)
+function storedAtt(doc, name, revpos) {
+  for (const l of doc ? doc.leaves : []) {
+    const a = l.atts && l.atts[name];
+    if (a && (revpos === undefined || toNum(revpos) === a.revpos)) return a;
+  }
+  return null;
 }
 
 function commit(db, doc) {
@@ -223,7 +240,9 @@ function updateLocal(db, id, body, rev, deleted, force) {
   return `0-${n}`;
 }
 
-function docJSON(doc, leaf, { revs = false, conflicts = false, deletedConflicts = false } = {}) {
+// A revision as CouchDB shows it: _id, _rev, the body, _deleted, _revisions, conflicts,
+// then _attachments (stubs; data with attachments=true, newer than atts_since).
+function docJSON(doc, leaf, { revs = false, conflicts = false, deletedConflicts = false, attachments = false, attsSince = null } = {}) {
   const out = Object.create(null);
   out._id = doc.id;
   out._rev = revStr(leaf);
@@ -238,6 +257,7 @@ function docJSON(doc, leaf, { revs = false, conflicts = false, deletedConflicts 
     const c = leavesSorted(doc).slice(1).filter((l) => l.deleted).map(revStr);
     if (c.length) out._deleted_conflicts = c;
   }
+  if (leaf.atts) out._attachments = attsJSON(leaf.atts, { data: attachments, sincePos: sincePos(leaf, attsSince) });
   return out;
 }
 
