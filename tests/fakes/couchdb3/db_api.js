@@ -11,6 +11,7 @@ const { boolParam, jsonBody, jsonParam, paging, send, sendBytes } = require('./h
 const { handleAttachment } = require('./attachments');
 const { changesFeed } = require('./changes_api');
 const { handleSecurity } = require('./security');
+const { handleFind } = require('./find');
 
 function handleDb(req, res, segs, q, ctx, bodyText) {
   const name = segs[0];
@@ -55,6 +56,7 @@ function handleDb(req, res, segs, q, ctx, bodyText) {
     case '_view_cleanup':
       return send(req, res, 202, { ok: true });
     case '_security': return handleSecurity(req, res, db, bodyText);
+    case '_find': return handleFind(req, res, db, bodyText);
     case '_revs_limit':
       if (m === 'PUT') return send(req, res, 200, { ok: true });
       return send(req, res, 200, 1000);
