@@ -18,92 +18,17 @@ local fake = require "fake_couchdb3"
 local json = couch.json
 local NULL = json.null
 
-local SOURCE = os.getenv("COUCHLUA_SOURCE_DIR") or here
 
 -- ---------------------------------------------------------------------------------------
--- fixtures
+-- fixtures and shapes (tests/support/recorded.lua)
 
-local FIXTURES
-for _, dir in ipairs {
-  os.getenv("COUCHLUA_FIXTURES") or false,
-  SOURCE .. "/tests/fixtures/couchdb-3.4.3",
-  SOURCE .. "/fixtures/couchdb-3.4.3",
-  SOURCE .. "/../shared/fixtures/couchdb-3.4.3",
-} do
-  if dir then
-    local fh = io.open(dir .. "/001-root.json", "r")
-    if fh then fh:close(); FIXTURES = dir; break end
-  end
-end
-
-local names = {}
-if FIXTURES then
-  local p = io.popen("ls '" .. FIXTURES .. "'")
-  for name in p:lines() do
-    local n = name:match("^(%d%d%d)%-.*%.json$")
-    if n then names[tonumber(n)] = name end
-  end
-  p:close()
-end
-
-local cache = {}
+local recorded = require "recorded"
+local FIXTURES = recorded.open("couchdb-3.4.3")
 local function fx(no)
   if not FIXTURES then lu.skip("the CouchDB 3.4.3 fixtures were not found (set COUCHLUA_FIXTURES)") end
-  if cache[no] then return cache[no] end
-  local name = assert(names[no], "no fixture " .. no)
-  local fh = assert(io.open(FIXTURES .. "/" .. name, "r"))
-  local rec = json.decode(fh:read("a"))
-  fh:close()
-  rec.file = name
-  cache[no] = rec
-  return rec
+  return FIXTURES:get(no)
 end
-
--- ---------------------------------------------------------------------------------------
--- shapes
-
-local function kind(v)
-  if v == NULL then return "null" end
-  local t = type(v)
-  if t == "table" then return json.is_array(v) and "array" or "object" end
-  if t == "userdata" and json.is_number(v) then return "number" end
-  return t
-end
-
---- same_shape(recorded, got) -> true | false, where
--- Objects must have the same key set, values the same JSON type (recursively); every
--- element of a got array must have the shape of at least one recorded element (an empty
--- recorded array accepts anything). `loose` names keys whose value may be null or not.
-local function same_shape(rec, got, path, loose)
-  path = path or "$"
-  local kr, kg = kind(rec), kind(got)
-  if kr ~= kg then
-    local key = path:match("([^.%[]+)$")
-    if loose and loose[key] and (kr == "null" or kg == "null") then return true end
-    return false, ("%s: recorded %s, got %s"):format(path, kr, kg)
-  end
-  if kr == "object" then
-    for k, v in pairs(rec) do
-      if got[k] == nil then return false, ("%s.%s: missing"):format(path, k) end
-      local ok, why = same_shape(v, got[k], path .. "." .. k, loose)
-      if not ok then return false, why end
-    end
-    for k in pairs(got) do
-      if rec[k] == nil then return false, ("%s.%s: not in the recording"):format(path, k) end
-    end
-  elseif kr == "array" and #rec > 0 then
-    for i, g in ipairs(got) do
-      local matched, first = false, nil
-      for _, r in ipairs(rec) do
-        local ok, why = same_shape(r, g, ("%s[%d]"):format(path, i), loose)
-        if ok then matched = true; break end
-        first = first or why
-      end
-      if not matched then return false, first end
-    end
-  end
-  return true
-end
+local same_shape = recorded.same_shape
 
 -- ---------------------------------------------------------------------------------------
 -- talking to the fake

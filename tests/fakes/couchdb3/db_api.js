@@ -37,7 +37,7 @@ function handleDb(req, res, segs, q, ctx, bodyText) {
       const id = typeof body._id === 'string' ? body._id : crypto.randomBytes(16).toString('hex');
       const rev = updateDoc(db, id, body, body._rev, ctx, { deleted: body._deleted === true });
       return send(req, res, q.get('batch') === 'ok' ? 202 : 201, { ok: true, id, rev },
-        { Location: `http://127.0.0.1:${state.port}/${encodeURIComponent(name)}/${docPath(id)}`, ETag: `"${rev}"` });
+        { Location: `http://127.0.0.1:${state.port}/${encodeURIComponent(name)}/${docPath(id)}` }); // no ETag (recorded)
     }
     throw methodNotAllowed('DELETE,GET,HEAD,POST,PUT');
   }
@@ -146,7 +146,9 @@ function docRequest(req, res, db, id, q, ctx, bodyText) {
     }
     const out = docJSON(doc, leaf, { revs, conflicts: boolParam(q, 'conflicts'), deletedConflicts: boolParam(q, 'deleted_conflicts'), ...ao });
     if (boolParam(q, 'local_seq')) out._local_seq = seqStr(db, doc.seq);
-    return send(req, res, 200, out, { ETag: `"${revStr(leaf)}"` });
+    // chttpd sends an ETag only for a document without meta (recorded: none with _conflicts)
+    const meta = ['_conflicts', '_deleted_conflicts', '_revs_info', '_local_seq'].some((k) => has(out, k));
+    return send(req, res, 200, out, meta ? {} : { ETag: `"${revStr(leaf)}"` });
   }
   if (m === 'PUT') {
     const body = jsonBody(bodyText);
@@ -193,6 +195,7 @@ function allDocs(req, res, db, q, bodyText) {
     return r;
   };
   let rows;
+  let offset = null; // null with keys (recorded); else the rows before the first one returned
   if (keys) {
     rows = keys.map((k) => {
       const d = typeof k === 'string' ? db.docs.get(k) : null;
@@ -211,6 +214,7 @@ function allDocs(req, res, db, q, bodyText) {
     let list = live.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     if (descending) list.reverse();
     const before = (a, b) => (descending ? a > b : a < b);
+    offset = skip + (sk === undefined ? 0 : list.filter((d) => before(d.id, String(sk))).length);
     list = list.filter((d) => {
       if (sk !== undefined && before(d.id, String(sk))) return false;
       if (ek !== undefined) {
@@ -221,8 +225,7 @@ function allDocs(req, res, db, q, bodyText) {
     });
     rows = list.map(row);
   }
-  const out = { total_rows: live.length, offset: keys ? null : skip, rows: rows.slice(skip, skip + limit) };
-  if (keys) delete out.offset;
+  const out = { total_rows: live.length, offset, rows: rows.slice(skip, skip + limit) };
   if (boolParam(q, 'update_seq')) out.update_seq = seqStr(db, db.seq);
   return send(req, res, 200, out);
 }

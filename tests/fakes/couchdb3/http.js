@@ -1,7 +1,7 @@
 'use strict';
 // HTTP plumbing: answers with CouchDB's headers, bodies, query parameters, authentication.
 const { ADMIN, opts } = require('./state');
-const { enc, parseJSON } = require('./json');
+const { enc, md5, parseJSON } = require('./json');
 const { httpDate } = require('./clock');
 const { HttpError, badRequest } = require('./errors');
 
@@ -37,6 +37,9 @@ function sendBytes(req, res, status, buf, extra) {
   res.writeHead(status, headers);
   res.end(req.method === 'HEAD' ? undefined : buf);
 }
+
+// CouchDB's ETags of computed answers: 25 base-36 characters of an md5
+const etagOf = (text) => `"${BigInt(`0x${md5(String(text)).slice(0, 26)}`).toString(36).toUpperCase().padStart(25, '0').slice(0, 25)}"`;
 
 function sendError(req, res, e) {
   send(req, res, e.status, { error: e.error, reason: e.reason }, e.headers);
@@ -106,4 +109,4 @@ function paging(q) {
   return { limit, skip };
 }
 
-module.exports = { authenticate, baseHeaders, boolParam, intParam, jsonBody, jsonParam, notAdmin, paging, readBody, send, sendBytes, sendError, sessions };
+module.exports = { etagOf, authenticate, baseHeaders, boolParam, intParam, jsonBody, jsonParam, notAdmin, paging, readBody, send, sendBytes, sendError, sessions };

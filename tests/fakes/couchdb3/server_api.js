@@ -6,7 +6,7 @@ const { isObj } = require('./json');
 const { HttpError, badRequest, methodNotAllowed } = require('./errors');
 const { SYSTEM_DBS, dbInfo, dbs } = require('./store');
 const { activeTask, jobs } = require('./scheduler');
-const { authenticate, boolParam, intParam, jsonBody, notAdmin, readBody, send, sessions } = require('./http');
+const { etagOf, authenticate, boolParam, intParam, jsonBody, notAdmin, readBody, send, sessions } = require('./http');
 const { handleDb } = require('./db_api');
 const { handleReplicate, handleScheduler } = require('./replication_api');
 const { handleNode } = require('./node_api');
@@ -42,7 +42,9 @@ async function handle(req, res) {
   if (s0 === '_session') return handleSession(req, res, ctx, bodyText);
   if (s0 === '_uuids') {
     const n = Math.min(1000, intParam(q, 'count', 1));
-    return send(req, res, 200, { uuids: Array.from({ length: n }, () => crypto.randomBytes(16).toString('hex')) });
+    // recorded: Cache-Control no-cache (the only answer without must-revalidate) and an ETag
+    const uuids = Array.from({ length: n }, () => crypto.randomBytes(16).toString('hex'));
+    return send(req, res, 200, { uuids }, { 'Cache-Control': 'no-cache', ETag: etagOf(uuids.join()) });
   }
 
   // ---- everything else is for the admin
@@ -57,7 +59,7 @@ async function handle(req, res) {
       const skip = intParam(q, 'skip', 0);
       const limit = intParam(q, 'limit', names.length);
       names = names.slice(skip, skip + limit);
-      return send(req, res, 200, names);
+      return send(req, res, 200, names, { ETag: etagOf(names.join('/')) });
     }
     case '_dbs_info': {
       if (m !== 'POST') throw methodNotAllowed('POST');
