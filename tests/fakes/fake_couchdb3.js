@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// FAKE Apache CouchDB 3 replicator -- NOT a real CouchDB.
+// FAKE Apache CouchDB 3 -- NOT a real CouchDB.
 //
 // It plays the replication surface of Apache CouchDB 3.4.3 as recorded in
 // fixtures/couchdb-3.4.3/ (beside DESIGN.md) for the endpoints pouchdb-server lacks:
 // the _replicator database and its states, /_scheduler/docs, /_scheduler/jobs,
 // /_active_tasks, POST /_replicate, /_node/_local/_config/replicator/*. Around that it
-// keeps just enough of a CouchDB (in memory) to replicate between its own databases:
-// databases, documents with revision trees, _all_docs, _bulk_docs, _changes (normal,
-// longpoll, continuous), _revs_diff, _bulk_get, _local docs, basic and cookie auth.
-// Response shapes, status codes, headers and key order follow the recordings.
+// keeps an in-memory CouchDB that answers the database API as CouchDB does, strictness
+// included (the tests/server suites run against it as fake.*): databases, documents with
+// revision trees, attachments, _all_docs, _bulk_docs, _changes (normal, longpoll,
+// continuous), _revs_diff, _bulk_get, _local docs, _find, _security, basic and cookie
+// auth. Response shapes, status codes, headers and key order follow the recordings.
 //
 // Start:  node tests/fakes/fake_couchdb3.js [options]
 //   Listens on 127.0.0.1, port 0 (or --port); prints "PORT <n>" on stdout. Exits when its
@@ -49,12 +50,16 @@
 // The code is in couchdb3/, one concern per file: state (options), json, clock, errors,
 // revs, store (databases, documents), ddoc (filters, VDUs), mango, repparams, scheduler
 // (jobs), docprocessor (_replicator docs), http (answers, params, auth), and the APIs:
-// server_api (the router), db_api, changes_api, replication_api, node_api, control.
+// server_api (the router), db_api, changes_api, replication_api, node_api, control,
+// security (_security, validated), attachments, find (_find without indexes).
+// tests/unit/test_fake_couchdb3*.lua hold it to the recordings of fixtures/couchdb-3.4.3
+// and fixtures/couchdb-3.4.3-suite (what CouchDB answered the tests/server suites).
 //
 // What it cannot do (not CouchDB): it replicates only between its own databases (an
 // endpoint on any other host/port is probed with a TCP connect and then treated as
-// unreachable); no attachments, views, _find or _security checks beyond "admin only";
-// filter and validate_doc_update functions run in node's vm, not QuickJS.
+// unreachable); no views, no Mango indexes (_find scans, sorts only by _id), no users
+// or per-database access checks beyond "admin only"; filter and validate_doc_update
+// functions run in node's vm, not QuickJS.
 'use strict';
 
 const http = require('http');
