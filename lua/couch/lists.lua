@@ -14,7 +14,8 @@ return function(couch)
   local json = couch.json
 
   local RULES = {
-    security = { lists = { "admins.names", "admins.roles", "members.names", "members.roles" } },
+    security = { lists = { "admins.names", "admins.roles", "members.names", "members.roles",
+                           "readers.names", "readers.roles" } },  -- readers: CouchDB 1's members
     keys = { lists = { "keys" } },                       -- _all_docs, views, /_dbs_info
     queries = { lists = { "queries", "queries[].keys" } }, -- .../queries
     bulk_docs = { lists = { "docs" } },

@@ -46,6 +46,12 @@ function TestListFields:test_security_names_and_roles()
   lu.assertFalse(json.is_array(sec.admins.names))
 end
 
+function TestListFields:test_security_readers_the_old_name_of_members()
+  local body = sent("/db/_security", "PUT")(function() db:set_security { readers = { names = {}, roles = {} } } end)
+  is_empty_array(body.readers.names, "readers.names")
+  is_empty_array(body.readers.roles, "readers.roles")
+end
+
 function TestListFields:test_a_table_with_keys_where_a_list_belongs_is_a_usage_error()
   local ok, err = pcall(db.set_security, db, { admins = { names = { bob = true } } })
   lu.assertFalse(ok)
