@@ -39,7 +39,8 @@ class Db {
     this.created = Date.now();
     this.waiters = new Set(); // fn(), called after every change
     this.deleted = false;
-    this.security = {};
+    // CouchDB 3's [couchdb] default_security = admin_only (documented; not recorded)
+    this.security = { members: { roles: ['_admin'] }, admins: { roles: ['_admin'] } };
   }
 }
 
