@@ -8,6 +8,7 @@ const { send } = require('./http');
 
 const config = new Map(); // "section/key" -> string
 if (opts.maxJobs !== null) config.set('replicator/max_jobs', String(opts.maxJobs));
+
 function configChanged(section, key, value, deleted) {
   if (section !== 'replicator') return;
   // CouchDB 3.4.3: DELETE of replicator/max_jobs crashes the scheduler's config listener

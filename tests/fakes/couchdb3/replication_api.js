@@ -10,7 +10,6 @@ const { jsonBody, paging, send } = require('./http');
 
 const STATES = ['initializing', 'error', 'running', 'pending', 'crashing', 'completed', 'failed'];
 
-
 function handleScheduler(req, res, segs, q) {
   if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed('GET,HEAD');
   const what = segs[1];

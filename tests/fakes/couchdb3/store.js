@@ -73,7 +73,6 @@ function parseSince(db, v) {
   return parseInt(m[1], 10);
 }
 
-
 function docBody(body) { // the stored body: user fields without the special members we keep apart
   const out = Object.create(null);
   for (const k of Object.keys(body)) {
