@@ -94,4 +94,147 @@ function M.same_shape(rec, got, path, loose)
   return true
 end
 
+-- ---------------------------------------------------------------------------------------
+-- key order (a decoded table forgets it; the text keeps it)
+
+-- key_orders(text) -> { [path] = {key, key, ...} }: the keys of every object of a JSON
+-- text in the order written; array elements share the path "<array>[]"
+function M.key_orders(text)
+  local pos, out = 1, {}
+  local function ws() pos = text:find("[^ \t\r\n]", pos) or #text + 1 end
+  local function str()
+    local i = pos + 1
+    while true do
+      local c = text:sub(i, i)
+      if c == "\\" then i = i + 2 elseif c == '"' then break elseif c == "" then error("unterminated string") else i = i + 1 end
+    end
+    local s = text:sub(pos + 1, i - 1)
+    pos = i + 1
+    return s
+  end
+  local value
+  function value(path)
+    ws()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      pos = pos + 1
+      local keys = out[path] or {}
+      out[path] = keys
+      local seen = {}
+      for _, k in ipairs(keys) do seen[k] = true end
+      ws()
+      if text:sub(pos, pos) == "}" then pos = pos + 1; return end
+      while true do
+        ws()
+        local k = str()
+        if not seen[k] then keys[#keys + 1] = k; seen[k] = true end
+        ws(); pos = pos + 1 -- ':'
+        value(path .. "." .. k)
+        ws()
+        c = text:sub(pos, pos)
+        pos = pos + 1
+        if c == "}" then return end
+      end
+    elseif c == "[" then
+      pos = pos + 1
+      ws()
+      if text:sub(pos, pos) == "]" then pos = pos + 1; return end
+      while true do
+        value(path .. "[]")
+        ws()
+        c = text:sub(pos, pos)
+        pos = pos + 1
+        if c == "]" then return end
+      end
+    elseif c == '"' then
+      str()
+    else
+      pos = text:find("[,}%]]", pos) or #text + 1
+    end
+  end
+  value("$")
+  return out
+end
+
+--- same_key_order(recorded_text, got_text) -> true | false, why: in every object both
+-- have, the keys both have come in the same order
+function M.same_key_order(rec_text, got_text)
+  local a, b = M.key_orders(rec_text), M.key_orders(got_text)
+  for path, rk in pairs(a) do
+    local gk = b[path]
+    if gk then
+      local inb = {}
+      for i, k in ipairs(gk) do inb[k] = i end
+      local common_r, common_g = {}, {}
+      for _, k in ipairs(rk) do if inb[k] then common_r[#common_r + 1] = k end end
+      local ina = {}
+      for _, k in ipairs(rk) do ina[k] = true end
+      for _, k in ipairs(gk) do if ina[k] then common_g[#common_g + 1] = k end end
+      if table.concat(common_r, ",") ~= table.concat(common_g, ",") then
+        return false, ("%s: keys recorded in the order %s, got %s"):format(path, table.concat(common_r, ","), table.concat(common_g, ","))
+      end
+    end
+  end
+  return true
+end
+
+-- the JSON value that starts at (or after blanks from) position i of text: its text
+local function value_at(text, i)
+  i = text:find("[^ \t\r\n]", i)
+  local c = text:sub(i, i)
+  local j
+  if c == "{" or c == "[" then
+    local depth = 0
+    j = i
+    while true do
+      local d = text:sub(j, j)
+      if d == '"' then
+        j = j + 1
+        while text:sub(j, j) ~= '"' do j = j + (text:sub(j, j) == "\\" and 2 or 1) end
+      elseif d == "{" or d == "[" then depth = depth + 1
+      elseif d == "}" or d == "]" then
+        depth = depth - 1
+        if depth == 0 then break end
+      end
+      j = j + 1
+    end
+  elseif c == '"' then
+    j = i + 1
+    while text:sub(j, j) ~= '"' do j = j + (text:sub(j, j) == "\\" and 2 or 1) end
+  else
+    j = (text:find("[,}%]%s]", i) or #text + 1) - 1
+  end
+  return text:sub(i, j)
+end
+
+-- the text of the value of member `key` of the object at the start of `text`
+local function member_text(text, key)
+  local depth, i, n = 0, 1, #text
+  while i <= n do
+    local c = text:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while text:sub(j, j) ~= '"' do j = j + (text:sub(j, j) == "\\" and 2 or 1) end
+      if depth == 1 and text:sub(i + 1, j - 1) == key and text:find("^%s*:", j + 1) then
+        return value_at(text, text:find(":", j + 1, true) + 1)
+      end
+      i = j + 1
+    else
+      if c == "{" or c == "[" then depth = depth + 1 elseif c == "}" or c == "]" then depth = depth - 1 end
+      i = i + 1
+    end
+  end
+  error("no member " .. key)
+end
+
+--- set:text(no, key...) -> the recorded JSON text at that path of the file, keys in the
+-- recorded order: set:text(no, "body"), set:text(no, "request", "body")
+function Set:text(no, ...)
+  local fh = assert(io.open(self.dir .. "/" .. self.names[no], "r"))
+  local text = fh:read("a")
+  fh:close()
+  for _, key in ipairs { ... } do text = member_text(text, key) end
+  return text
+end
+
 return M
