@@ -92,7 +92,7 @@ local function expect(no, over)
   end
   local ok, why = recorded.same_shape(body, got, "$", over.loose)
   lu.assertTrue(ok, what .. ": " .. tostring(why))
-  ok, why = recorded.same_key_order(SET:text(no, "body"), text)
+  ok, why = recorded.same_key_order(SET:text(no, "body"), text, recorded.id_keyed(r))
   lu.assertTrue(ok, what .. ": " .. tostring(why))
   return got
 end

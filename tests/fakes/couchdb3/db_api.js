@@ -287,7 +287,8 @@ function bulkGet(req, res, db, q, bodyText) {
   const results = b.docs.map((spec) => {
     const o = { revs, attachments, attsSince: isObj(spec) && Array.isArray(spec.atts_since) ? spec.atts_since : null };
     const id = isObj(spec) ? spec.id : undefined;
-    const err = (rev) => ({ error: { id, rev, error: 'not_found', reason: 'missing' } });
+    // key order as recorded (118): rev, reason, id, error
+    const err = (rev) => ({ error: { rev, reason: 'missing', id, error: 'not_found' } });
     const doc = typeof id === 'string' ? db.docs.get(id) : null;
     if (!doc) return { id, docs: [err(isObj(spec) && typeof spec.rev === 'string' ? spec.rev : 'undefined')] };
     if (isObj(spec) && typeof spec.rev === 'string') {
