@@ -31,6 +31,9 @@ return function(couch)
     user_docs = { lists = { "docs", "docs[].roles" } },
   }
 
+  -- query parameters whose JSON value is a list (a table in `query` is sent as JSON)
+  local QUERY_LISTS = { "keys", "doc_ids", "open_revs", "atts_since" }
+
   local SELECTOR_LISTS = { ["$and"] = "selectors", ["$or"] = "selectors", ["$nor"] = "selectors",
                            ["$in"] = "values", ["$nin"] = "values", ["$all"] = "values", ["$mod"] = "values" }
 
@@ -191,6 +194,22 @@ return function(couch)
     for _, parts in ipairs(rule.lists_parts) do body = apply(body, parts, 1, "", as_list) end
     for _, parts in ipairs(rule.selector_parts) do body = apply(body, parts, 1, "", selector) end
     return body
+  end
+
+  --- shape_query(query) -> query with its list-valued parameters as JSON arrays (a copy
+  -- where something changed)
+  function M.shape_query(query)
+    if type(query) ~= "table" then return query end
+    local out = query
+    for _, name in ipairs(QUERY_LISTS) do
+      local v = query[name]
+      local nv = as_list(v, name)
+      if nv ~= v then
+        if out == query then out = copy(query) end
+        out[name] = nv
+      end
+    end
+    return out
   end
 
   return M

@@ -55,12 +55,12 @@ return function(couch)
   -- The escape hatch: any endpoint, with auth, retries and errors handled.
   function S:request(method, path, opts)
     -- CouchDB's list-valued fields go out as arrays, even when a user wrote {} (lists.lua)
-    if opts and type(opts.body) == "table" and type(path) == "string" then
-      local shaped = lists.shape(method, path, opts.body)
-      if shaped ~= opts.body then
+    if opts and type(path) == "string" then
+      local body, query = lists.shape(method, path, opts.body), lists.shape_query(opts.query)
+      if body ~= opts.body or query ~= opts.query then
         local o = {}
         for k, v in pairs(opts) do o[k] = v end
-        o.body = shaped
+        o.body, o.query = body, query
         opts = o
       end
     end

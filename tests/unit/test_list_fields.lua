@@ -140,6 +140,16 @@ function TestListFields:test_users_document_roles()
   is_empty_array(body.roles, "roles")
 end
 
+function TestListFields:test_list_valued_query_parameters()
+  f:reset()
+  f:script("/db/_all_docs", { { status = 200, body = { total_rows = 0, rows = {} } } }, "GET")
+  f:script("/db/_changes", { { status = 200, body = { results = {}, last_seq = "0" } } }, "GET")
+  srv:request("GET", "/db/_all_docs", { query = { keys = {} } })
+  srv:request("GET", "/db/_changes", { query = { filter = "_doc_ids", doc_ids = {} } })
+  lu.assertEquals(f:requests("/db/_all_docs")[1].query.keys, "[]")
+  lu.assertEquals(f:requests("/db/_changes")[1].query.doc_ids, "[]")
+end
+
 function TestListFields:test_plain_documents_are_left_as_written()
   local body = sent("/db/plain", "PUT", { status = 201, body = { ok = true, id = "plain", rev = "1-a" } })(function()
     db:put { _id = "plain", roles = {}, doc_ids = {} }
