@@ -519,7 +519,8 @@ function TestFakeCouchDB3Pending:test_max_jobs_option()
   start { max_jobs = 0 }
   make_db("fx_small", 1, "s")
   expect(76)
-  couch.sleep(0.05)
+  -- initializing for +0.36 ms (scaled), then pending for good: wait for it, not a fixed time
+  eventually(function() return sdoc("fx_pend_1").state ~= "initializing" end, "the doc processed")
   lu.assertEquals(sdoc("fx_pend_1").state, "pending")
   lu.assertEquals(call("GET", "/_node/_local/_config/replicator/max_jobs"), "0")
 end
