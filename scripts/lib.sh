@@ -10,6 +10,7 @@
 #   couchlua_pouchdb_stop [PID DIR]  stop it by PID (TERM, then KILL) and remove its temp dir
 #   couchlua_run_with_pouchdb CMD... start a server, run CMD with COUCHLUA_TEST_URL set,
 #                                    always stop the server; returns CMD's status
+#   couchlua_run_then_stop FN CMD... run CMD, then FN (stop its server), also on signals
 #   couchlua_redact_url URL          URL with any user:password@ replaced by ***@
 
 COUCHLUA_ROOT=${COUCHLUA_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -241,19 +242,27 @@ couchlua_pouchdb_stop() {
 # couchlua_run_with_pouchdb CMD...
 # Starts a server, exports COUCHLUA_TEST_URL, COUCHLUA_TEST_SERVER=pouchdb,
 # COUCHLUA_TEST_SERVER_PID and COUCHLUA_TEST_SERVER_DIR, runs CMD, stops the server.
-# CMD runs in the background of this shell so SIGINT/SIGTERM/SIGHUP to this shell are
-# handled at once: the signal is passed on to CMD (KILL after 5 s), the server is stopped
-# and the shell exits with 128+signal. If the shell is SIGKILLed, CMD and the server get
-# SIGTERM (parent-death signal). Meant to be the last thing a script does (it installs
-# traps and exits on a signal).
+# Meant to be the last thing a script does (see couchlua_run_then_stop).
 couchlua_run_with_pouchdb() {
   couchlua_pouchdb_start || return 1
-  trap 'couchlua_pouchdb_stop' EXIT
+  export COUCHLUA_TEST_URL=$COUCHLUA_POUCHDB_URL COUCHLUA_TEST_SERVER=pouchdb
+  export COUCHLUA_TEST_SERVER_PID=$COUCHLUA_POUCHDB_PID COUCHLUA_TEST_SERVER_DIR=$COUCHLUA_POUCHDB_DIR
+  couchlua_run_then_stop couchlua_pouchdb_stop "$@"
+}
+
+# couchlua_run_then_stop STOP_FN CMD...
+# Runs CMD, then STOP_FN (which stops the server started for it); returns CMD's status.
+# CMD runs in the background of this shell so SIGINT/SIGTERM/SIGHUP to this shell are
+# handled at once: the signal is passed on to CMD (KILL after 5 s), STOP_FN runs and the
+# shell exits with 128+signal. If the shell is SIGKILLed, CMD gets SIGTERM (parent-death
+# signal). It installs traps and exits on a signal.
+couchlua_run_then_stop() {
+  _couchlua_stop_fn=$1
+  shift
+  trap '"$_couchlua_stop_fn"' EXIT
   trap '_couchlua_on_signal INT 2' INT
   trap '_couchlua_on_signal TERM 15' TERM
   trap '_couchlua_on_signal HUP 1' HUP
-  export COUCHLUA_TEST_URL=$COUCHLUA_POUCHDB_URL COUCHLUA_TEST_SERVER=pouchdb
-  export COUCHLUA_TEST_SERVER_PID=$COUCHLUA_POUCHDB_PID COUCHLUA_TEST_SERVER_DIR=$COUCHLUA_POUCHDB_DIR
   # A background job of a non-interactive shell starts with SIGINT/SIGQUIT ignored and
   # stdin on /dev/null: undo both so CMD behaves as in the foreground.
   # CMD also gets SIGTERM should this shell be SIGKILLed.
@@ -262,7 +271,7 @@ couchlua_run_with_pouchdb() {
   local rc=0
   wait "$_couchlua_cmd_pid" || rc=$?
   _couchlua_cmd_pid=
-  couchlua_pouchdb_stop
+  "$_couchlua_stop_fn"
   trap - EXIT INT TERM HUP
   return "$rc"
 }
@@ -276,7 +285,7 @@ _couchlua_on_signal() {
     couchlua_alive "$_couchlua_cmd_pid" && kill -KILL "$_couchlua_cmd_pid" 2>/dev/null
     wait "$_couchlua_cmd_pid" 2>/dev/null
   fi
-  couchlua_pouchdb_stop
+  "$_couchlua_stop_fn"
   trap - EXIT
   exit $((128 + $2))
 }

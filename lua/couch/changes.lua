@@ -20,7 +20,7 @@ return function(couch, Database, pick)
     local body
     if opts.doc_ids then
       q.filter = "_doc_ids"
-      body = { doc_ids = json.array(opts.doc_ids) }
+      body = { doc_ids = opts.doc_ids }
     elseif opts.selector then
       -- CouchDB wants filter=_selector; pouchdb-server answers 404 to it and ignores a
       -- bare selector body (every change comes back), so say so instead of lying.

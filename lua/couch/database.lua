@@ -105,7 +105,7 @@ return function(couch)
   --- db:bulk_docs(docs, {new_edits = false}) -> per-document results (errors are returned)
   function Database:bulk_docs(docs, opts)
     if type(docs) ~= "table" then usage("docs", "expected a list of documents") end
-    local body = { docs = json.array(docs) }
+    local body = { docs = docs }
     if opts and opts.new_edits ~= nil then body.new_edits = opts.new_edits end
     return (self:request("POST", "/_bulk_docs", { body = body, idempotent = true }))
   end
@@ -114,16 +114,14 @@ return function(couch)
   function Database:bulk_get(reqs, opts)
     if type(reqs) ~= "table" then usage("reqs", "expected a list of {id =, rev =}") end
     local res = self:request("POST", "/_bulk_get",
-      { body = { docs = json.array(reqs) }, query = pick(opts, { "revs", "latest", "attachments" }), idempotent = true })
+      { body = { docs = reqs }, query = pick(opts, { "revs", "latest", "attachments" }), idempotent = true })
     return res.results
   end
 
   --- db:revs_diff{ id = {rev, ...} } -> { id = { missing = {...} } }
   function Database:revs_diff(map)
     if type(map) ~= "table" then usage("map", "expected a table of id = {revs}") end
-    local body = json.object {}
-    for id, revs in pairs(map) do body[id] = json.array(revs) end
-    return (self:request("POST", "/_revs_diff", { body = body, idempotent = true }))
+    return (self:request("POST", "/_revs_diff", { body = map, idempotent = true }))
   end
 
   local VIEW_PARAMS = { "conflicts", "descending", "endkey", "end_key", "endkey_docid", "end_key_doc_id",
@@ -135,7 +133,7 @@ return function(couch)
   function Database:all_docs(opts)
     local q = pick(opts, VIEW_PARAMS)
     if opts and opts.keys then
-      return (self:request("POST", "/_all_docs", { query = q, body = { keys = json.array(opts.keys) }, idempotent = true }))
+      return (self:request("POST", "/_all_docs", { query = q, body = { keys = opts.keys }, idempotent = true }))
     end
     return (self:request("GET", "/_all_docs", { query = q }))
   end

@@ -138,7 +138,6 @@ return function(couch)
       for i, id in ipairs(o.doc_ids) do
         if type(id) ~= "string" then usage("doc_ids", ("entry %d is not a string"):format(i)) end
       end
-      o.doc_ids = json.array(o.doc_ids)
     end
     return o
   end

@@ -3,6 +3,7 @@
 return function(couch)
   local S = couch._server_methods
   local json = couch.json
+  local lists = require("couch.lists")(couch)
 
   local function login(self)
     self:_forget_session()
@@ -53,6 +54,16 @@ return function(couch)
   --- srv:request(method, path, opts) -> body, status, headers
   -- The escape hatch: any endpoint, with auth, retries and errors handled.
   function S:request(method, path, opts)
+    -- CouchDB's list-valued fields go out as arrays, even when a user wrote {} (lists.lua)
+    if opts and type(path) == "string" then
+      local body, query = lists.shape(method, path, opts.body), lists.shape_query(opts.query)
+      if body ~= opts.body or query ~= opts.query then
+        local o = {}
+        for k, v in pairs(opts) do o[k] = v end
+        o.body, o.query = body, query
+        opts = o
+      end
+    end
     local st = self:_state()
     if st.auth == "cookie" or st.auth == "iam" then
       ensure_auth(self, st)
@@ -93,7 +104,7 @@ return function(couch)
   function S:all_dbs(opts) return (self:request("GET", "/_all_dbs", { query = opts })) end
 
   function S:dbs_info(keys)
-    return (self:request("POST", "/_dbs_info", { body = { keys = json.array(keys) }, idempotent = true }))
+    return (self:request("POST", "/_dbs_info", { body = { keys = keys }, idempotent = true }))
   end
 
   function S:uuids(n)

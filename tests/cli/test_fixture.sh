@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test-server fixture: tests/support/with-server (pouchdb and couchdb kinds).
+# The test-server fixture: tests/support/with-server (pouchdb, couchdb3fake and couchdb kinds).
 # A server must answer while CMD runs, and be gone (process and temp dir) afterwards:
 # after success, after failure (status passed through), after SIGINT / SIGTERM to
 # with-server, and even after SIGKILL of with-server (parent-death signal).
@@ -212,6 +212,50 @@ check "couchdb with COUCH_TEST_URL: URL and kind exported" \
   grep -qx 'http://admin:s3cr%40t@127.0.0.1:9/|couchdb' "$work/7b.out"
 check "couchdb with COUCH_TEST_URL: with-server prints no credentials" eval '! grep -q "s3cr" "$work/7b.err"'
 ctx=
+
+# --- 9. couchdb3fake kind: the FAKE CouchDB 3, same life cycle -------------------------
+fake_gone() { # INFOFILE WHEN
+  local pid port
+  read -r pid _ port <"$1" 2>/dev/null
+  if [[ -z ${pid:-} || -z ${port:-} ]]; then fail "$2: CMD did not report the fake's pid/port"; return; fi
+  if wait_gone "$pid" 10; then ok; else fail "$2: the fake ($pid) is still running"; fi
+  check "$2: nothing listens on port $port any more" eval '! port_open "$port"'
+}
+"$ws" couchdb3fake bash -c '
+  echo "$COUCHLUA_TEST_SERVER_PID - ${COUCHLUA_TEST_URL##*:}" >"$1"
+  echo "KIND=$COUCHLUA_TEST_SERVER"
+  [[ $COUCHLUA_TEST_URL =~ ^http://admin:[0-9a-f]+@127\.0\.0\.1:[0-9]+$ ]] && echo "URL=admin credentials"
+  node -e "const u = new URL(process.env.COUCHLUA_TEST_URL);
+    const auth = \"Basic \" + Buffer.from(u.username + \":\" + u.password).toString(\"base64\");
+    fetch(u.origin + \"/_all_dbs\", { headers: { Authorization: auth } }).then(r => r.json())
+      .then(j => console.log(\"DBS=\" + j.join(\",\"))).catch(e => console.log(\"FETCH FAILED \" + e))"
+  exit 5
+' _ "$work/9.info" >"$work/9.out" 2>"$work/9.err"
+rc=$?
+ctx="$work/9.out $work/9.err"
+check "couchdb3fake: CMD's status is passed through (got $rc)" test "$rc" = 5
+check "couchdb3fake: COUCHLUA_TEST_SERVER is couchdb3fake" grep -qx 'KIND=couchdb3fake' "$work/9.out"
+check "couchdb3fake: COUCHLUA_TEST_URL carries admin credentials" grep -qx 'URL=admin credentials' "$work/9.out"
+check "couchdb3fake: the admin is let in (GET /_all_dbs)" grep -qx 'DBS=_replicator,_users' "$work/9.out"
+ctx=
+fake_gone "$work/9.info" "couchdb3fake after CMD"
+
+info=$work/9k.info
+"$ws" couchdb3fake bash -c \
+  'echo "$COUCHLUA_TEST_SERVER_PID $COUCHLUA_TEST_SERVER_DIR ${COUCHLUA_TEST_URL##*:}" >"$1.tmp"; mv "$1.tmp" "$1"; exec sleep 120' _ "$info" \
+  >"$work/9k.out" 2>&1 &
+wpid=$!
+for ((i = 0; i < 300; i++)); do [[ -s $info ]] && break; alive "$wpid" || break; sleep 0.1; done
+if [[ -s $info ]]; then
+  kill -KILL "$wpid"; wait "$wpid" 2>/dev/null
+  fake_gone "$info" "couchdb3fake after SIGKILL of with-server"
+  read -r _ sdir _ <"$info"
+  for ((i = 0; i < 50; i++)); do [[ -e $sdir ]] || break; sleep 0.1; done
+  check "couchdb3fake after SIGKILL: its temp dir is removed within 5 s" test ! -e "$sdir"
+else
+  fail "couchdb3fake: with-server did not start CMD" "$work/9k.out"
+  kill -KILL "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+fi
 
 # --- 8. usage ----------------------------------------------------------------------------
 "$ws" >"$work/8.out" 2>&1; rc=$?

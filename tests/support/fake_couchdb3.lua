@@ -1,6 +1,8 @@
--- Starts and stops tests/fakes/fake_couchdb3.js, the FAKE Apache CouchDB 3 replicator
--- (the _replicator states, /_scheduler/*, /_active_tasks and /_replicate as recorded from
--- CouchDB 3.4.3 in fixtures/couchdb-3.4.3; pouchdb-server has none of them).
+-- Starts and stops tests/fakes/fake_couchdb3.js, the FAKE Apache CouchDB 3 (the
+-- _replicator states, /_scheduler/*, /_active_tasks and /_replicate as recorded from
+-- CouchDB 3.4.3 in fixtures/couchdb-3.4.3, which pouchdb-server has none of, and the
+-- database API with CouchDB's strictness; tests/support/with-server couchdb3fake runs the
+-- server suites on it).
 --
 --   local fake = require "fake_couchdb3"
 --   local f = fake.start{ time_scale = 0.01, max_jobs = nil }  -- options all optional
