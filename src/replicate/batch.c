@@ -316,7 +316,8 @@ static void check_bulk_docs(lua_State *L, int res, lua_Integer n, int new_edits,
                      (int)errors, (int)n);
 }
 
-/* The _bulk_docs answer at res: index its errors by "id rev" and by id (first one wins). */
+/* The _bulk_docs answer at res: index its errors by "id rev", and those naming no rev by
+ * id (first one wins). */
 static void index_errors(lua_State *L, int res) {
   lua_newtable(L);
   lua_replace(L, S_BYREV);
@@ -331,7 +332,8 @@ static void index_errors(lua_State *L, int res) {
       lua_getfield(L, r, "id");
       int id = lua_gettop(L);
       lua_getfield(L, r, "rev");
-      if (lua_toboolean(L, -1)) {
+      int has_rev = lua_toboolean(L, -1);
+      if (has_rev) {
         lua_pushvalue(L, id);
         lua_pushliteral(L, " ");
         lua_pushvalue(L, -3);
@@ -341,7 +343,11 @@ static void index_errors(lua_State *L, int res) {
       }
       lua_pop(L, 1);
       lua_pushvalue(L, id);
-      if (lua_gettable(L, S_BYID) == LUA_TNIL) {
+      /* by id only the errors that name no rev: one that names a rev is that rev's alone
+       * (CouchDB's), and must not blame its siblings */
+      if (has_rev) {
+        lua_pushnil(L);
+      } else if (lua_gettable(L, S_BYID) == LUA_TNIL) {
         lua_pushvalue(L, id);
         lua_pushvalue(L, r);
         lua_settable(L, S_BYID);
