@@ -316,10 +316,37 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+static int main_status(lua_State *L) {
+  lua_pushliteral(L, "running");
+  return 1;
+}
+
+static int main_tostring(lua_State *L) {
+  lua_pushliteral(L, "couch.task main (the top level, not a task)");
+  return 1;
+}
+
+/* couch.current() -> the running task; outside any task, a stand-in for the top level
+ * (`main`: name "main", id 0, status "running"), so printing or asking it works. */
 static int l_current(lua_State *L) {
   couch_task *t = couch_task_of(L);
-  if (!t) return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  if (t) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    return 1;
+  }
+  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, "couch.main_task")) return 1;
+  lua_pushliteral(L, "main");
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "id");
+  lua_createtable(L, 0, 2); /* its metatable */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, main_status);
+  lua_setfield(L, -2, "status");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, main_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
   return 1;
 }
 
