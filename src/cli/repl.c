@@ -68,6 +68,26 @@ static int pushline(lua_State *L, int firstline) {
   return CLI_READ_LINE;
 }
 
+static int redact_source(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "couch.redact");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "source");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Into the history, with credentials taken out (couch.redact.source); a line that cannot
+ * be redacted is not kept at all. */
+static void remember(lua_State *L, const char *text) {
+  lua_pushcfunction(L, redact_source);
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    cli_input_remember(lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
 /* Try the line on top as `return <line>;`. On success the function replaces nothing: it
  * is pushed above the line. */
 static int addreturn(lua_State *L) {
@@ -76,7 +96,7 @@ static int addreturn(lua_State *L) {
   int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
   if (status == LUA_OK) {
     lua_remove(L, -2); /* the modified line */
-    cli_input_remember(line);
+    remember(L, line);
   } else {
     lua_pop(L, 2); /* the error and the modified line */
   }
@@ -91,13 +111,13 @@ static int multiline(lua_State *L) {
     const char *chunk = lua_tolstring(L, 1, &len);
     int status = luaL_loadbuffer(L, chunk, len, "=stdin");
     if (!incomplete(L, status)) {
-      cli_input_remember(chunk);
+      remember(L, chunk);
       return status;
     }
     int r = pushline(L, 0);
     if (r == CLI_READ_INTERRUPTED) return LOAD_NOTHING;
     if (r == CLI_READ_EOF) { /* report the chunk as it stands: "... near <eof>" */
-      cli_input_remember(chunk);
+      remember(L, chunk);
       return luaL_loadbuffer(L, chunk, len, "=stdin");
     }
     lua_pushliteral(L, "\n");
