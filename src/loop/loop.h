@@ -62,6 +62,7 @@ struct couch_loop {
   atomic_int interrupted;
   _Atomic(lua_State *) running_task; /* the task coroutine being resumed, if any */
   lua_Hook host_stop_hook;      /* the embedding program's own Ctrl-C hook, if any */
+  int log_level;                /* COUCH_LOG_* (log.h) */
 };
 
 /* The loop of L's main state, created on first use. */
