@@ -127,6 +127,8 @@ static int l_task_wait(lua_State *L) {
  * not started ends at once; a running one at its next wait. */
 int couch_task_cancel(lua_State *L, couch_task *t) {
   if (finished(t)) return 0;
+  t->cancel_pending = 1; /* sticky: every later wait of the task fails too, so a pcall that
+                            caught the first `cancelled` cannot keep the task going */
   if (t->state == TASK_WAITING && t->waiting_on) {
     couch_wait *w = t->waiting_on;
     if (t->parked) couch_task_unpark(t);

@@ -24,7 +24,7 @@ struct couch_task {
   int result_ref;       /* table of results, or the error value */
   couch_task_state state;
   int nargs;            /* values on co's stack to pass at the next resume */
-  int cancel_pending;   /* cancel() was called while it was not waiting */
+  int cancel_pending;   /* cancel() was called: this and every later wait fails */
   int error_seen;       /* someone waited on it: run() need not re-raise its error */
   couch_wait *waiting_on;
   couch_wait_list joiners;

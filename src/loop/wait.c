@@ -49,7 +49,6 @@ static int after_wait(lua_State *L, int status, lua_KContext ctx) {
   couch_task *t = w->task;
   w->task = NULL;
   if (w->cancelled || (t && t->cancel_pending)) {
-    if (t) t->cancel_pending = 0;
     if (!w->done && w->cancel) w->cancel(w);
     w->cancel = NULL;
     return couch_error_raise(L, "cancelled", w->aborted ? "aborted" : t ? "task cancelled" : "interrupted");
@@ -64,8 +63,11 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
   w->ctx = ctx;
   couch_loop *loop = couch_loop_get(L);
   couch_task *t = couch_task_of(L);
+  if (t && t->cancel_pending) { /* a cancelled task's waits all fail, at once */
+    w->task = t;
+    return after_wait(L, LUA_OK, widx);
+  }
   if (t && lua_isyieldable(L)) {
-    if (t->cancel_pending) return after_wait(L, LUA_OK, widx);
     if (w->done) return after_wait(L, LUA_OK, widx);
     w->task = t;
     t->waiting_on = w;
@@ -84,6 +86,7 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k) 
     return couch_error_raise(L, "deadlock",
                              "waiting forever: no task, transfer or timer can complete this wait");
   }
+  w->task = t; /* a task cancelled meanwhile gets its `cancelled` now (the loop is done with w) */
   return after_wait(L, LUA_OK, widx);
 }
 

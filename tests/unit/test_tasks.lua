@@ -219,6 +219,41 @@ function TestTasks:test_result_gives_true_and_the_results()
   lu.assertEquals(err.kind, "http")
 end
 
+-- A task cancelled after it was woken (ready, not yet resumed) fails at its next wait; and
+-- cancelling is for good: a pcall that caught the first `cancelled` cannot keep the task
+-- waiting (a scheduler poll loop did, and polled forever: couch.run() never returned).
+function TestTasks:test_a_cancelled_task_fails_at_every_later_wait()
+  local c = couch.cond()
+  local reached = false
+  local t = couch.spawn(function()
+    c:wait()
+    couch.sleep(0.01)
+    reached = true
+  end)
+  couch.sleep(0.01) -- t now waits on c
+  c:signal()        -- t is ready, not yet resumed
+  lu.assertTrue(t:cancel())
+  local ok, err = pcall(t.wait, t)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "cancelled")
+  lu.assertFalse(reached)
+
+  local rounds = 0
+  local poller = couch.spawn(function()
+    while true do
+      pcall(couch.sleep, 10) -- the first cancel lands here and is caught
+      rounds = rounds + 1
+      couch.sleep(0.01)      -- ...but the task is cancelled for good
+    end
+  end)
+  couch.sleep(0.01)
+  poller:cancel()
+  ok, err = pcall(poller.wait, poller, 2)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "cancelled")
+  lu.assertEquals(rounds, 1)
+end
+
 -- The shape of a follower: nobody keeps the task object, it blocks on a cond that only
 -- another live task can reach. It must wake, whatever the collector did meanwhile.
 function TestTasks:test_a_task_parked_on_a_cond_another_task_can_signal_is_not_collected()
