@@ -14,11 +14,11 @@ local SECRET = "s3cret-pw"
 local URL = ("http://admin:%s@127.0.0.1:%d"):format(SECRET, H.port)
 
 local counter = 0
-local function fresh_db(srv, mode)
+local function fresh_db(srv, mode, empty)
   counter = counter + 1
   local db = srv:db("net_" .. counter)
   db:create()
-  db:bulk_docs { { _id = "a" }, { _id = "b" } }
+  if not empty then db:bulk_docs { { _id = "a" }, { _id = "b" } } end
   if mode then H:mode(db.name, mode) end
   return db
 end
@@ -132,7 +132,7 @@ end
 -- The same in a replication: the run is paced, not ended.
 function TestRateLimited:test_a_replication_waits_out_rate_limits()
   local srv = couch.connect(URL, { retries = 3, backoff = 0.05 })
-  local s, t = fresh_db(srv), fresh_db(srv, "throttle:4")
+  local s, t = fresh_db(srv), fresh_db(srv, "throttle:4", true)
   local stats = couch.timeout(60, function()
     return couch.replication({ source = s, target = t, quiet = true }):wait()
   end)
