@@ -74,6 +74,21 @@ return function(couch, Database, pick)
   end
   Feed.__close = Feed.close
 
+  -- Whether a _changes answer has the shape every CouchDB gives: {results = {rows...}}.
+  local function well_formed(res)
+    if type(res) ~= "table" or type(res.results) ~= "table" then return false end
+    for _, row in ipairs(res.results) do if type(row) ~= "table" then return false end end
+    return true
+  end
+
+  -- The pause after an answer that came back at once with nothing in it, or a broken one:
+  -- 0.1 s doubling to 5 s (or poll), so a server that never holds the long-poll is polled
+  -- a few times a second at first and every few seconds after, never in a busy loop.
+  function Feed:_pause()
+    self.quick = self.quick + 1
+    couch.sleep(math.min(self.poll, 5, 0.05 * 2 ^ self.quick))
+  end
+
   -- One long-poll round: the server answers when something changed. Our own deadline
   -- (pouchdb-server ignores `timeout`) turns a silent server into an empty round, and a
   -- network failure into a reconnect from the last seq.
@@ -82,11 +97,26 @@ return function(couch, Database, pick)
     for k, v in pairs(self.query) do q[k] = v end
     q.since = self.since
     q.timeout = math.floor(self.poll * 1000)
-    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true, self.abort)
+    local t0 = couch.now()
+    local ok, res, status = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true, self.abort)
     if self.closed then return {}, nil end
+    if ok and not well_formed(res) then
+      -- repeated bad answers are an error; a single one may be a proxy's hiccup
+      self.bad = self.bad + 1
+      if self.bad >= self.max_failures then
+        error(couch.error("http", ("_changes answered %d times with something other than {results = [...]}")
+          :format(self.bad), { error = "bad_response", status = status, method = self.body and "POST" or "GET",
+                               url = self.db.server.url .. self.db.path .. "/_changes" }), 0)
+      end
+      self:_pause()
+      return {}, nil
+    end
     if ok then
-      self.failures = 0
-      return res.results or {}, res.last_seq
+      self.failures, self.bad = 0, 0
+      -- a long-poll answered well before its timeout with nothing: the server does not
+      -- hold long-polls (or keeps waking them for nothing); slow down
+      if #res.results == 0 and couch.now() - t0 < self.poll / 2 then self:_pause() else self.quick = 0 end
+      return res.results, res.last_seq
     end
     if couch.is_error(res) and (res.kind == "timeout" or res.kind == "network") then
       self.failures = self.failures + 1
@@ -107,7 +137,7 @@ return function(couch, Database, pick)
     q.since, q.timeout = nil, nil
     local feed = setmetatable({
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
-      grace = opts.grace or 5, failures = 0, max_failures = opts.max_failures or 10,
+      grace = opts.grace or 5, failures = 0, bad = 0, quick = 0, max_failures = opts.max_failures or 10,
       buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = couch._abort(),
     }, Feed)
     return function()
