@@ -1,12 +1,21 @@
 -- _changes: a one-shot read and a feed that follows the database. Sequences are opaque
 -- JSON values (integers on pouchdb-server, strings on CouchDB 2+): kept and sent back as
 -- received.
-return function(couch, Database, pick)
+return function(couch, Database, pick, spec)
   local json = couch.json
 
-  local CHANGES_PARAMS = { "since", "limit", "include_docs", "style", "filter", "heartbeat", "timeout",
-                           "conflicts", "descending", "seq_interval", "attachments", "att_encoding_info",
-                           "view", "last-event-id" }
+  -- query parameters (name -> type, for couch._check_options); since is opaque
+  local CHANGES_PARAMS = { since = "any", limit = "integer", include_docs = "boolean", style = "string",
+                           filter = "string", heartbeat = "integer|boolean", timeout = "integer",
+                           conflicts = "boolean", descending = "boolean", seq_interval = "integer",
+                           attachments = "boolean", att_encoding_info = "boolean", view = "string",
+                           ["last-event-id"] = "any" }
+  local FILTERS = { doc_ids = "table", selector = "table", query_params = "table" }
+  local CHANGES_SPEC = spec(CHANGES_PARAMS, FILTERS, { request_timeout = "number" })
+  -- a feed sets limit, timeout and feed itself; it has its own knobs instead
+  local FEED_SPEC = spec(CHANGES_PARAMS, FILTERS, { poll = "number", grace = "number", max_failures = "integer",
+                                                    coalesce = "number" })
+  FEED_SPEC.limit, FEED_SPEC.timeout = nil, nil
 
   -- since is opaque: a string seq goes as is, "now" too, a number as a number.
   local function changes_request(db, opts, feed)
@@ -54,6 +63,7 @@ return function(couch, Database, pick)
 
   --- db:changes(opts) -> {results, last_seq, pending}: one normal (non-feed) read
   function Database:changes(opts)
+    couch._check_options(opts, "db:changes", CHANGES_SPEC)
     local q, body = changes_request(self, opts, nil)
     return (fetch(self, q, body, opts and opts.request_timeout))
   end
@@ -132,7 +142,7 @@ return function(couch, Database, pick)
   -- opts.poll (s, default 30): the long-poll length; opts.coalesce (s, default 0): a pause
   -- between rounds so that changes arriving close together come in one answer.
   function Database:changes_feed(opts)
-    opts = opts or {}
+    opts = couch._check_options(opts, "db:changes_feed", FEED_SPEC) or {}
     local q, body = changes_request(self, opts, "longpoll")
     q.since, q.timeout = nil, nil
     local feed = setmetatable({
