@@ -109,11 +109,19 @@ return function(couch)
     return (self:request("GET", "/_all_dbs", { query = opts }))
   end
 
+  local function usage(arg, msg)
+    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
+  end
+
   function S:dbs_info(keys)
+    if type(keys) ~= "table" then usage("keys", "expected a list of database names") end
     return (self:request("POST", "/_dbs_info", { body = { keys = keys }, idempotent = true }))
   end
 
   function S:uuids(n)
+    if n ~= nil and math.type(n) ~= "integer" and not (type(n) == "number" and n == math.floor(n) and n >= 1) then
+      usage("n", "expected an integer count, got " .. type(n))
+    end
     local body = self:request("GET", "/_uuids", { query = { count = n or 1 } })
     return body.uuids
   end

@@ -52,6 +52,12 @@ function TestOptionChecks:test_wrong_types_are_refused()
   usage(function() return srv:all_dbs { descending = 1 } end, "descending", "expected a boolean")
 end
 
+-- Positional arguments of server calls are checked as well.
+function TestOptionChecks:test_positional_arguments_are_checked()
+  usage(function() return srv:uuids("3") end, "n", "expected an integer")
+  usage(function() return srv:dbs_info("a") end, "keys", "expected a list of database names")
+end
+
 -- Options a feed takes and a one-shot read does not, and the other way round.
 function TestOptionChecks:test_feed_and_read_options_differ()
   usage(function() return db:changes { poll = 5 } end, "poll", "db:changes")
