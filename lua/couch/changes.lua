@@ -61,11 +61,27 @@ return function(couch, Database, pick, spec)
     return db:request("GET", "/_changes", o)
   end
 
+  -- Whether a _changes answer has the shape every CouchDB gives: {results = {rows...}}.
+  local function well_formed(res)
+    if type(res) ~= "table" or type(res.results) ~= "table" then return false end
+    for _, row in ipairs(res.results) do if type(row) ~= "table" then return false end end
+    return true
+  end
+
+  local function bad_answer(db, status, body, what)
+    return couch.error("http", what, { error = "bad_response", status = status, method = body and "POST" or "GET",
+                                       url = db.server.url .. db.path .. "/_changes" })
+  end
+
   --- db:changes(opts) -> {results, last_seq, pending}: one normal (non-feed) read
   function Database:changes(opts)
     couch._check_options(opts, "db:changes", CHANGES_SPEC)
     local q, body = changes_request(self, opts, nil)
-    return (fetch(self, q, body, opts and opts.request_timeout))
+    local res, status = fetch(self, q, body, opts and opts.request_timeout)
+    if not well_formed(res) then
+      error(bad_answer(self, status, body, "_changes answered with something other than {results = [...]}"), 0)
+    end
+    return res
   end
 
   local Feed = {}
@@ -83,13 +99,6 @@ return function(couch, Database, pick, spec)
     self.abort:abort()
   end
   Feed.__close = Feed.close
-
-  -- Whether a _changes answer has the shape every CouchDB gives: {results = {rows...}}.
-  local function well_formed(res)
-    if type(res) ~= "table" or type(res.results) ~= "table" then return false end
-    for _, row in ipairs(res.results) do if type(row) ~= "table" then return false end end
-    return true
-  end
 
   -- The pause after an answer that came back at once with nothing in it, or a broken one:
   -- 0.1 s doubling to 5 s (or poll), so a server that never holds the long-poll is polled
@@ -114,9 +123,8 @@ return function(couch, Database, pick, spec)
       -- repeated bad answers are an error; a single one may be a proxy's hiccup
       self.bad = self.bad + 1
       if self.bad >= self.max_failures then
-        error(couch.error("http", ("_changes answered %d times with something other than {results = [...]}")
-          :format(self.bad), { error = "bad_response", status = status, method = self.body and "POST" or "GET",
-                               url = self.db.server.url .. self.db.path .. "/_changes" }), 0)
+        error(bad_answer(self.db, status, self.body,
+          ("_changes answered %d times with something other than {results = [...]}"):format(self.bad)), 0)
       end
       self:_pause()
       return {}, nil

@@ -185,6 +185,17 @@ function TestChangesFeedBadAnswers:test_repeated_non_table_answers_raise()
   lu.assertTrue(took < 10, ("took %.1fs"):format(took))
 end
 
+-- A one-shot read gets the same check: one bad answer is the error at once.
+function TestChangesFeedBadAnswers:test_one_shot_read_of_a_non_table_answer_raises()
+  local srv = couch.connect(URL)
+  local db = fresh_db(srv, "changes_not_table")
+  local err = fails(function() return db:changes() end)
+  lu.assertEquals(err.kind, "http")
+  lu.assertEquals(err.error, "bad_response")
+  lu.assertEquals(err.status, 200)
+  lu.assertStrContains(err.url, "/" .. db.name .. "/_changes")
+end
+
 local rc = lu.LuaUnit.run()
 H:stop()
 os.exit(rc)
