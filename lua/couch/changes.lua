@@ -97,6 +97,7 @@ return function(couch, Database, pick, spec)
   function Feed:close()
     self.closed = true
     self.abort:abort()
+    self.wake:broadcast()
   end
   Feed.__close = Feed.close
 
@@ -105,7 +106,7 @@ return function(couch, Database, pick, spec)
   -- a few times a second at first and every few seconds after, never in a busy loop.
   function Feed:_pause()
     self.quick = self.quick + 1
-    couch.sleep(math.min(self.poll, 5, 0.05 * 2 ^ self.quick))
+    self.wake:wait(math.min(self.poll, 5, 0.05 * 2 ^ self.quick)) -- close() cuts it short
   end
 
   -- One long-poll round: the server answers when something changed. Our own deadline
@@ -160,6 +161,7 @@ return function(couch, Database, pick, spec)
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
       grace = opts.grace or 5, failures = 0, bad = 0, quick = 0, max_failures = opts.max_failures or 10,
       buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = couch._abort(),
+      wake = couch.cond(),
     }, Feed)
     return function()
       while not feed.closed do

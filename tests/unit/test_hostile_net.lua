@@ -171,6 +171,20 @@ function TestChangesFeedBadAnswers:test_instant_empty_answers_back_off()
   lu.assertTrue(n <= 12, ("%d requests in 2 s"):format(n))
 end
 
+-- Backing off does not delay a close: feed:close() from another task ends the feed within
+-- a moment, even while it pauses between quick answers.
+function TestChangesFeedBadAnswers:test_close_ends_a_pausing_feed_at_once()
+  local srv = couch.connect(URL)
+  local db = fresh_db(srv, "changes_instant")
+  local iter, feed = db:changes_feed { since = "now", poll = 30 }
+  local follower = couch.spawn(function() for _ in iter, feed do end end)
+  couch.sleep(3.5) -- the pauses have grown past a second by now
+  local t0 = couch.now()
+  feed:close()
+  follower:wait(10)
+  lu.assertTrue(couch.now() - t0 < 0.5, ("close took %.2fs"):format(couch.now() - t0))
+end
+
 -- An answer that is not a changes object, again and again: a structured error after
 -- max_failures of them, with back-off in between.
 function TestChangesFeedBadAnswers:test_repeated_non_table_answers_raise()
