@@ -101,6 +101,7 @@ function TestResponseLimits:test_limits_are_checked_options()
     lu.assertFalse(ok)
     lu.assertEquals(err.kind, "usage")
     lu.assertEquals(err.argument, (next(bad)))
+    lu.assertNotStrContains(err.message, "unknown option") -- known, with a wrong value
   end
 end
 
