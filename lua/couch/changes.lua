@@ -1,12 +1,21 @@
 -- _changes: a one-shot read and a feed that follows the database. Sequences are opaque
 -- JSON values (integers on pouchdb-server, strings on CouchDB 2+): kept and sent back as
 -- received.
-return function(couch, Database, pick)
+return function(couch, Database, pick, spec)
   local json = couch.json
 
-  local CHANGES_PARAMS = { "since", "limit", "include_docs", "style", "filter", "heartbeat", "timeout",
-                           "conflicts", "descending", "seq_interval", "attachments", "att_encoding_info",
-                           "view", "last-event-id" }
+  -- query parameters (name -> type, for couch._check_options); since is opaque
+  local CHANGES_PARAMS = { since = "any", limit = "integer", include_docs = "boolean", style = "string",
+                           filter = "string", heartbeat = "integer|boolean", timeout = "integer",
+                           conflicts = "boolean", descending = "boolean", seq_interval = "integer",
+                           attachments = "boolean", att_encoding_info = "boolean", view = "string",
+                           ["last-event-id"] = "any" }
+  local FILTERS = { doc_ids = "table", selector = "table", query_params = "table" }
+  local CHANGES_SPEC = spec(CHANGES_PARAMS, FILTERS, { request_timeout = "number" })
+  -- a feed sets limit, timeout and feed itself; it has its own knobs instead
+  local FEED_SPEC = spec(CHANGES_PARAMS, FILTERS, { poll = "number", grace = "number", max_failures = "integer",
+                                                    coalesce = "number" })
+  FEED_SPEC.limit, FEED_SPEC.timeout = nil, nil
 
   -- since is opaque: a string seq goes as is, "now" too, a number as a number.
   local function changes_request(db, opts, feed)
@@ -52,10 +61,27 @@ return function(couch, Database, pick)
     return db:request("GET", "/_changes", o)
   end
 
+  -- Whether a _changes answer has the shape every CouchDB gives: {results = {rows...}}.
+  local function well_formed(res)
+    if type(res) ~= "table" or type(res.results) ~= "table" then return false end
+    for _, row in ipairs(res.results) do if type(row) ~= "table" then return false end end
+    return true
+  end
+
+  local function bad_answer(db, status, body, what)
+    return couch.error("http", what, { error = "bad_response", status = status, method = body and "POST" or "GET",
+                                       url = db.server.url .. db.path .. "/_changes" })
+  end
+
   --- db:changes(opts) -> {results, last_seq, pending}: one normal (non-feed) read
   function Database:changes(opts)
+    couch._check_options(opts, "db:changes", CHANGES_SPEC)
     local q, body = changes_request(self, opts, nil)
-    return (fetch(self, q, body, opts and opts.request_timeout))
+    local res, status = fetch(self, q, body, opts and opts.request_timeout)
+    if not well_formed(res) then
+      error(bad_answer(self, status, body, "_changes answered with something other than {results = [...]}"), 0)
+    end
+    return res
   end
 
   local Feed = {}
@@ -71,8 +97,17 @@ return function(couch, Database, pick)
   function Feed:close()
     self.closed = true
     self.abort:abort()
+    self.wake:broadcast()
   end
   Feed.__close = Feed.close
+
+  -- The pause after an answer that came back at once with nothing in it, or a broken one:
+  -- 0.1 s doubling to 5 s (or poll), so a server that never holds the long-poll is polled
+  -- a few times a second at first and every few seconds after, never in a busy loop.
+  function Feed:_pause()
+    self.quick = self.quick + 1
+    self.wake:wait(math.min(self.poll, 5, 0.05 * 2 ^ self.quick)) -- close() cuts it short
+  end
 
   -- One long-poll round: the server answers when something changed. Our own deadline
   -- (pouchdb-server ignores `timeout`) turns a silent server into an empty round, and a
@@ -82,11 +117,28 @@ return function(couch, Database, pick)
     for k, v in pairs(self.query) do q[k] = v end
     q.since = self.since
     q.timeout = math.floor(self.poll * 1000)
-    local ok, res = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true, self.abort)
+    local t0 = couch.now()
+    local ok, res, status = pcall(fetch, self.db, q, self.body, self.poll + self.grace, true, self.abort)
     if self.closed then return {}, nil end
+    if ok and not well_formed(res) then
+      -- repeated bad answers are an error; a single one may be a proxy's hiccup
+      self.bad = self.bad + 1
+      if self.bad >= self.max_failures then
+        error(bad_answer(self.db, status, self.body,
+          ("_changes answered %d times with something other than {results = [...]}"):format(self.bad)), 0)
+      end
+      self:_pause()
+      return {}, nil
+    end
     if ok then
-      self.failures = 0
-      return res.results or {}, res.last_seq
+      self.failures, self.bad = 0, 0
+      -- a long-poll answered at once with nothing: the server does not hold long-polls
+      -- (or keeps waking them for nothing); slow down. "At once" is under 0.2 s: slower
+      -- answers are no busy loop, and a server that honours a short `timeout` (the fakes
+      -- scale time) is not punished for it.
+      if #res.results == 0 and couch.now() - t0 < math.min(0.2, self.poll / 2) then self:_pause()
+      else self.quick = 0 end
+      return res.results, res.last_seq
     end
     if couch.is_error(res) and (res.kind == "timeout" or res.kind == "network") then
       self.failures = self.failures + 1
@@ -102,13 +154,14 @@ return function(couch, Database, pick)
   -- opts.poll (s, default 30): the long-poll length; opts.coalesce (s, default 0): a pause
   -- between rounds so that changes arriving close together come in one answer.
   function Database:changes_feed(opts)
-    opts = opts or {}
+    opts = couch._check_options(opts, "db:changes_feed", FEED_SPEC) or {}
     local q, body = changes_request(self, opts, "longpoll")
     q.since, q.timeout = nil, nil
     local feed = setmetatable({
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
-      grace = opts.grace or 5, failures = 0, max_failures = opts.max_failures or 10,
+      grace = opts.grace or 5, failures = 0, bad = 0, quick = 0, max_failures = opts.max_failures or 10,
       buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = couch._abort(),
+      wake = couch.cond(),
     }, Feed)
     return function()
       while not feed.closed do

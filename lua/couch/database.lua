@@ -4,6 +4,31 @@ return function(couch)
   local json = couch.json
   local escape = couch.escape
 
+  -- Each call's options, name -> type (couch._check_options): a typo or a wrong type is a
+  -- usage error naming the nearest known option, never an option silently dropped.
+  local function spec(...)
+    local out = {}
+    for _, t in ipairs { ... } do for k, v in pairs(t) do out[k] = v end end
+    return out
+  end
+  local check = couch._check_options
+
+  local CREATE_SPEC = { q = "integer", n = "integer", partitioned = "boolean", exist_ok = "boolean" }
+  local GET_PARAMS = { rev = "string", revs = "boolean", revs_info = "boolean", open_revs = "string|table",
+                       conflicts = "boolean", deleted_conflicts = "boolean", latest = "boolean",
+                       attachments = "boolean", att_encoding_info = "boolean", local_seq = "boolean",
+                       meta = "boolean", atts_since = "table" }
+  local PUT_PARAMS = { batch = "string", new_edits = "boolean", rev = "string" }
+  local POST_PARAMS = { batch = "string" }
+  local BULK_DOCS_SPEC = { new_edits = "boolean" }
+  local BULK_GET_PARAMS = { revs = "boolean", latest = "boolean", attachments = "boolean" }
+  local ATTACHMENT_PARAMS = { rev = "string" }
+  -- _find's body fields besides the selector
+  local FIND_SPEC = { fields = "table", sort = "table", limit = "integer", skip = "integer",
+                      use_index = "string|table", bookmark = "string", r = "integer", conflicts = "boolean",
+                      update = "boolean", stable = "boolean", stale = "string", execution_stats = "boolean",
+                      allow_fallback = "boolean" }
+
   local Database = {}
   Database.__index = Database
   Database.__name = "couch.database"
@@ -49,7 +74,7 @@ return function(couch)
 
   --- db:create{ q =, n =, partitioned = } ; db:create{ exist_ok = true } tolerates 412
   function Database:create(opts)
-    opts = opts or {}
+    opts = check(opts, "db:create", CREATE_SPEC) or {}
     local q = {}
     for _, k in ipairs { "q", "n", "partitioned" } do q[k] = opts[k] end
     -- with exist_ok a repeat is harmless (412 is accepted), so it may be retried
@@ -60,12 +85,10 @@ return function(couch)
 
   function Database:delete() return (self:request("DELETE", "")) end
 
-  local GET_PARAMS = { "rev", "revs", "revs_info", "open_revs", "conflicts", "deleted_conflicts",
-                       "latest", "attachments", "att_encoding_info", "local_seq", "meta", "atts_since" }
-
-  local function pick(opts, names, extra)
+  -- The query parameters of opts that spec names (a spec's keys are its query names).
+  local function pick(opts, params, extra)
     local q = {}
-    if opts then for _, k in ipairs(names) do if opts[k] ~= nil then q[k] = opts[k] end end end
+    if opts then for k in pairs(params) do if opts[k] ~= nil then q[k] = opts[k] end end end
     for k, v in pairs(extra or {}) do q[k] = v end
     return q
   end
@@ -73,6 +96,7 @@ return function(couch)
   --- db:get(id, opts) -> document (raises http 404 not_found when missing)
   function Database:get(id, opts)
     check_id(id)
+    check(opts, "db:get", GET_PARAMS)
     local q = pick(opts, GET_PARAMS)
     if type(q.open_revs) == "table" then q.open_revs = json.encode(json.array(q.open_revs)) end
     if type(q.atts_since) == "table" then q.atts_since = json.encode(json.array(q.atts_since)) end
@@ -83,7 +107,8 @@ return function(couch)
   function Database:put(doc, opts)
     if type(doc) ~= "table" then usage("doc", "expected a document table") end
     check_id(doc._id, "doc._id")
-    local res = self:request("PUT", "/" .. doc_path(doc._id), { body = doc, query = pick(opts, { "batch", "new_edits", "rev" }) })
+    check(opts, "db:put", PUT_PARAMS)
+    local res = self:request("PUT", "/" .. doc_path(doc._id), { body = doc, query = pick(opts, PUT_PARAMS) })
     if type(res) == "table" and res.rev then doc._rev = res.rev end
     return res
   end
@@ -91,7 +116,8 @@ return function(couch)
   --- db:post(doc) -> {ok, id, rev}: the server picks the id when there is none
   function Database:post(doc, opts)
     if type(doc) ~= "table" then usage("doc", "expected a document table") end
-    local res = self:request("POST", "", { body = doc, query = pick(opts, { "batch" }) })
+    check(opts, "db:post", POST_PARAMS)
+    local res = self:request("POST", "", { body = doc, query = pick(opts, POST_PARAMS) })
     if type(res) == "table" and res.rev then doc._id = doc._id or res.id; doc._rev = res.rev end
     return res
   end
@@ -105,6 +131,7 @@ return function(couch)
   --- db:bulk_docs(docs, {new_edits = false}) -> per-document results (errors are returned)
   function Database:bulk_docs(docs, opts)
     if type(docs) ~= "table" then usage("docs", "expected a list of documents") end
+    check(opts, "db:bulk_docs", BULK_DOCS_SPEC)
     local body = { docs = docs }
     if opts and opts.new_edits ~= nil then body.new_edits = opts.new_edits end
     return (self:request("POST", "/_bulk_docs", { body = body, idempotent = true }))
@@ -113,8 +140,9 @@ return function(couch)
   --- db:bulk_get({{id=, rev=}, ...}, {revs = true}) -> results
   function Database:bulk_get(reqs, opts)
     if type(reqs) ~= "table" then usage("reqs", "expected a list of {id =, rev =}") end
+    check(opts, "db:bulk_get", BULK_GET_PARAMS)
     local res = self:request("POST", "/_bulk_get",
-      { body = { docs = reqs }, query = pick(opts, { "revs", "latest", "attachments" }), idempotent = true })
+      { body = { docs = reqs }, query = pick(opts, BULK_GET_PARAMS), idempotent = true })
     return res.results
   end
 
@@ -124,13 +152,19 @@ return function(couch)
     return (self:request("POST", "/_revs_diff", { body = map, idempotent = true }))
   end
 
-  local VIEW_PARAMS = { "conflicts", "descending", "endkey", "end_key", "endkey_docid", "end_key_doc_id",
-                        "include_docs", "inclusive_end", "key", "limit", "skip", "stale", "startkey",
-                        "start_key", "startkey_docid", "start_key_doc_id", "update_seq", "update",
-                        "attachments", "att_encoding_info", "sorted", "stable" }
+  local VIEW_PARAMS = { conflicts = "boolean", descending = "boolean", endkey = "any", end_key = "any",
+                        endkey_docid = "string", end_key_doc_id = "string", include_docs = "boolean",
+                        inclusive_end = "boolean", key = "any", limit = "integer", skip = "integer",
+                        stale = "string", startkey = "any", start_key = "any", startkey_docid = "string",
+                        start_key_doc_id = "string", update_seq = "boolean", update = "string|boolean",
+                        attachments = "boolean", att_encoding_info = "boolean", sorted = "boolean",
+                        stable = "boolean" }
+  local ALL_DOCS_SPEC = spec(VIEW_PARAMS, { keys = "table" })
+  local ALL_DOCS_ITER_SPEC = spec(VIEW_PARAMS, { page_size = "integer" })
 
   --- db:all_docs(opts) -> the whole answer {total_rows, offset, rows}
   function Database:all_docs(opts)
+    check(opts, "db:all_docs", ALL_DOCS_SPEC)
     local q = pick(opts, VIEW_PARAMS)
     if opts and opts.keys then
       return (self:request("POST", "/_all_docs", { query = q, body = { keys = opts.keys }, idempotent = true }))
@@ -141,7 +175,7 @@ return function(couch)
   --- for row in db:all_docs_iter{ page_size = 1000, include_docs = true } do ... end
   -- Pages through the database holding one page at a time.
   function Database:all_docs_iter(opts)
-    opts = opts or {}
+    opts = check(opts, "db:all_docs_iter", ALL_DOCS_ITER_SPEC) or {}
     local page_size = opts.page_size or 1000
     local q = pick(opts, VIEW_PARAMS)
     q.limit = page_size + 1
@@ -167,6 +201,7 @@ return function(couch)
   --- db:find(selector, opts) -> {docs, bookmark, warning}
   function Database:find(selector, opts)
     if type(selector) ~= "table" then usage("selector", "expected a selector table") end
+    check(opts, "db:find", FIND_SPEC)
     local body = { selector = selector }
     for k, v in pairs(opts or {}) do body[k] = v end
     return (self:request("POST", "/_find", { body = body, idempotent = true }))
@@ -174,8 +209,9 @@ return function(couch)
 
   function Database:get_attachment(id, name, opts)
     check_id(id)
+    check(opts, "db:get_attachment", ATTACHMENT_PARAMS)
     local body = self:request("GET", "/" .. doc_path(id) .. "/" .. escape(name),
-      { query = pick(opts, { "rev" }), raw = true })
+      { query = pick(opts, ATTACHMENT_PARAMS), raw = true })
     return body
   end
 
@@ -197,7 +233,7 @@ return function(couch)
   function Database:set_security(sec) return (self:request("PUT", "/_security", { body = sec })) end
   function Database:compact() return (self:request("POST", "/_compact", { body = {} })) end
 
-  require("couch.changes")(couch, Database, pick)
+  require("couch.changes")(couch, Database, pick, spec)
   local methods = require("couch.methods")
   methods.guard(couch, Database, "db", methods.is_a(Database))
 end

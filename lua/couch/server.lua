@@ -101,13 +101,27 @@ return function(couch)
     return type(body) == "table" and (body.status == "ok" or body.status == nil)
   end
 
-  function S:all_dbs(opts) return (self:request("GET", "/_all_dbs", { query = opts })) end
+  local ALL_DBS_SPEC = { limit = "integer", skip = "integer", startkey = "any", start_key = "any",
+                         endkey = "any", end_key = "any", descending = "boolean", inclusive_end = "boolean" }
+
+  function S:all_dbs(opts)
+    couch._check_options(opts, "srv:all_dbs", ALL_DBS_SPEC)
+    return (self:request("GET", "/_all_dbs", { query = opts }))
+  end
+
+  local function usage(arg, msg)
+    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
+  end
 
   function S:dbs_info(keys)
+    if type(keys) ~= "table" then usage("keys", "expected a list of database names") end
     return (self:request("POST", "/_dbs_info", { body = { keys = keys }, idempotent = true }))
   end
 
   function S:uuids(n)
+    if n ~= nil and math.type(n) ~= "integer" and not (type(n) == "number" and n == math.floor(n) and n >= 1) then
+      usage("n", "expected an integer count, got " .. type(n))
+    end
     local body = self:request("GET", "/_uuids", { query = { count = n or 1 } })
     return body.uuids
   end
@@ -118,6 +132,7 @@ return function(couch)
   function S:login() login(self); return self:session() end
 
   function S:active_tasks(opts)
+    couch._check_options(opts, "srv:active_tasks", { type = "string" })
     local tasks = self:request("GET", "/_active_tasks")
     if opts and opts.type then
       local out = json.array {}

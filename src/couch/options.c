@@ -125,7 +125,11 @@ static int has_type(lua_State *L, int idx, const char *want, size_t len) {
 static int l_check_options(lua_State *L) {
   const char *what = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
-  if (lua_isnil(L, 1)) return 1;
+  lua_settop(L, 3);
+  if (lua_isnil(L, 1)) {
+    lua_pushnil(L); /* returns opts: nil (not the spec on top) */
+    return 1;
+  }
   if (!lua_istable(L, 1))
     return couch_error_usage(L, what, "expected a table of options, got %s", luaL_typename(L, 1));
   lua_pushnil(L);

@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,15 @@ static int is_loopback(const char *url) {
 static const char *const connect_options[] = {
     "user", "username", "password", "auth", "api_key", "token_url", "headers", "timeout",
     "connect_timeout", "retries", "backoff", "max_backoff", "proxy", "insecure", "ca_file",
-    "max_concurrency", "max_rps", "compression", "quiet", NULL};
+    "max_concurrency", "max_rps", "compression", "quiet", "max_response_bytes", "max_compression_ratio",
+    "max_retry_after", "max_rate_limit_wait", NULL};
+
+/* 512 MiB: a _bulk_get batch of CouchDB's largest documents (max_document_size 8 MB) times
+ * a generous batch size still fits; beyond it an answer is an accident or an attack, and
+ * holding it means twice that in memory (the buffer, then the Lua string). */
+#define DEFAULT_MAX_RESPONSE_BYTES (512.0 * 1024 * 1024)
+/* JSON as CouchDB sends it compresses 5-20 times; a bomb of zeros 1,000 times. */
+#define DEFAULT_MAX_COMPRESSION_RATIO 100
 
 /* couch.connect(url [, opts]) -> server */
 static int l_connect(lua_State *L) {
@@ -135,6 +144,15 @@ static int l_connect(lua_State *L) {
   c->backoff_ms = (long)(couch_opt_number(L, 2, "backoff", 0.1) * 1000);
   c->max_backoff_ms = (long)(couch_opt_number(L, 2, "max_backoff", 10) * 1000);
   c->max_in_flight = (int)couch_opt_number(L, 2, "max_concurrency", 64);
+  lua_Number max_bytes = couch_opt_number(L, 2, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES);
+  c->max_response_bytes = max_bytes >= (lua_Number)SIZE_MAX ? SIZE_MAX : (size_t)max_bytes;
+  if (c->max_response_bytes == 0) return couch_error_usage(L, "max_response_bytes", "must be at least 1");
+  c->max_ratio = couch_opt_number(L, 2, "max_compression_ratio", DEFAULT_MAX_COMPRESSION_RATIO);
+  /* bounded here so that the waits fit a long of milliseconds */
+  lua_Number max_ra = couch_opt_number(L, 2, "max_retry_after", 60);
+  c->max_retry_after_ms = (long)((max_ra > 1e9 ? 1e9 : max_ra) * 1000);
+  lua_Number max_rl = couch_opt_number(L, 2, "max_rate_limit_wait", 300);
+  c->max_rate_limit_wait_ms = (long)((max_rl > 1e9 ? 1e9 : max_rl) * 1000);
   lua_Number max_rps = couch_opt_number(L, 2, "max_rps", 0);
   c->min_interval_ms = max_rps > 0 ? 1000.0 / max_rps : 0;
   c->proxy = dup_opt(couch_opt_string(L, 2, "proxy", NULL));
@@ -214,9 +232,60 @@ static int looks_like_json(const couch_request *r) {
   return i < r->resp_len && (r->resp[i] == '{' || r->resp[i] == '[');
 }
 
+/* Say on an http error object (top of the stack) which wait limits shaped its retries:
+ * "... (still rate limited after max_rate_limit_wait = 300 s; Retry-After asked for
+ * 3600 s; waited at most max_retry_after = 60 s)". */
+static void explain_waits(lua_State *L, const couch_request *r) {
+  couch_conn *c = r->conn;
+  char note[256] = "";
+  size_t n = 0;
+  if (r->limit_hit && strcmp(r->limit_hit, "max_rate_limit_wait") == 0) {
+    n += (size_t)snprintf(note + n, sizeof note - n, "still rate limited after max_rate_limit_wait = %g s",
+                          (double)c->max_rate_limit_wait_ms / 1000);
+    couch_error_setstr(L, -1, "limit", "max_rate_limit_wait");
+  }
+  if (r->retry_after_asked_s > 0 && n < sizeof note)
+    snprintf(note + n, sizeof note - n, "%sRetry-After asked for %g s; waited at most max_retry_after = %g s",
+             n ? "; " : "", r->retry_after_asked_s, (double)c->max_retry_after_ms / 1000);
+  if (!note[0]) return;
+  lua_getfield(L, -1, "message");
+  const char *m = lua_tostring(L, -1);
+  lua_pushfstring(L, "%s%s(%s)", m ? m : "", m && *m ? " " : "", note);
+  lua_setfield(L, -3, "message");
+  lua_pop(L, 1);
+}
+
 /* Push the error object for a failed attempt (fields filled, not raised). */
+/* A transfer aborted by one of the connection's limits on an answer's size. */
+static void push_too_large(lua_State *L, couch_request *r) {
+  couch_conn *c = r->conn;
+  if (strcmp(r->limit_hit, "max_response_bytes") == 0)
+    couch_error_push(L, "http", "the answer is larger than max_response_bytes (%I bytes): raise it in "
+                     "couch.connect if such answers are expected", (lua_Integer)c->max_response_bytes);
+  else
+    couch_error_push(L, "http", "the answer inflates more than max_compression_ratio (%f) times its "
+                     "compressed size: a compression bomb?", (lua_Number)c->max_ratio);
+  couch_error_setstr(L, -1, "error", "response_too_large");
+  couch_error_setstr(L, -1, "limit", r->limit_hit);
+  if (r->status) couch_error_setint(L, -1, "status", r->status);
+}
+
+/* libcurl refuses a header line over 100 KB (300 KB of headers in all) with a bare
+ * CURLE_OUT_OF_MEMORY before any byte of the body: say what it means. */
+static int header_too_large(const couch_request *r) {
+  return r->result == CURLE_OUT_OF_MEMORY && r->resp_len == 0 &&
+         (!r->errbuf[0] || strncmp(r->errbuf, "Too large response headers", 26) == 0);
+}
+
 static void push_failure(lua_State *L, couch_request *r) {
-  if (r->result != CURLE_OK) {
+  if (r->result == CURLE_WRITE_ERROR && r->limit_hit) {
+    push_too_large(L, r);
+  } else if (header_too_large(r)) {
+    couch_error_push(L, "http", "the server's response headers are too large (libcurl takes a header "
+                     "line of up to 100 KB, 300 KB in all)");
+    couch_error_setstr(L, -1, "error", "header_too_large");
+    if (r->status) couch_error_setint(L, -1, "status", r->status);
+  } else if (r->result != CURLE_OK) {
     const char *why = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
     couch_error_push(L, r->result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network", "%s", why);
     couch_error_setint(L, -1, "curl_code", r->result);
@@ -248,6 +317,7 @@ static void push_failure(lua_State *L, couch_request *r) {
       lua_setfield(L, err, "message");
     }
     lua_settop(L, err);
+    explain_waits(L, r);
   }
   couch_error_setstr(L, -1, "method", r->method);
   couch_url_push_redacted(L, r->url);

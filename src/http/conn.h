@@ -26,6 +26,11 @@ typedef struct couch_conn {
   int retries;           /* extra attempts after the first */
   long backoff_ms, max_backoff_ms;
   int max_in_flight;
+  /* Limits on what one answer may cost (issue 11: an endless body, a gzip bomb). */
+  size_t max_response_bytes;   /* body bytes kept, after decompression */
+  double max_ratio;            /* inflated / wire bytes past the first MiB; 0: off */
+  long max_retry_after_ms;     /* the longest Retry-After obeyed */
+  long max_rate_limit_wait_ms; /* how long one request waits out 429s */
   int in_flight;
   long long requests;    /* attempts sent, retries included (srv:stats()) */
   /* Pacing: at most one request start per `gap`, where gap is the larger of the user's

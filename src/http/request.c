@@ -3,11 +3,14 @@
  * (exponential backoff with jitter, Retry-After honoured) or complete the wait. */
 #include "http/request.h"
 
+#include "http/retry_after.h"
+
 #include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static int grow(char **buf, size_t *cap, size_t need) {
   if (need <= *cap) return 0;
@@ -20,9 +23,26 @@ static int grow(char **buf, size_t *cap, size_t need) {
   return 0;
 }
 
+/* Past this many inflated bytes an answer may be judged by its compression ratio: a small
+ * answer of repeated text may compress very well and be no threat. */
+#define RATIO_FLOOR ((size_t)1 << 20)
+
+/* Whether the answer so far breaks one of the connection's limits (names the option). */
+static const char *over_limit(couch_request *r, size_t total) {
+  couch_conn *c = r->conn;
+  if (c->max_response_bytes && total > c->max_response_bytes) return "max_response_bytes";
+  if (c->max_ratio > 0 && total > RATIO_FLOOR) {
+    curl_off_t wire = 0; /* body bytes as received, before decoding */
+    curl_easy_getinfo(r->tr.easy, CURLINFO_SIZE_DOWNLOAD_T, &wire);
+    if (wire > 0 && (double)total > c->max_ratio * (double)wire) return "max_compression_ratio";
+  }
+  return NULL;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   couch_request *r = ud;
   size_t len = size * n;
+  if ((r->limit_hit = over_limit(r, r->resp_len + len))) return 0; /* aborts the transfer */
   if (grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
   memcpy(r->resp + r->resp_len, data, len);
   r->resp_len += len;
@@ -85,6 +105,7 @@ static void reset_response(couch_request *r) {
   if (r->resp_headers) r->resp_headers[0] = '\0';
   r->status = 0;
   r->errbuf[0] = '\0';
+  r->limit_hit = NULL;
 }
 
 /* Auth and cookies can change between attempts (a session login, a refreshed token). */
@@ -196,24 +217,51 @@ static int transient_network_failure(CURLcode rc, int idempotent) {
   }
 }
 
-static int should_retry(couch_request *r) {
-  if (r->attempt > r->retries) return 0;
-  if (r->result != CURLE_OK) return transient_network_failure(r->result, r->idempotent);
-  if (r->status == 429) return 1; /* rejected before any work was done */
-  if (r->status == 500 || r->status == 502 || r->status == 503 || r->status == 504)
-    return r->idempotent;
-  return 0;
+static long jittered_backoff(couch_conn *c, int n) {
+  double d = (double)c->backoff_ms;
+  for (int i = 1; i < n && d < (double)c->max_backoff_ms; i++) d *= 2;
+  if (d > (double)c->max_backoff_ms) d = (double)c->max_backoff_ms;
+  return (long)(d * (0.5 + 0.5 * ((double)rand() / RAND_MAX))); /* herds of clients spread out */
 }
 
-static long backoff_ms(couch_request *r) {
-  couch_conn *c = r->conn;
-  double d = (double)c->backoff_ms;
-  for (int i = 1; i < r->attempt && d < (double)c->max_backoff_ms; i++) d *= 2;
-  if (d > (double)c->max_backoff_ms) d = (double)c->max_backoff_ms;
-  d *= 0.5 + 0.5 * ((double)rand() / RAND_MAX); /* jitter: herds of clients spread out */
-  if (r->retry_after_s * 1000 > d) d = r->retry_after_s * 1000;
-  if (d > (double)c->max_backoff_ms && r->retry_after_s <= 0) d = (double)c->max_backoff_ms;
-  return (long)d;
+/* The wait before the next attempt, in ms, or -1 for "no more attempts". A 429 was
+ * rejected before any work was done and says "slow down", not "broken": it does not use
+ * up `retries` (the connection's pacing slows down meanwhile) but is waited out for at
+ * most max_rate_limit_wait. retries = 0 still means no second attempt at all. */
+static long next_wait_ms(couch_request *r) {
+  if (r->retries <= 0) return -1;
+  long ra = (long)(r->retry_after_s * 1000); /* capped at max_retry_after: fits */
+  if (r->result == CURLE_OK && r->status == 429) {
+    long d = jittered_backoff(r->conn, r->throttles);
+    if (ra > d) d = ra;
+    if (couch_now_ms() - r->throttled_since_ms + d > r->conn->max_rate_limit_wait_ms) {
+      r->limit_hit = "max_rate_limit_wait";
+      return -1;
+    }
+    return d;
+  }
+  if (r->attempt - r->throttles > r->retries) return -1;
+  int again = r->result != CURLE_OK ? transient_network_failure(r->result, r->idempotent)
+              : r->status == 500 || r->status == 502 || r->status == 503 || r->status == 504 ? r->idempotent
+              : 0;
+  if (!again) return -1;
+  long d = jittered_backoff(r->conn, r->attempt - r->throttles);
+  return ra > d ? ra : d;
+}
+
+/* Retry-After of the final response, bounded by max_retry_after (remembered when cut). */
+static void read_retry_after(couch_request *r) {
+  char ra[64];
+  r->retry_after_s = r->retry_after_asked_s = 0;
+  if (!couch_request_header(r, "retry-after", ra, sizeof ra)) return;
+  double s = couch_retry_after_parse(ra, time(NULL));
+  if (s < 0) return;
+  double cap = (double)r->conn->max_retry_after_ms / 1000;
+  if (s > cap) {
+    r->retry_after_asked_s = s;
+    s = cap;
+  }
+  r->retry_after_s = s;
 }
 
 static void on_retry_timer(couch_timer *t) { launch(t->owner); }
@@ -223,12 +271,13 @@ static void on_done(couch_transfer *tr, CURLcode result) {
   r->in_multi = 0;
   r->result = result;
   curl_easy_getinfo(tr->easy, CURLINFO_RESPONSE_CODE, &r->status);
-  char ra[32];
-  r->retry_after_s = couch_request_header(r, "retry-after", ra, sizeof ra) ? atof(ra) : 0;
+  read_retry_after(r);
   if (result == CURLE_OK) adapt_rate(r->conn, r->status);
-  if (should_retry(r)) {
+  if (result == CURLE_OK && r->status == 429 && r->throttles++ == 0) r->throttled_since_ms = couch_now_ms();
+  long wait = next_wait_ms(r);
+  if (wait >= 0) {
     couch_timer_init(&r->retry_timer, on_retry_timer, r);
-    couch_timer_start(&r->loop->timers, &r->retry_timer, backoff_ms(r));
+    couch_timer_start(&r->loop->timers, &r->retry_timer, wait);
     return;
   }
   release_slot(r);

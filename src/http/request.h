@@ -34,7 +34,11 @@ struct couch_request {
   size_t resp_len, resp_cap;
   char *resp_headers;      /* "name: value\n" lines of the final response */
   size_t hdr_len, hdr_cap;
-  double retry_after_s;
+  double retry_after_s;     /* the wait this answer asked for, capped */
+  double retry_after_asked_s; /* what the server asked when the cap cut it, else 0 */
+  int throttles;           /* 429 answers so far (they do not use up `retries`) */
+  int64_t throttled_since_ms; /* when the first of them came */
+  const char *limit_hit;   /* the option whose limit aborted the transfer, or NULL */
   char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -39,13 +39,22 @@
 //   empty                every request: 2xx with an empty body (201 for PUT/POST)
 //   changes_no_changes   _changes rows carry no "changes" member
 //   changes_empty        _changes: 200 with an empty body
+//   changes_instant      _changes: answers at once (long-poll or not) with no rows and
+//                        last_seq = since: a server that never holds the long-poll
+//   changes_not_table    _changes: 200 application/json "not a changes answer" (a string)
+//   endless_body         every GET: 200, a chunked JSON body that never ends
+//   gzip_bomb            every GET: 200 gzip, ~1 MB on the wire that inflates to 1 GiB of
+//                        JSON white space (sent whatever Accept-Encoding says)
+//   huge_header          every request: a 1 MB header line before the answer
+//   throttle:<n>         the next n requests answer 429 with Retry-After: 1, then behave
 'use strict';
 
 const http = require('http');
 const crypto = require('crypto');
+const zlib = require('zlib');
 
-let dbs, modes, log;
-function reset() { dbs = new Map(); modes = new Map(); log = []; }
+let dbs, modes, log, throttles; // throttles: db -> 429 answers still to give (throttle:<n>)
+function reset() { dbs = new Map(); modes = new Map(); log = []; throttles = new Map(); }
 reset();
 
 function send(res, status, body, headers) {
@@ -146,13 +155,59 @@ function changes(db, q, mode, res) {
       return row;
     });
   if (mode.has('changes_empty')) return send(res, 200, '');
+  if (mode.has('changes_instant')) return send(res, 200, { results: [], last_seq: q.since || 0, pending: 0 });
+  if (mode.has('changes_not_table')) return send(res, 200, '"not a changes answer"\n');
   const last = rows.length ? rows[rows.length - 1].seq : since;
   send(res, 200, { results: rows, last_seq: last, pending: 0 });
+}
+
+// The body that never ends: rows as fast as the client reads them, until it hangs up.
+function endless(res) {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write('{"total_rows":0,"offset":0,"rows":[');
+  const row = Buffer.from(`{"id":"${'x'.repeat(200)}","key":"k","value":{"rev":"1-a"}},`.repeat(256));
+  const more = () => { while (!res.destroyed && res.write(row)); };
+  res.on('drain', more);
+  more();
+}
+
+// A gzip bomb, streamed: one deflate block of 1 MiB of spaces, flushed so that it can be
+// repeated byte for byte, sent 1024 times (1 GiB inflated from ~1 MB on the wire).
+const BOMB_CHUNK = Buffer.alloc(1 << 20, 0x20);
+let bombBlock;
+function gzipBomb(res) {
+  bombBlock = bombBlock || zlib.deflateRawSync(BOMB_CHUNK, { level: 9, finishFlush: zlib.constants.Z_FULL_FLUSH });
+  res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+  res.write(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]));
+  let sent = 0;
+  const more = () => {
+    while (!res.destroyed && sent < 1024) {
+      sent++;
+      if (!res.write(bombBlock)) return;
+    }
+    if (res.destroyed || sent < 1024) return;
+    res.removeListener('drain', more);
+    let crc = 0; // only computed for a client that read it all
+    for (let i = 0; i < 1024; i++) crc = zlib.crc32(BOMB_CHUNK, crc);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE((1024 * (1 << 20)) >>> 0, 4);
+    res.end(Buffer.concat([zlib.deflateRawSync(Buffer.alloc(0)), trailer]));
+  };
+  res.on('drain', more);
+  more();
 }
 
 function handleDb(req, res, name, rest, q, text) {
   const mode = modes.get(name) || new Set();
   let db = dbs.get(name);
+  if (throttles.get(name) > 0) {
+    throttles.set(name, throttles.get(name) - 1);
+    return send(res, 429, { error: 'too_many_requests', reason: 'You have exceeded your rate limit.' }, { 'retry-after': '1' });
+  }
+  if (mode.has('huge_header')) res.setHeader('x-junk', 'j'.repeat(1 << 20));
+  if (req.method === 'GET' && mode.has('endless_body')) return endless(res);
+  if (req.method === 'GET' && mode.has('gzip_bomb')) return gzipBomb(res);
   if (mode.has('unauthorized')) return err(res, 401, 'unauthorized', 'Name or password is incorrect.');
   if (mode.has('redirect')) {
     return send(res, 301, '', { location: `https://${req.headers.host}${req.url}`, 'content-type': 'text/html' });
@@ -247,7 +302,11 @@ function control(req, res, parts, text) {
   if (req.method === 'GET' && parts[0] === 'log') return send(res, 200, { requests: log });
   if (req.method === 'PUT' && parts[0] === 'mode') {
     const m = JSON.parse(text || '{}').mode || '';
-    modes.set(decodeURIComponent(parts[1]), new Set(m.split(',').filter((x) => x && x !== 'normal')));
+    const set = new Set(m.split(',').filter((x) => x && x !== 'normal'));
+    const name = decodeURIComponent(parts[1]);
+    throttles.delete(name);
+    for (const x of set) if (x.startsWith('throttle:')) throttles.set(name, parseInt(x.slice(9), 10));
+    modes.set(name, set);
     return send(res, 200, { ok: true });
   }
   if (req.method === 'GET' && parts[0] === 'db') {

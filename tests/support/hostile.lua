@@ -5,6 +5,7 @@
 --   local h = hostile.start()
 --   h.url                    "http://127.0.0.1:<port>"
 --   h:mode("db", "bulk_get_short")     ("normal" to behave again; "_root" for GET /)
+--   h:mode("db", "throttle:4,huge_header")   several at once; some take an argument
 --   h:docs("db")             { id = {leaf revs} } as stored: the truth about a target
 --   h:count("db")            how many documents the database holds
 --   h:log()                  { {method, path, db}, ... }

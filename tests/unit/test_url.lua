@@ -135,8 +135,12 @@ end
 
 function TestUrl:test_database_api_queries()
   local db = srv:db("db")
-  db:get("doc1", { revs = true, conflicts = true, bogus = "dropped" })
+  db:get("doc1", { revs = true, conflicts = true })
   lu.assertEquals(last_url(), "/db/doc1?conflicts=true&revs=true")
+  -- an unknown option is refused, not dropped (issue 10; test_option_checks.lua)
+  local ok, err = pcall(db.get, db, "doc1", { bogus = "dropped" })
+  lu.assertFalse(ok)
+  lu.assertEquals(err.argument, "bogus")
   db:get("doc1", { open_revs = { "1-a", "2-b" } })
   lu.assertEquals(last_url(), "/db/doc1?open_revs=%5B%221-a%22%2C%222-b%22%5D")
 end
