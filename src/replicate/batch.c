@@ -38,7 +38,7 @@ enum {
 
 enum {
   ST_START, ST_DIFFED, ST_FETCH, ST_BULK_GOT, ST_OPEN_NEXT, ST_OPEN_GOT, ST_READ, ST_HOOKED,
-  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED
+  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED, ST_REFETCHED
 };
 
 #define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
@@ -118,15 +118,50 @@ static int bad_changes(lua_State *L, const char *what) {
                             "the source's _changes answer has %s", what);
 }
 
-/* Push {docs = list, new_edits = b} onto the work stack. */
-static void push_work(lua_State *L, int list, int new_edits) {
-  lua_createtable(L, 2, 0);
+/* The first revision of the run known to be on `side` (read from the source's changes; on
+ * the target: said present by _revs_diff or written) becomes job._anchors[side]: each
+ * checkpoint first asks that side whether it still has it (checkpoint.c), because a
+ * database deleted and re-created under the job has lost it. */
+static int has_anchor(lua_State *L, const char *side) {
+  int has = 0;
+  if (lua_getfield(L, S_JOB, "_anchors") == LUA_TTABLE) has = lua_getfield(L, -1, side) != LUA_TNIL, lua_pop(L, 1);
+  lua_pop(L, 1);
+  return has;
+}
+
+static void set_anchor(lua_State *L, const char *side, int id, int rev) {
+  id = lua_absindex(L, id);
+  rev = lua_absindex(L, rev);
+  if (lua_type(L, id) != LUA_TSTRING || lua_type(L, rev) != LUA_TSTRING || has_anchor(L, side)) return;
+  if (lua_getfield(L, S_JOB, "_anchors") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, S_JOB, "_anchors");
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, id);
+  lua_setfield(L, -2, "id");
+  lua_pushvalue(L, rev);
+  lua_setfield(L, -2, "rev");
+  lua_setfield(L, -2, side);
+  lua_pop(L, 1);
+}
+
+/* Push {docs = list, new_edits = b, refetched} onto the work stack. */
+static void push_work_r(lua_State *L, int list, int new_edits, int refetched) {
+  list = lua_absindex(L, list);
+  lua_createtable(L, 3, 0);
   lua_pushvalue(L, list);
   lua_rawseti(L, -2, 1);
   lua_pushboolean(L, new_edits);
   lua_rawseti(L, -2, 2);
+  lua_pushboolean(L, refetched);
+  lua_rawseti(L, -2, 3);
   lua_rawseti(L, S_WORK, (lua_Integer)lua_rawlen(L, S_WORK) + 1);
 }
+
+static void push_work(lua_State *L, int list, int new_edits) { push_work_r(L, list, new_edits, 0); }
 
 /* A new list of list[from..to] */
 static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to) {
@@ -152,6 +187,7 @@ static int collect_revs(lua_State *L) {
     lua_Integer n = 0;
     for (lua_Integer j = 1; lua_geti(L, cl, j) != LUA_TNIL; j++) {
       if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, "a change without a rev");
+      set_anchor(L, "source", ch + 1, -1);
       lua_rawseti(L, list, ++n);
       lua_pop(L, 1);
     }
@@ -220,6 +256,15 @@ static void diffed(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, S_REVS)) {
     checked += (lua_Integer)lua_rawlen(L, -1);
+    if (!has_anchor(L, "target")) { /* nothing of it missing: the target has it */
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, S_MISSING) == LUA_TNIL) {
+        lua_rawgeti(L, -2, 1);
+        set_anchor(L, "target", -4, -1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
     lua_pop(L, 1);
   }
   add_stat(L, "missing_revisions_found", found);
@@ -661,6 +706,14 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
 
+    case ST_REFETCHED: {
+      int list = lua_gettop(L);
+      lua_rawgeti(L, S_CUR, 2);
+      push_work_r(L, list, lua_toboolean(L, -1), 1);
+      st = ST_POST_NEXT;
+      continue;
+    }
+
     case ST_NEWREV_DONE:
       push_work(L, S_DOCS, 1);
       st = ST_POST_NEXT;
@@ -680,13 +733,13 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pop(L, 1);
       push_bulk_docs_body(L, S_TOP + 1, new_edits);
       int body = lua_gettop(L);
-      static const int allow[] = {413};
+      static const int allow[] = {413, 412};
       push_request(L, "target", "POST", "/_bulk_docs");
       lua_createtable(L, 0, 3);
       lua_pushvalue(L, body);
       lua_setfield(L, -2, "body");
       set_true(L, "idempotent");
-      push_allow(L, allow, 1);
+      push_allow(L, allow, 2);
       lua_setfield(L, -2, "allow");
       lua_callk(L, 4, 2, CTX(ST_POSTED, 0), step_k);
       st = ST_POSTED;
@@ -699,6 +752,23 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_rawgeti(L, S_CUR, 1);
       int docs = lua_gettop(L);
       lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+      if (code == 412) {
+        /* 412 missing_stub: attachment stubs (attachments = false) the target lacks. Once:
+         * the same documents fetched with their attachments, then sent again. */
+        lua_rawgeti(L, S_CUR, 3);
+        int again = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        const char *reason = "the target refused the batch (412)";
+        if (lua_istable(L, res) && lua_getfield(L, res, "reason") == LUA_TSTRING) reason = lua_tostring(L, -1);
+        if (again || job_flag(L, "attachments"))
+          return couch_answer_raise(L, S_JOB, "target", "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
+                                    reason);
+        push_job_method(L, "_with_attachments");
+        lua_pushvalue(L, docs);
+        lua_callk(L, 2, 1, CTX(ST_REFETCHED, 0), step_k);
+        st = ST_REFETCHED;
+        continue;
+      }
       if (code == 413) {
         if (n == 1) {
           push_job_method(L, "_failed");
@@ -793,6 +863,24 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
           lua_callk(L, 3, 0, CTX(ST_MATCH, i), step_k);
         } else {
           add_stat(L, "docs_written", 1);
+          if (!has_anchor(L, "target")) { /* a new edit's rev is the one the target made */
+            lua_getfield(L, d, "id");
+            int idi = lua_gettop(L);
+            lua_pushnil(L);
+            if (!lua_isnil(L, S_BYPOS) && lua_rawgeti(L, S_BYPOS, i) == LUA_TTABLE) {
+              lua_getfield(L, -1, "rev");
+              lua_replace(L, idi + 1);
+            }
+            lua_settop(L, idi + 1);
+            lua_rawgeti(L, S_CUR, 2);
+            int new_edits = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (lua_type(L, idi + 1) != LUA_TSTRING && !new_edits) {
+              lua_getfield(L, d, "rev");
+              lua_replace(L, idi + 1);
+            }
+            set_anchor(L, "target", idi, idi + 1);
+          }
         }
         lua_settop(L, docs);
       }
