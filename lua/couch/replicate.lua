@@ -389,6 +389,12 @@ return function(couch)
     end
     if first_error then
       job.state = "failed"
+      -- a failure caused by a database re-created under the job says so
+      if not (couch.is_error(first_error) and (first_error.reason == "target_recreated"
+          or first_error.reason == "source_recreated")) then
+        local ok2, why = pcall(couch._verify_sides, job)
+        if not ok2 and couch.is_error(why) and why.kind == "replication" then first_error = why end
+      end
       error(first_error, 0)
     end
     while job.checkpointing do couch.sleep(0.01) end

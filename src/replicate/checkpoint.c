@@ -328,6 +328,7 @@ static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
        * checkpoint. */
       lua_settop(L, C_TOP);
       if (side > 1) {
+        if (attempt) return 0; /* couch._verify_sides: nothing to write */
         st = CS_PUT, side = 0;
         continue;
       }
@@ -339,24 +340,33 @@ static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
       {
         int anchor = lua_gettop(L);
         lua_getfield(L, S_JOB, SIDES[side]);
-        lua_getfield(L, -1, "revs_diff");
+        lua_getfield(L, -1, "request");
         lua_insert(L, -2);
+        lua_pushliteral(L, "POST");
+        lua_pushliteral(L, "/_revs_diff");
+        lua_createtable(L, 0, 3);
         couch_json_newobject(L);
         lua_getfield(L, anchor, "id");
         couch_json_newarray(L);
         lua_getfield(L, anchor, "rev");
         lua_rawseti(L, -2, 1);
         lua_settable(L, -3);
-        lua_callk(L, 2, 1, CCTX(CS_VERIFIED, side, 0), ckpt_k);
+        lua_setfield(L, -2, "body");
+        push_allow(L, 404, 0);
+        lua_setfield(L, -2, "allow");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "idempotent");
+        lua_callk(L, 4, 2, CCTX(CS_VERIFIED, side, attempt), ckpt_k);
       }
       st = CS_VERIFIED;
       continue;
 
     case CS_VERIFIED: {
+      int lost = lua_tointeger(L, -1) == 404; /* the database itself is gone */
+      lua_pop(L, 1);
       int res = lua_gettop(L);
       push_anchor(L, SIDES[side]);
-      int lost = 0;
-      if (lua_istable(L, res)) {
+      if (!lost && lua_istable(L, res)) {
         lua_getfield(L, -1, "id");
         lost = lua_gettable(L, res) == LUA_TTABLE;
       }
@@ -472,6 +482,19 @@ static int do_checkpoint(lua_State *L) {
   return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 0));
 }
 
+/* couch._verify_sides(job): raise the replication error of a side deleted and re-created
+ * during the run (reason target_recreated / source_recreated), else return nothing. The
+ * job calls it when it fails, so a failure caused by a re-created database (a _changes
+ * answer that makes no sense, a revision gone) says so. */
+static int l_verify_sides(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  luaL_checkstack(L, 32, "verifying");
+  lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
+  lua_pushnil(L);                        /* C_DOC */
+  return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 1));
+}
+
 static int finish_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   lua_pushboolean(L, 0);
@@ -505,4 +528,7 @@ void couch_checkpoint_open(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, l_checkpoint, 1);
   lua_setfield(L, -2, "_checkpoint");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_verify_sides, 1);
+  lua_setfield(L, -2, "_verify_sides");
 }
