@@ -25,7 +25,7 @@ return function(couch)
       if not name then usage(arg, "a URL must end with the database name") end
       return couch.connect(base, conn_opts):db(unescape(name))
     end
-    if type(x) == "string" and x ~= "" and not x:find("/", 1, true) then
+    if type(x) == "string" and x:match("^[a-z][a-z0-9_$()+/-]*$") then -- CouchDB's rule for names
       local peer = getmetatable(other) == couch._Database and other
         or (type(other) == "string" and other:match("^https?://") and as_db(other, arg == "source" and "target" or "source", nil))
       if peer then return peer.server:db(x) end
