@@ -414,6 +414,7 @@ return function(couch)
     for k, v in pairs(opts) do if k ~= "source" and k ~= "target" then job[k] = v end end
     job.batch_size = opts.batch_size or 500
     job.concurrency = opts.concurrency or 4
+    job.max_batch_bytes = opts.max_batch_bytes or 8 * 1024 * 1024
     job.checkpoint_interval = (opts.checkpoint_interval or 5000) / 1000 -- the workers count seconds
     job.use_checkpoints = opts.use_checkpoints ~= false
     job.attachments = opts.attachments ~= false

@@ -33,12 +33,13 @@ enum {
   S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_PASS,     /* nil, or where in S_DOCS the answers of the second try begin */
-  S_TOP = S_PASS
+  S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
+  S_TOP = S_PENDING
 };
 
 enum {
   ST_START, ST_DIFFED, ST_FETCH, ST_BULK_GOT, ST_OPEN_NEXT, ST_OPEN_GOT, ST_READ, ST_HOOKED,
-  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED, ST_REFETCHED
+  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED, ST_REFETCHED, ST_CHUNK
 };
 
 #define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
@@ -276,6 +277,72 @@ static void diffed(lua_State *L) {
   lua_settop(L, S_TOP);
 }
 
+/* Bytes in flight are bounded, not only documents (issue 11: 20 documents of 15 MB in one
+ * batch peaked at 724 MB). The batch's missing revisions are fetched, hooked and written
+ * in chunks of about job.max_batch_bytes of _bulk_get answer, the size of a revision
+ * estimated from the answers so far (job._bytes_per_rev; a job's first chunks, before
+ * any estimate, ask for two revisions). Small documents still go in one request
+ * per batch. Whole ids go together, so accounting stays per id. */
+static lua_Integer chunk_revs(lua_State *L) {
+  lua_getfield(L, S_JOB, "max_batch_bytes");
+  double limit = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 8.0 * 1024 * 1024;
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  double per = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 2);
+  if (per <= 0) return 2;
+  double k = limit / per;
+  return k < 1 ? 1 : k > 1e9 ? 1000000000 : (lua_Integer)k;
+}
+
+/* An answer of `bytes` for `n` revisions: update the estimate, leaning to the larger. */
+static void note_answer_size(lua_State *L, size_t bytes, lua_Integer n) {
+  if (n <= 0) return;
+  double now = (double)bytes / (double)n;
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  double old = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  double est = old <= 0 || now > old ? now : 0.75 * old + 0.25 * now;
+  lua_pushnumber(L, est);
+  lua_setfield(L, S_JOB, "_bytes_per_rev");
+}
+
+/* Move up to chunk_revs() revisions (whole ids, at least one) from S_PENDING into a fresh
+ * S_MISSING and reset the chunk's slots. Returns 0 when nothing is left. */
+static int next_chunk(lua_State *L) {
+  lua_Integer budget = chunk_revs(L), taken = 0;
+  lua_newtable(L);
+  lua_replace(L, S_MISSING);
+  for (;;) {
+    lua_pushnil(L);
+    if (!lua_next(L, S_PENDING)) break;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (taken > 0 && taken + n > budget) {
+      lua_pop(L, 2);
+      break;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, S_MISSING);
+    lua_pushnil(L);
+    lua_rawset(L, S_PENDING); /* removing the key just visited, then starting again */
+    taken += n;
+  }
+  if (taken == 0) return 0;
+  lua_newtable(L);
+  lua_replace(L, S_DOCS);
+  lua_newtable(L);
+  lua_replace(L, S_READABLE);
+  lua_newtable(L);
+  lua_replace(L, S_WORK);
+  lua_pushnil(L);
+  lua_replace(L, S_KEY);
+  lua_pushnil(L);
+  lua_replace(L, S_PASS);
+  lua_pushnil(L);
+  lua_replace(L, S_CUR);
+  return 1;
+}
+
 /* Push [{id =, rev =}, ...] for every missing revision; returns how many. */
 static lua_Integer push_bulk_get_reqs(lua_State *L) {
   couch_json_newarray(L);
@@ -511,7 +578,9 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       if (!collect_revs(L)) return 0;
       if (skip_revs_diff(L)) {
         all_missing(L);
-        st = ST_FETCH;
+        lua_pushvalue(L, S_MISSING);
+        lua_replace(L, S_PENDING);
+        st = ST_CHUNK;
         continue;
       }
       lua_getfield(L, S_JOB, "target");
@@ -524,6 +593,15 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
 
     case ST_DIFFED:
       diffed(L);
+      lua_pushvalue(L, S_MISSING);
+      lua_replace(L, S_PENDING);
+      st = ST_CHUNK;
+      continue;
+
+    case ST_CHUNK:
+      lua_settop(L, S_TOP);
+      if (!next_chunk(L)) return 0;
+      lua_settop(L, S_TOP);
       st = ST_FETCH;
       continue;
 
@@ -560,6 +638,7 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       if (lua_tointeger(L, -1) < 300) {
         lua_Integer code = lua_tointeger(L, -1);
         lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) note_answer_size(L, lua_rawlen(L, -1), (lua_Integer)lua_rawlen(L, S_TOP + 1));
         slice_top(L, "POST", "/_bulk_get", code);
         lua_replace(L, S_DOCS);
         lua_settop(L, S_TOP);
@@ -681,7 +760,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_replace(L, S_DOCS);
       lua_settop(L, S_TOP);
       lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
-      if (n == 0) return 0;
+      if (n == 0) {
+        st = ST_CHUNK;
+        continue;
+      }
       if (job_flag(L, "new_revisions")) { /* each document: a new edit on the target's rev */
         push_job_method(L, "_new_revisions");
         lua_pushvalue(L, S_DOCS);
@@ -722,7 +804,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
     case ST_POST_NEXT: {
       lua_settop(L, S_TOP);
       lua_Integer n = (lua_Integer)lua_rawlen(L, S_WORK);
-      if (n == 0) return 0;
+      if (n == 0) {
+        st = ST_CHUNK;
+        continue;
+      }
       lua_rawgeti(L, S_WORK, n);
       lua_replace(L, S_CUR);
       lua_pushnil(L);
@@ -914,6 +999,7 @@ static int l_move_batch(lua_State *L) {
   lua_pushnil(L);          /* S_BYPOS */
   lua_pushnil(L);          /* S_CONFIRM */
   lua_pushnil(L);          /* S_PASS */
+  lua_newtable(L);         /* S_PENDING */
   return step_k(L, LUA_OK, CTX(ST_START, 0));
 }
 

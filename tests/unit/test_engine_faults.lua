@@ -74,11 +74,9 @@ end
 -- attachments = false into a target without those attachments: CouchDB refuses the whole
 -- _bulk_docs with 412 missing_stub; the batch is fetched again with its attachments.
 function TestEngineFaults:test_missing_stub_falls_back_to_attachments()
-  local data = ("attachment bytes "):rep(10)
-  local b64 = couch._base64 and couch._base64(data)
   local src = source(6, "stub_attachments", function(doc, i)
     if i % 2 == 0 then
-      doc._attachments = { ["a.txt"] = { content_type = "text/plain", data = b64 or "YWJj" } }
+      doc._attachments = { ["a.txt"] = { content_type = "text/plain", data = "YWJj" } }
     end
   end)
   local tgt = fresh("tgt")
@@ -92,6 +90,51 @@ function TestEngineFaults:test_missing_stub_falls_back_to_attachments()
   local doc = H.control:request("GET", "/" .. tgt.name .. "/doc02")
   lu.assertNotNil(doc._attachments["a.txt"].data, "the attachment arrived with its data")
   lu.assertNil(doc._attachments["a.txt"].stub)
+end
+
+-- Bytes in flight are bounded, not only documents: 12 documents of ~4 MB (a 2 MB field and
+-- a 2 MB attachment) in one batch are fetched and written in pieces of about
+-- max_batch_bytes (the job's first request, before any estimate of a revision's size, asks
+-- for two), and the replicating process's peak RSS stays well under the data's size
+-- times the copies a batch makes (measured in a child process: the seeding is not counted).
+function TestEngineFaults:test_bytes_in_flight_are_bounded()
+  local src = fresh("big")
+  src:create()
+  local field = ("x"):rep(2 * 1024 * 1024)
+  local att = ("eXl5"):rep(699050) -- base64 of 2 MB of "y"
+  for i = 1, 12 do
+    src:bulk_docs { { _id = ("big%02d"):format(i), field = field,
+                      _attachments = { ["a.bin"] = { content_type = "application/octet-stream", data = att } } } }
+  end
+  field, att = nil, nil
+  collectgarbage()
+  local tgt = fresh("bigtgt")
+  local script = os.tmpname()
+  local f = io.open(script, "w")
+  f:write(([[
+    local couch = require "couch"
+    local srv = couch.connect(%q)
+    local stats = couch.replicate { source = srv:db(%q), target = srv:db(%q), create_target = true, quiet = true,
+                                    max_batch_bytes = 4 * 1024 * 1024 }
+    local hwm = io.open("/proc/self/status"):read("a"):match("VmHWM:%%s*(%%d+)")
+    print("RESULT", stats.docs_written, stats.doc_write_failures, hwm)
+  ]]):format("http://127.0.0.1:" .. port, src.name, tgt.name))
+  f:close()
+  local before = P:request("GET", "/_faults/stats").bulk_get_bytes_max
+  local p = io.popen(("%s %s 2>&1"):format(os.getenv("COUCHLUA") or "couchlua", script))
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  local written, failures, hwm = out:match("RESULT%s+(%d+)%s+(%d+)%s+(%d+)")
+  lu.assertNotNil(written, out)
+  lu.assertEquals(tonumber(written), 12)
+  lu.assertEquals(tonumber(failures), 0)
+  local biggest = P:request("GET", "/_faults/stats").bulk_get_bytes_max
+  lu.assertTrue(before < 4 * 1024 * 1024)
+  print(("note: peak RSS %d kB for 12 x 4.7 MB documents; biggest _bulk_get answer %d bytes"):format(hwm, biggest))
+  lu.assertTrue(biggest <= 2 * 5 * 1024 * 1024, ("a _bulk_get answer of %d bytes"):format(biggest))
+  lu.assertTrue(tonumber(hwm) < 100 * 1024, ("peak RSS %s kB"):format(hwm))
+  lu.assertEquals(H:count(tgt.name), 12)
 end
 
 local rc = lu.LuaUnit.run()
