@@ -385,6 +385,10 @@ return function(couch)
     if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
       job.stopping = true
       for _, t in ipairs(job.tasks) do t:cancel() end
+      local cancelled = couch.is_error(err) and err.kind == "cancelled"
+      job.state = cancelled and "cancelled" or "failed"
+      job.info.end_time = iso_now()
+      pcall(report, job, cancelled and "cancelled" or "stopped by an error")
       error(err, 0)
     end
     if first_error then
@@ -395,6 +399,8 @@ return function(couch)
         local ok2, why = pcall(couch._verify_sides, job)
         if not ok2 and couch.is_error(why) and why.kind == "replication" then first_error = why end
       end
+      job.info.end_time = iso_now()
+      pcall(report, job, "stopped by an error")
       error(first_error, 0)
     end
     while job.checkpointing do couch.sleep(0.01) end

@@ -229,6 +229,17 @@ function TestNativeSafety:test_progress_output_and_hook_errors()
     srv:db(self.tgt.name .. "_c"):delete()
     lu.assertStrContains(lines[#lines], "cancelled")
     lu.assertNotStrContains(lines[#lines], " done")
+    -- Ctrl-C (or couch.timeout) cancels the job's own task: the line says so too
+    lines = {}
+    local job2 = couch.replication { source = self.src, target = srv:db(self.tgt.name .. "_d"), create_target = true,
+                                     continuous = true, poll = 1 }
+    couch.sleep(0.3)
+    job2.task:cancel()
+    local ok2, err2 = pcall(job2.wait, job2)
+    srv:db(self.tgt.name .. "_d"):delete()
+    lu.assertFalse(ok2)
+    lu.assertEquals(err2.kind, "cancelled")
+    lu.assertStrContains(lines[#lines] or "", "cancelled")
   end)
   couch._write, couch._is_tty = real_write, real_tty
   lu.assertTrue(ok, tostring(err))
