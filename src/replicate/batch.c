@@ -283,6 +283,13 @@ static void diffed(lua_State *L) {
  * estimated from the answers so far (job._bytes_per_rev; a job's first chunks, before
  * any estimate, ask for two revisions). Small documents still go in one request
  * per batch. Whole ids go together, so accounting stays per id. */
+static int has_pending(lua_State *L) {
+  lua_pushnil(L);
+  if (!lua_next(L, S_PENDING)) return 0;
+  lua_pop(L, 2);
+  return 1;
+}
+
 static lua_Integer chunk_revs(lua_State *L) {
   lua_getfield(L, S_JOB, "max_batch_bytes");
   double limit = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 8.0 * 1024 * 1024;
@@ -292,6 +299,28 @@ static lua_Integer chunk_revs(lua_State *L) {
   if (per <= 0) return 2;
   double k = limit / per;
   return k < 1 ? 1 : k > 1e9 ? 1000000000 : (lua_Integer)k;
+}
+
+/* Whether this batch must wait for the job's first estimate (another batch's chunk of two
+ * revisions is on its way: the other workers' first batches would each send one more
+ * _bulk_get and _bulk_docs). The first batch to get here sends that chunk. Servers
+ * without _bulk_get (one GET per document anyway) make no estimate: nobody waits. */
+static int must_wait_for_estimate(lua_State *L) {
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  int known = lua_isnumber(L, -1);
+  lua_pop(L, 1);
+  if (known || job_flag(L, "no_bulk_get") || !has_pending(L)) return 0;
+  if (!job_flag(L, "_probing")) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, S_JOB, "_probing");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, S_BATCH, "_probe");
+    return 0;
+  }
+  lua_getfield(L, S_BATCH, "_probe");
+  int mine = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return !mine;
 }
 
 /* An answer of `bytes` for `n` revisions: update the estimate, leaning to the larger. */
@@ -600,6 +629,12 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
 
     case ST_CHUNK:
       lua_settop(L, S_TOP);
+      if (must_wait_for_estimate(L)) { /* another batch is asking its two revisions */
+        lua_getfield(L, S_COUCH, "sleep");
+        lua_pushnumber(L, 0.005);
+        lua_callk(L, 1, 0, CTX(ST_CHUNK, 0), step_k);
+        continue;
+      }
       if (!next_chunk(L)) return 0;
       lua_settop(L, S_TOP);
       st = ST_FETCH;
