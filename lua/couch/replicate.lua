@@ -44,9 +44,10 @@ return function(couch)
   -- source there: the function's own source text (debug.getinfo: the lines it spans in its
   -- file, or its part of a string chunk) and the values of its upvalues (numbers, strings,
   -- booleans, tables as sorted JSON, functions by their own identity). string.dump is not
-  -- used: its bytes change with the Lua build and hold line numbers and the chunk name, and
-  -- are the same for a closure whatever its upvalues hold. A hook whose source cannot be read
-  -- (a C function, stripped bytecode, a file gone) needs an explicit `replication_id`.
+  -- the identity: its bytes change with the Lua build (a job would start over after an
+  -- upgrade) and are the same for a closure whatever its upvalues hold. Only where the source
+  -- cannot be read (a function typed at the REPL, stripped bytecode) the stripped dump stands
+  -- in for it; a C function needs an explicit `replication_id`.
   local file_lines = {}
   local function source_text(info)
     local src = info.source or ""
@@ -72,12 +73,13 @@ return function(couch)
     return table.concat(lines, "\n", info.linedefined, info.lastlinedefined)
   end
 
+  local JSON_ARRAY_MT, JSON_OBJECT_MT = getmetatable(json.array {}), getmetatable(json.object {})
   local function hook_identity(f, arg, depth, seen)
     local info = debug.getinfo(f, "S")
-    local text = info.what ~= "C" and source_text(info)
-    if not text then
-      usage(arg, "its source text cannot be read (a C function or stripped bytecode): give a 'replication_id'")
-    end
+    if info.what == "C" then usage(arg, "a C function has no source to identify it by: give a 'replication_id'") end
+    -- without readable source (the REPL's "=stdin", stripped bytecode) the stripped dump:
+    -- stable for a given Lua build, so a Lua upgrade copies again, never resumes wrongly
+    local text = source_text(info) or ("dump:" .. string.dump(f, true))
     local parts = { text }
     for i = 1, 255 do
       local name, v = debug.getupvalue(f, i)
@@ -89,7 +91,8 @@ return function(couch)
       elseif t == "function" then
         if seen[v] or depth > 4 then val = "function"
         else seen[v] = true; val = "function:" .. hook_identity(v, arg, depth + 1, seen) end
-      elseif t == "table" and v ~= couch and v ~= json and v ~= _G and not getmetatable(v) then
+      elseif t == "table" and v ~= couch and v ~= json and v ~= _G
+          and (not getmetatable(v) or getmetatable(v) == JSON_ARRAY_MT or getmetatable(v) == JSON_OBJECT_MT) then
         local ok, text = pcall(json.encode, v, { sort_keys = true })
         val = ok and #text <= 65536 and ("table:" .. text) or "table"
       else
