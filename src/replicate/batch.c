@@ -19,6 +19,7 @@
 #include "replicate/answer.h"
 
 #include <lauxlib.h>
+#include <string.h>
 
 enum {
   S_JOB = 1, S_BATCH, S_COUCH, S_INFO,
@@ -34,7 +35,8 @@ enum {
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_PASS,     /* nil, or where in S_DOCS the answers of the second try begin */
   S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
-  S_TOP = S_PENDING
+  S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
+  S_TOP = S_RESTUB
 };
 
 enum {
@@ -550,6 +552,22 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
   lua_rawget(L, S_BYID);
 }
 
+/* The error at e for the document at d is a missing_stub one (a server that refuses stubs
+ * one document at a time) that fetching the document with its attachments can cure: keep d
+ * in S_RESTUB and return 1; else 0. */
+static int restub(lua_State *L, int e, int d) {
+  if (!lua_istable(L, e) || job_flag(L, "attachments")) return 0;
+  lua_getfield(L, e, "error");
+  int stub = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "missing_stub") == 0;
+  lua_pop(L, 1);
+  lua_rawgeti(L, S_CUR, 3);
+  int again = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!stub || again) return 0;
+  append(L, S_RESTUB, d);
+  return 1;
+}
+
 /* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
  * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
  * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
@@ -975,6 +993,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
         lua_rawgeti(L, docs, i);
         int d = lua_gettop(L);
         push_doc_error(L, d, i);
+        if (lua_toboolean(L, -1) && restub(L, lua_gettop(L), d)) {
+          lua_settop(L, docs);
+          continue;
+        }
         if (lua_toboolean(L, -1)) {
           int e = lua_gettop(L);
           push_job_method(L, "_failed");
@@ -1003,6 +1025,16 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
           }
         }
         lua_settop(L, docs);
+      }
+      if (lua_rawlen(L, S_RESTUB) > 0) { /* fetched again with their attachments, sent again */
+        lua_settop(L, S_TOP);
+        push_job_method(L, "_with_attachments");
+        lua_pushvalue(L, S_RESTUB);
+        lua_newtable(L);
+        lua_replace(L, S_RESTUB);
+        lua_callk(L, 2, 1, CTX(ST_REFETCHED, 0), step_k);
+        st = ST_REFETCHED;
+        continue;
       }
       st = ST_POST_NEXT;
       continue;
@@ -1035,6 +1067,7 @@ static int l_move_batch(lua_State *L) {
   lua_pushnil(L);          /* S_CONFIRM */
   lua_pushnil(L);          /* S_PASS */
   lua_newtable(L);         /* S_PENDING */
+  lua_newtable(L);         /* S_RESTUB */
   return step_k(L, LUA_OK, CTX(ST_START, 0));
 }
 

@@ -155,6 +155,19 @@ function TestNativeSafety:test_changed_hooks_do_not_resume_the_old_checkpoint()
   lu.assertNotEquals(t1.replication_id, t2.replication_id)
 end
 
+-- attachments = false into a target that lacks the attachments: they arrive anyway (CouchDB
+-- refuses the stubs with 412 missing_stub; the batch is fetched again with attachments).
+function TestNativeSafety:test_attachments_false_into_a_target_without_them()
+  seed(self.src, 4)
+  local r = self.src:put { _id = "with-att", v = 1 }
+  self.src:put_attachment("with-att", "a.bin", "\0\1\2 bytes", "application/octet-stream", r.rev)
+  local stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  attachments = false }
+  lu.assertEquals(stats.doc_write_failures, 0, tostring(stats.errors[1]))
+  lu.assertEquals(stats.docs_written, 5)
+  lu.assertEquals(self.tgt:get_attachment("with-att", "a.bin"), "\0\1\2 bytes")
+end
+
 -- checkpoint_interval is in milliseconds, as in replication documents; a value that can
 -- only be seconds by mistake is a usage error saying so.
 function TestNativeSafety:test_checkpoint_interval_is_milliseconds()
