@@ -63,7 +63,7 @@ f:write(([[
 ]]):format(url, src.name, tgt.name))
 f:close()
 
--- a full run's duration, measured on a copy, spreads the kills over a whole migration
+-- a full run's duration, measured on a copy, spreads the kills over the whole migration
 local t1 = couch.now()
 local probe_tgt = srv:db("soak_probe_" .. tag)
 couch.replicate { source = src, target = probe_tgt, create_target = true, quiet = true }
@@ -75,7 +75,8 @@ math.randomseed(os.time())
 local kills, finished_early = 0, 0
 local t2 = couch.now()
 for _ = 1, nkills do
-  local delay = 0.2 + math.random() * math.max(full * 0.6, 0.5)
+  -- each run gets about 1/KILLS of a full run's time, at random: the kills land all along
+  local delay = 0.3 + math.random() * 2 * full / nkills
   local ok = os.execute(("timeout -s KILL %.2f %s %s >/dev/null 2>&1"):format(delay, couchlua, script))
   if ok then finished_early = finished_early + 1 else kills = kills + 1 end
 end

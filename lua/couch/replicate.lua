@@ -48,21 +48,15 @@ return function(couch)
   -- upgrade) and are the same for a closure whatever its upvalues hold. Only where the source
   -- cannot be read (a function typed at the REPL, stripped bytecode) the stripped dump stands
   -- in for it; a C function needs an explicit `replication_id`.
-  local file_lines = {}
   local function source_text(info)
     local src = info.source or ""
     local lines
     if src:sub(1, 1) == "@" then
-      local path = src:sub(2)
-      lines = file_lines[path]
-      if not lines then
-        local f = io.open(path, "r")
-        if not f then return nil end
-        lines = {}
-        for line in f:lines() do lines[#lines + 1] = line end
-        f:close()
-        file_lines[path] = lines
-      end
+      local f = io.open(src:sub(2), "r") -- read each time: the file may have been edited
+      if not f then return nil end
+      lines = {}
+      for line in f:lines() do lines[#lines + 1] = line end
+      f:close()
     elseif src:sub(1, 1) == "=" then
       return nil
     else
