@@ -15,15 +15,23 @@ return function(couch)
 
   local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
 
-  -- A database object, or a URL whose last path segment is the database.
-  local function as_db(x, arg, conn_opts)
+  -- A database object, or a URL whose last path segment is the database. A bare name is a
+  -- database on the other endpoint's server (as in a replication document); `other` is
+  -- that endpoint as given.
+  local function as_db(x, arg, conn_opts, other)
     if getmetatable(x) == couch._Database then return x end
     if type(x) == "string" and x:match("^https?://") then
       local base, name = x:match("^(https?://.-)/([^/]+)/?$")
       if not name then usage(arg, "a URL must end with the database name") end
       return couch.connect(base, conn_opts):db(unescape(name))
     end
-    usage(arg, "expected a database object (srv:db(name)) or a database URL")
+    if type(x) == "string" and x:match("^[a-z][a-z0-9_$()+/-]*$") then -- CouchDB's rule for names
+      local peer = getmetatable(other) == couch._Database and other
+        or (type(other) == "string" and other:match("^https?://") and as_db(other, arg == "source" and "target" or "source", nil))
+      if peer then return peer.server:db(x) end
+      usage(arg, "a bare database name needs the other endpoint to be a database object or URL (its server is used)")
+    end
+    usage(arg, "expected a database object (srv:db(name)), a database URL, or a name on the other endpoint's server")
   end
 
   -- The identity of an endpoint: no scheme, no credentials, so a password change or a
@@ -32,37 +40,91 @@ return function(couch)
     return redact.url(db.server.url):gsub("^%a[%w+.-]*://", "") .. "/" .. db.name
   end
 
-  local OPTIONS = {
-    source = true, target = true, source_options = true, target_options = true,
-    doc_ids = "table", selector = "table", filter = true, query_params = "table", since = true,
-    continuous = "boolean", create_target = "boolean", batch_size = "number", concurrency = "number",
+  -- The identity of a client-side hook, for the replication id, as CouchDB puts a filter's
+  -- source there: the function's own source text (debug.getinfo: the lines it spans in its
+  -- file, or its part of a string chunk) and the values of its upvalues (numbers, strings,
+  -- booleans, tables as sorted JSON, functions by their own identity). string.dump is not
+  -- the identity: its bytes change with the Lua build (a job would start over after an
+  -- upgrade) and are the same for a closure whatever its upvalues hold. Only where the source
+  -- cannot be read (a function typed at the REPL, stripped bytecode) the stripped dump stands
+  -- in for it; a C function needs an explicit `replication_id`.
+  local function source_text(info)
+    local src = info.source or ""
+    local lines
+    if src:sub(1, 1) == "@" then
+      local f = io.open(src:sub(2), "r") -- read each time: the file may have been edited
+      if not f then return nil end
+      lines = {}
+      for line in f:lines() do lines[#lines + 1] = line end
+      f:close()
+    elseif src:sub(1, 1) == "=" then
+      return nil
+    else
+      lines = {}
+      for line in (src .. "\n"):gmatch("(.-)\r?\n") do lines[#lines + 1] = line end
+    end
+    if info.linedefined <= 0 or info.lastlinedefined > #lines then return nil end
+    return table.concat(lines, "\n", info.linedefined, info.lastlinedefined)
+  end
+
+  local JSON_ARRAY_MT, JSON_OBJECT_MT = getmetatable(json.array {}), getmetatable(json.object {})
+  local function hook_identity(f, arg, depth, seen)
+    local info = debug.getinfo(f, "S")
+    if info.what == "C" then usage(arg, "a C function has no source to identify it by: give a 'replication_id'") end
+    -- without readable source (the REPL's "=stdin", stripped bytecode) the stripped dump:
+    -- stable for a given Lua build, so a Lua upgrade copies again, never resumes wrongly
+    local text = source_text(info) or ("dump:" .. string.dump(f, true))
+    local parts = { text }
+    for i = 1, 255 do
+      local name, v = debug.getupvalue(f, i)
+      if not name then break end
+      local t = type(v)
+      local val
+      if t == "number" or t == "boolean" or t == "string" then val = t .. ":" .. tostring(v)
+      elseif t == "nil" then val = "nil"
+      elseif t == "function" then
+        if seen[v] or depth > 4 then val = "function"
+        else seen[v] = true; val = "function:" .. hook_identity(v, arg, depth + 1, seen) end
+      elseif t == "table" and v ~= couch and v ~= json and v ~= _G
+          and (not getmetatable(v) or getmetatable(v) == JSON_ARRAY_MT or getmetatable(v) == JSON_OBJECT_MT) then
+        local ok, text = pcall(json.encode, v, { sort_keys = true })
+        val = ok and #text <= 65536 and ("table:" .. text) or "table"
+      else
+        val = t -- modules, objects, userdata: what they are, not where they live
+      end
+      parts[#parts + 1] = name .. "=" .. val
+    end
+    return couch._md5_hex(table.concat(parts, "\0"))
+  end
+
+  local SPEC = {
+    source = "string|table", target = "string|table", source_options = "table", target_options = "table",
+    doc_ids = "table", selector = "table", filter = "string|function", query_params = "table", since = "any",
+    continuous = "boolean", create_target = "boolean", batch_size = "integer", concurrency = "integer",
     checkpoint_interval = "number", use_checkpoints = "boolean", attachments = "boolean",
-    transform = "function", on_error = "function", progress = true, quiet = "boolean",
+    transform = "function", on_error = "function", progress = "function|boolean", quiet = "boolean",
     new_revisions = "boolean", replication_id = "string", poll = "number", name = "string",
+    max_batch_bytes = "integer",
   }
 
-  local function check(opts)
+  local function check(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of options") end
-    for k, v in pairs(opts) do
-      local want = OPTIONS[k]
-      if not want then usage(k, "unknown option of couch.replicate") end
-      if want ~= true and type(v) ~= want then usage(k, ("expected a %s, got %s"):format(want, type(v))) end
-    end
+    couch._check_options(opts, what, SPEC)
     if opts.source == nil then usage("source", "is required") end
     if opts.target == nil then usage("target", "is required") end
     if opts.doc_ids and (opts.selector or opts.filter) then
       usage("doc_ids", "cannot be combined with " .. (opts.selector and "'selector'" or "'filter'"))
     end
     if opts.selector and type(opts.filter) == "string" then usage("selector", "cannot be combined with a server-side 'filter'") end
-    if opts.filter ~= nil and type(opts.filter) ~= "string" and type(opts.filter) ~= "function" then
-      usage("filter", "expected a server-side filter name (string) or a function(doc) -> boolean")
-    end
-    if opts.progress ~= nil and type(opts.progress) ~= "function" and type(opts.progress) ~= "boolean" then
-      usage("progress", "expected a function(stats) or a boolean")
-    end
     for _, k in ipairs { "batch_size", "concurrency" } do
-      if opts[k] and (opts[k] < 1 or opts[k] ~= math.floor(opts[k])) then usage(k, "expected a whole number >= 1") end
+      if opts[k] and opts[k] < 1 then usage(k, "expected a whole number >= 1") end
     end
+    local ci = opts.checkpoint_interval
+    if ci and ci < 100 then
+      usage("checkpoint_interval", ("is in milliseconds, as in replication documents: %s ms is almost surely "
+        .. "seconds by mistake (use %d for %s s)"):format(ci, math.floor(ci * 1000), ci))
+    end
+    if opts.max_batch_bytes and opts.max_batch_bytes < 1024 then usage("max_batch_bytes", "expected at least 1024") end
   end
 
   local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
@@ -83,7 +145,7 @@ return function(couch)
     return {
       source = redact.url(job.source.server.url) .. "/" .. job.source.name,
       target = redact.url(job.target.server.url) .. "/" .. job.target.name,
-      docs_read = 0, docs_written = 0, doc_write_failures = 0, missing_revisions_found = 0,
+      docs_read = 0, docs_written = 0, doc_write_failures = 0, missing_revisions_found = 0, docs_skipped = 0,
       revisions_checked = 0, changes_pending = json.null, checkpointed_source_seq = 0, through_seq = 0,
       start_time = iso_now(), replication_id = job.rep_id, continuous = job.continuous,
     }
@@ -98,12 +160,14 @@ return function(couch)
 
   --- Progress ---------------------------------------------------------------
 
-  local tty = os.getenv("TERM") and os.execute("test -t 2")
-
   local function report(job, final)
     local s = job.info
-    if type(job.progress) == "function" then job.progress(s) end
+    if type(job.progress) == "function" then
+      job.progress(s)
+      return -- the user's function replaces the built-in line
+    end
     if job.quiet or job.progress == false then return end
+    local tty = couch._is_tty("progress")
     local now = couch.now()
     if not final and now - (job.last_report or 0) < (tty and 0.2 or 5) then return end
     job.last_report = now
@@ -112,13 +176,13 @@ return function(couch)
     local pending = tonumber(s.changes_pending)
     local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
     local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
-      job.source.name, job.target.name, s.docs_written, s.doc_write_failures, math.floor(rate), final and " done" or eta)
+      job.source.name, job.target.name, s.docs_written, s.doc_write_failures, math.floor(rate),
+      final and (" " .. final) or eta)
     if tty then
-      io.stderr:write("\r\27[K" .. line .. (final and "\n" or ""))
+      couch._write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
     else
-      io.stderr:write(line .. "\n")
+      couch._write("progress", line .. "\n")
     end
-    io.stderr:flush()
   end
 
   --- Reading the source -----------------------------------------------------
@@ -152,9 +216,18 @@ return function(couch)
     local out = {}
     for _, d in ipairs(docs) do
       if not d.json or type(d.rev) ~= "string" or best[d.id] == d then out[#out + 1] = d
-      else job.info.docs_skipped = (job.info.docs_skipped or 0) + 1 end
+      else job.info.docs_skipped = job.info.docs_skipped + 1 end
     end
     return out
+  end
+
+  -- A hook's error names the document it failed on (a cancel passes through as it is).
+  local function call_hook(job, name, doc, d)
+    local ok, res = pcall(job[name], doc)
+    if ok then return res end
+    if couch.is_error(res) and res.kind == "cancelled" then error(res, 0) end
+    error(couch.error("replication", ("the %s hook failed on document '%s' (%s): %s"):format(
+      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, reason = "hook_failed" }), 0)
   end
 
   -- Run the user's hooks; returns the JSON texts to write.
@@ -168,10 +241,10 @@ return function(couch)
         else
           local doc = json.decode(d.json)
           local keep = true
-          if type(job.filter) == "function" then keep = job.filter(doc) end
+          if type(job.filter) == "function" then keep = call_hook(job, "filter", doc, d) end
           if keep then
             local res = doc
-            if job.transform then res = job.transform(doc) end
+            if job.transform then res = call_hook(job, "transform", doc, d) end
             if res ~= nil then
               local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
               for _, r in ipairs(list) do
@@ -179,10 +252,10 @@ return function(couch)
                 out[#out + 1] = { id = r._id, rev = r._rev, json = json.encode(r), doc = r }
               end
             else
-              job.info.docs_skipped = (job.info.docs_skipped or 0) + 1
+              job.info.docs_skipped = job.info.docs_skipped + 1
             end
           else
-            job.info.docs_skipped = (job.info.docs_skipped or 0) + 1
+            job.info.docs_skipped = job.info.docs_skipped + 1
           end
         end
       end
@@ -218,6 +291,48 @@ return function(couch)
       d.doc._rev = revs[d.id]
       d.json = json.encode(d.doc)
     end
+  end
+
+  -- attachments = false leaves attachment stubs in the documents, which a target without
+  -- those attachments refuses as a whole (412 missing_stub): fetch the refused batch's
+  -- revisions again, attachments inlined, and send that. A hooked document keeps what the
+  -- hook made of it; only its stubs are filled in (by attachment name).
+  function Job:_with_attachments(docs)
+    local reqs, by = json.array {}, {}
+    for _, d in ipairs(docs) do
+      if type(d.id) == "string" and type(d.rev) == "string" then reqs[#reqs + 1] = { id = d.id, rev = d.rev } end
+    end
+    local query = { revs = true, latest = true, attachments = true }
+    local function take(text)
+      for _, e in ipairs(couch._slice_docs(text) or {}) do
+        if e.json then by[e.id .. " " .. e.rev] = e end
+      end
+    end
+    if not self.no_bulk_get then
+      take(self.source:request("POST", "/_bulk_get", { query = query, body = { docs = reqs }, raw = true, idempotent = true }))
+    else
+      for _, r in ipairs(reqs) do
+        local q = { revs = true, latest = true, attachments = true, open_revs = json.encode(json.array { r.rev }) }
+        take(self.source:request("GET", "/" .. couch.doc_path(r.id), { query = q, raw = true }))
+      end
+    end
+    local out = {}
+    for i, d in ipairs(docs) do
+      local f = type(d.id) == "string" and type(d.rev) == "string" and by[d.id .. " " .. d.rev]
+      if f and not d.doc then
+        out[i] = f
+      elseif f then
+        local full = json.decode(f.json)._attachments or {}
+        for name, a in pairs(type(d.doc._attachments) == "table" and d.doc._attachments or {}) do
+          if type(a) == "table" and a.stub and full[name] then d.doc._attachments[name] = full[name] end
+        end
+        d.json = json.encode(d.doc)
+        out[i] = d
+      else
+        out[i] = d
+      end
+    end
+    return out
   end
 
   Job._report = report -- progress stays Lua; the C worker calls it after each batch
@@ -267,30 +382,43 @@ return function(couch)
     if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
       job.stopping = true
       for _, t in ipairs(job.tasks) do t:cancel() end
+      local cancelled = couch.is_error(err) and err.kind == "cancelled"
+      job.state = cancelled and "cancelled" or "failed"
+      job.info.end_time = iso_now()
+      pcall(report, job, cancelled and "cancelled" or "stopped by an error")
       error(err, 0)
     end
     if first_error then
       job.state = "failed"
+      -- a failure caused by a database re-created under the job says so
+      if not (couch.is_error(first_error) and (first_error.reason == "target_recreated"
+          or first_error.reason == "source_recreated")) then
+        local ok2, why = pcall(couch._verify_sides, job)
+        if not ok2 and couch.is_error(why) and why.kind == "replication" then first_error = why end
+      end
+      job.info.end_time = iso_now()
+      pcall(report, job, "stopped by an error")
       error(first_error, 0)
     end
     while job.checkpointing do couch.sleep(0.01) end
     checkpoint(job)
     job.info.end_time = iso_now()
     job.state = job.stopping and "cancelled" or "completed"
-    report(job, true)
+    report(job, job.state == "cancelled" and "cancelled" or "done")
     return job.info
   end
 
   --- couch.replication{ source =, target =, ... } -> a running job (see couch.replicate)
-  function couch.replication(opts)
-    check(opts)
+  local function replication(opts, what)
+    check(opts, what or "couch.replication")
     local job = setmetatable({}, Job)
-    job.source = as_db(opts.source, "source", opts.source_options)
-    job.target = as_db(opts.target, "target", opts.target_options)
+    job.source = as_db(opts.source, "source", opts.source_options, opts.target)
+    job.target = as_db(opts.target, "target", opts.target_options, opts.source)
     for k, v in pairs(opts) do if k ~= "source" and k ~= "target" then job[k] = v end end
     job.batch_size = opts.batch_size or 500
     job.concurrency = opts.concurrency or 4
-    job.checkpoint_interval = opts.checkpoint_interval or 5
+    job.max_batch_bytes = opts.max_batch_bytes or 8 * 1024 * 1024
+    job.checkpoint_interval = (opts.checkpoint_interval or 5000) / 1000 -- the workers count seconds
     job.use_checkpoints = opts.use_checkpoints ~= false
     job.attachments = opts.attachments ~= false
     job.poll = opts.poll or 30
@@ -302,6 +430,8 @@ return function(couch)
       identity(job.source), identity(job.target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
       job.hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
+      type(opts.filter) == "function" and hook_identity(opts.filter, "filter", 0, {}) or json.null,
+      opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
     }, { sort_keys = true }))
     job.info = new_stats(job)
     job.state = "starting"
@@ -329,8 +459,10 @@ return function(couch)
   end
 
   --- couch.replicate{ source =, target =, ... } -> stats, when it is done (or yields in a task)
+  function couch.replication(opts) return replication(opts, "couch.replication") end
+
   function couch.replicate(opts)
-    local job = couch.replication(opts)
+    local job = replication(opts, "couch.replicate")
     local stats = job:wait()
     stats.errors = job.failures
     return stats

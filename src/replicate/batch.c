@@ -19,6 +19,7 @@
 #include "replicate/answer.h"
 
 #include <lauxlib.h>
+#include <string.h>
 
 enum {
   S_JOB = 1, S_BATCH, S_COUCH, S_INFO,
@@ -33,12 +34,14 @@ enum {
   S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_PASS,     /* nil, or where in S_DOCS the answers of the second try begin */
-  S_TOP = S_PASS
+  S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
+  S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
+  S_TOP = S_RESTUB
 };
 
 enum {
   ST_START, ST_DIFFED, ST_FETCH, ST_BULK_GOT, ST_OPEN_NEXT, ST_OPEN_GOT, ST_READ, ST_HOOKED,
-  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED
+  ST_NEWREV_DONE, ST_POST_NEXT, ST_POSTED, ST_MATCH, ST_CHECK, ST_CONFIRMED, ST_REFETCHED, ST_CHUNK
 };
 
 #define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
@@ -118,15 +121,50 @@ static int bad_changes(lua_State *L, const char *what) {
                             "the source's _changes answer has %s", what);
 }
 
-/* Push {docs = list, new_edits = b} onto the work stack. */
-static void push_work(lua_State *L, int list, int new_edits) {
-  lua_createtable(L, 2, 0);
+/* The first revision of the run known to be on `side` (read from the source's changes; on
+ * the target: said present by _revs_diff or written) becomes job._anchors[side]: each
+ * checkpoint first asks that side whether it still has it (checkpoint.c), because a
+ * database deleted and re-created under the job has lost it. */
+static int has_anchor(lua_State *L, const char *side) {
+  int has = 0;
+  if (lua_getfield(L, S_JOB, "_anchors") == LUA_TTABLE) has = lua_getfield(L, -1, side) != LUA_TNIL, lua_pop(L, 1);
+  lua_pop(L, 1);
+  return has;
+}
+
+static void set_anchor(lua_State *L, const char *side, int id, int rev) {
+  id = lua_absindex(L, id);
+  rev = lua_absindex(L, rev);
+  if (lua_type(L, id) != LUA_TSTRING || lua_type(L, rev) != LUA_TSTRING || has_anchor(L, side)) return;
+  if (lua_getfield(L, S_JOB, "_anchors") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, S_JOB, "_anchors");
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, id);
+  lua_setfield(L, -2, "id");
+  lua_pushvalue(L, rev);
+  lua_setfield(L, -2, "rev");
+  lua_setfield(L, -2, side);
+  lua_pop(L, 1);
+}
+
+/* Push {docs = list, new_edits = b, refetched} onto the work stack. */
+static void push_work_r(lua_State *L, int list, int new_edits, int refetched) {
+  list = lua_absindex(L, list);
+  lua_createtable(L, 3, 0);
   lua_pushvalue(L, list);
   lua_rawseti(L, -2, 1);
   lua_pushboolean(L, new_edits);
   lua_rawseti(L, -2, 2);
+  lua_pushboolean(L, refetched);
+  lua_rawseti(L, -2, 3);
   lua_rawseti(L, S_WORK, (lua_Integer)lua_rawlen(L, S_WORK) + 1);
 }
+
+static void push_work(lua_State *L, int list, int new_edits) { push_work_r(L, list, new_edits, 0); }
 
 /* A new list of list[from..to] */
 static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to) {
@@ -152,6 +190,7 @@ static int collect_revs(lua_State *L) {
     lua_Integer n = 0;
     for (lua_Integer j = 1; lua_geti(L, cl, j) != LUA_TNIL; j++) {
       if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, "a change without a rev");
+      set_anchor(L, "source", ch + 1, -1);
       lua_rawseti(L, list, ++n);
       lua_pop(L, 1);
     }
@@ -220,6 +259,15 @@ static void diffed(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, S_REVS)) {
     checked += (lua_Integer)lua_rawlen(L, -1);
+    if (!has_anchor(L, "target")) { /* nothing of it missing: the target has it */
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, S_MISSING) == LUA_TNIL) {
+        lua_rawgeti(L, -2, 1);
+        set_anchor(L, "target", -4, -1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
     lua_pop(L, 1);
   }
   add_stat(L, "missing_revisions_found", found);
@@ -229,6 +277,101 @@ static void diffed(lua_State *L) {
   lua_pushnumber(L, ratio);
   lua_setfield(L, S_JOB, "missing_ratio");
   lua_settop(L, S_TOP);
+}
+
+/* Bytes in flight are bounded, not only documents (issue 11: 20 documents of 15 MB in one
+ * batch peaked at 724 MB). The batch's missing revisions are fetched, hooked and written
+ * in chunks of about job.max_batch_bytes of _bulk_get answer, the size of a revision
+ * estimated from the answers so far (job._bytes_per_rev; a job's first chunks, before
+ * any estimate, ask for two revisions). Small documents still go in one request
+ * per batch. Whole ids go together, so accounting stays per id. */
+static int has_pending(lua_State *L) {
+  lua_pushnil(L);
+  if (!lua_next(L, S_PENDING)) return 0;
+  lua_pop(L, 2);
+  return 1;
+}
+
+static lua_Integer chunk_revs(lua_State *L) {
+  lua_getfield(L, S_JOB, "max_batch_bytes");
+  double limit = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 8.0 * 1024 * 1024;
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  double per = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 2);
+  if (per <= 0) return 2;
+  double k = limit / per;
+  return k < 1 ? 1 : k > 1e9 ? 1000000000 : (lua_Integer)k;
+}
+
+/* Whether this batch must wait for the job's first estimate (another batch's chunk of two
+ * revisions is on its way: the other workers' first batches would each send one more
+ * _bulk_get and _bulk_docs). The first batch to get here sends that chunk. Servers
+ * without _bulk_get (one GET per document anyway) make no estimate: nobody waits. */
+static int must_wait_for_estimate(lua_State *L) {
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  int known = lua_isnumber(L, -1);
+  lua_pop(L, 1);
+  if (known || job_flag(L, "no_bulk_get") || !has_pending(L)) return 0;
+  if (!job_flag(L, "_probing")) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, S_JOB, "_probing");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, S_BATCH, "_probe");
+    return 0;
+  }
+  lua_getfield(L, S_BATCH, "_probe");
+  int mine = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return !mine;
+}
+
+/* An answer of `bytes` for `n` revisions: update the estimate, leaning to the larger. */
+static void note_answer_size(lua_State *L, size_t bytes, lua_Integer n) {
+  if (n <= 0) return;
+  double now = (double)bytes / (double)n;
+  lua_getfield(L, S_JOB, "_bytes_per_rev");
+  double old = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  double est = old <= 0 || now > old ? now : 0.75 * old + 0.25 * now;
+  lua_pushnumber(L, est);
+  lua_setfield(L, S_JOB, "_bytes_per_rev");
+}
+
+/* Move up to chunk_revs() revisions (whole ids, at least one) from S_PENDING into a fresh
+ * S_MISSING and reset the chunk's slots. Returns 0 when nothing is left. */
+static int next_chunk(lua_State *L) {
+  lua_Integer budget = chunk_revs(L), taken = 0;
+  lua_newtable(L);
+  lua_replace(L, S_MISSING);
+  for (;;) {
+    lua_pushnil(L);
+    if (!lua_next(L, S_PENDING)) break;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (taken > 0 && taken + n > budget) {
+      lua_pop(L, 2);
+      break;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, S_MISSING);
+    lua_pushnil(L);
+    lua_rawset(L, S_PENDING); /* removing the key just visited, then starting again */
+    taken += n;
+  }
+  if (taken == 0) return 0;
+  lua_newtable(L);
+  lua_replace(L, S_DOCS);
+  lua_newtable(L);
+  lua_replace(L, S_READABLE);
+  lua_newtable(L);
+  lua_replace(L, S_WORK);
+  lua_pushnil(L);
+  lua_replace(L, S_KEY);
+  lua_pushnil(L);
+  lua_replace(L, S_PASS);
+  lua_pushnil(L);
+  lua_replace(L, S_CUR);
+  return 1;
 }
 
 /* Push [{id =, rev =}, ...] for every missing revision; returns how many. */
@@ -409,6 +552,22 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
   lua_rawget(L, S_BYID);
 }
 
+/* The error at e for the document at d is a missing_stub one (a server that refuses stubs
+ * one document at a time) that fetching the document with its attachments can cure: keep d
+ * in S_RESTUB and return 1; else 0. */
+static int restub(lua_State *L, int e, int d) {
+  if (!lua_istable(L, e) || job_flag(L, "attachments")) return 0;
+  lua_getfield(L, e, "error");
+  int stub = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "missing_stub") == 0;
+  lua_pop(L, 1);
+  lua_rawgeti(L, S_CUR, 3);
+  int again = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!stub || again) return 0;
+  append(L, S_RESTUB, d);
+  return 1;
+}
+
 /* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
  * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
  * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
@@ -466,7 +625,9 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       if (!collect_revs(L)) return 0;
       if (skip_revs_diff(L)) {
         all_missing(L);
-        st = ST_FETCH;
+        lua_pushvalue(L, S_MISSING);
+        lua_replace(L, S_PENDING);
+        st = ST_CHUNK;
         continue;
       }
       lua_getfield(L, S_JOB, "target");
@@ -479,6 +640,21 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
 
     case ST_DIFFED:
       diffed(L);
+      lua_pushvalue(L, S_MISSING);
+      lua_replace(L, S_PENDING);
+      st = ST_CHUNK;
+      continue;
+
+    case ST_CHUNK:
+      lua_settop(L, S_TOP);
+      if (must_wait_for_estimate(L)) { /* another batch is asking its two revisions */
+        lua_getfield(L, S_COUCH, "sleep");
+        lua_pushnumber(L, 0.005);
+        lua_callk(L, 1, 0, CTX(ST_CHUNK, 0), step_k);
+        continue;
+      }
+      if (!next_chunk(L)) return 0;
+      lua_settop(L, S_TOP);
       st = ST_FETCH;
       continue;
 
@@ -515,6 +691,7 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       if (lua_tointeger(L, -1) < 300) {
         lua_Integer code = lua_tointeger(L, -1);
         lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) note_answer_size(L, lua_rawlen(L, -1), (lua_Integer)lua_rawlen(L, S_TOP + 1));
         slice_top(L, "POST", "/_bulk_get", code);
         lua_replace(L, S_DOCS);
         lua_settop(L, S_TOP);
@@ -636,7 +813,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_replace(L, S_DOCS);
       lua_settop(L, S_TOP);
       lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
-      if (n == 0) return 0;
+      if (n == 0) {
+        st = ST_CHUNK;
+        continue;
+      }
       if (job_flag(L, "new_revisions")) { /* each document: a new edit on the target's rev */
         push_job_method(L, "_new_revisions");
         lua_pushvalue(L, S_DOCS);
@@ -661,6 +841,14 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
 
+    case ST_REFETCHED: {
+      int list = lua_gettop(L);
+      lua_rawgeti(L, S_CUR, 2);
+      push_work_r(L, list, lua_toboolean(L, -1), 1);
+      st = ST_POST_NEXT;
+      continue;
+    }
+
     case ST_NEWREV_DONE:
       push_work(L, S_DOCS, 1);
       st = ST_POST_NEXT;
@@ -669,7 +857,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
     case ST_POST_NEXT: {
       lua_settop(L, S_TOP);
       lua_Integer n = (lua_Integer)lua_rawlen(L, S_WORK);
-      if (n == 0) return 0;
+      if (n == 0) {
+        st = ST_CHUNK;
+        continue;
+      }
       lua_rawgeti(L, S_WORK, n);
       lua_replace(L, S_CUR);
       lua_pushnil(L);
@@ -680,13 +871,13 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pop(L, 1);
       push_bulk_docs_body(L, S_TOP + 1, new_edits);
       int body = lua_gettop(L);
-      static const int allow[] = {413};
+      static const int allow[] = {413, 412};
       push_request(L, "target", "POST", "/_bulk_docs");
       lua_createtable(L, 0, 3);
       lua_pushvalue(L, body);
       lua_setfield(L, -2, "body");
       set_true(L, "idempotent");
-      push_allow(L, allow, 1);
+      push_allow(L, allow, 2);
       lua_setfield(L, -2, "allow");
       lua_callk(L, 4, 2, CTX(ST_POSTED, 0), step_k);
       st = ST_POSTED;
@@ -699,6 +890,23 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
       lua_rawgeti(L, S_CUR, 1);
       int docs = lua_gettop(L);
       lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+      if (code == 412) {
+        /* 412 missing_stub: attachment stubs (attachments = false) the target lacks. Once:
+         * the same documents fetched with their attachments, then sent again. */
+        lua_rawgeti(L, S_CUR, 3);
+        int again = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        const char *reason = "the target refused the batch (412)";
+        if (lua_istable(L, res) && lua_getfield(L, res, "reason") == LUA_TSTRING) reason = lua_tostring(L, -1);
+        if (again || job_flag(L, "attachments"))
+          return couch_answer_raise(L, S_JOB, "target", "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
+                                    reason);
+        push_job_method(L, "_with_attachments");
+        lua_pushvalue(L, docs);
+        lua_callk(L, 2, 1, CTX(ST_REFETCHED, 0), step_k);
+        st = ST_REFETCHED;
+        continue;
+      }
       if (code == 413) {
         if (n == 1) {
           push_job_method(L, "_failed");
@@ -785,6 +993,10 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
         lua_rawgeti(L, docs, i);
         int d = lua_gettop(L);
         push_doc_error(L, d, i);
+        if (lua_toboolean(L, -1) && restub(L, lua_gettop(L), d)) {
+          lua_settop(L, docs);
+          continue;
+        }
         if (lua_toboolean(L, -1)) {
           int e = lua_gettop(L);
           push_job_method(L, "_failed");
@@ -793,8 +1005,36 @@ static int step_k(lua_State *L, int status, lua_KContext ctx) {
           lua_callk(L, 3, 0, CTX(ST_MATCH, i), step_k);
         } else {
           add_stat(L, "docs_written", 1);
+          if (!has_anchor(L, "target")) { /* a new edit's rev is the one the target made */
+            lua_getfield(L, d, "id");
+            int idi = lua_gettop(L);
+            lua_pushnil(L);
+            if (!lua_isnil(L, S_BYPOS) && lua_rawgeti(L, S_BYPOS, i) == LUA_TTABLE) {
+              lua_getfield(L, -1, "rev");
+              lua_replace(L, idi + 1);
+            }
+            lua_settop(L, idi + 1);
+            lua_rawgeti(L, S_CUR, 2);
+            int new_edits = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (lua_type(L, idi + 1) != LUA_TSTRING && !new_edits) {
+              lua_getfield(L, d, "rev");
+              lua_replace(L, idi + 1);
+            }
+            set_anchor(L, "target", idi, idi + 1);
+          }
         }
         lua_settop(L, docs);
+      }
+      if (lua_rawlen(L, S_RESTUB) > 0) { /* fetched again with their attachments, sent again */
+        lua_settop(L, S_TOP);
+        push_job_method(L, "_with_attachments");
+        lua_pushvalue(L, S_RESTUB);
+        lua_newtable(L);
+        lua_replace(L, S_RESTUB);
+        lua_callk(L, 2, 1, CTX(ST_REFETCHED, 0), step_k);
+        st = ST_REFETCHED;
+        continue;
       }
       st = ST_POST_NEXT;
       continue;
@@ -826,6 +1066,8 @@ static int l_move_batch(lua_State *L) {
   lua_pushnil(L);          /* S_BYPOS */
   lua_pushnil(L);          /* S_CONFIRM */
   lua_pushnil(L);          /* S_PASS */
+  lua_newtable(L);         /* S_PENDING */
+  lua_newtable(L);         /* S_RESTUB */
   return step_k(L, LUA_OK, CTX(ST_START, 0));
 }
 

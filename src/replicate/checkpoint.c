@@ -190,7 +190,11 @@ static int l_find_start(lua_State *L) {
 /* --- checkpoint ------------------------------------------------------------------- */
 
 enum { C_DOC = 3, C_TOP = C_DOC };
-enum { CS_PUT = 1, CS_PUT_DONE, CS_GOT_NOW, CS_SET_REV };
+enum { CS_VERIFY = 1, CS_VERIFIED, CS_PUT, CS_PUT_DONE, CS_GOT_NOW, CS_SET_REV };
+
+/* The context packs the step (4 bits), the side (4 bits) and the attempt. */
+#define CCTX(st, side, attempt) ((lua_KContext)(((lua_KContext)(attempt) << 8) | ((side) << 4) | (st)))
+#define MAX_ATTEMPTS 10
 
 /* Side 0 writes the target, side 1 the source: target first, because a checkpoint on
  * the source alone would not be a shared session. */
@@ -202,20 +206,48 @@ static void push_ckpt_rev(lua_State *L, const char *side) {
   lua_remove(L, -2);
 }
 
-/* Push the PUT of the checkpoint document to `side`; allow409: the first try, where a
- * 409 or 404 is an answer (our checkpoint vanished or moved, or a retry after a timeout
- * had landed). Idempotent, so a timeout is retried. */
-static void push_put(lua_State *L, const char *side, int first) {
+/* Push the PUT of the checkpoint document to `side`: a 409 or 404 is an answer (another
+ * job on the same pair wrote in between, our checkpoint vanished, or a retry after a
+ * timeout had landed), re-read and tried again. Idempotent, so a timeout is retried. */
+static void push_put(lua_State *L, const char *side) {
   push_request(L, side, "PUT");
   lua_createtable(L, 0, 3);
   lua_pushvalue(L, C_DOC);
   lua_setfield(L, -2, "body");
-  if (first) {
-    push_allow(L, 409, 404);
-    lua_setfield(L, -2, "allow");
-  }
+  push_allow(L, 409, 404);
+  lua_setfield(L, -2, "allow");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "idempotent");
+}
+
+/* Raise the replication error of a database deleted and re-created during the run. */
+static int raise_recreated(lua_State *L, const char *side) {
+  lua_getfield(L, S_COUCH, "_raise");
+  lua_pushliteral(L, "replication");
+  lua_pushfstring(L, "the %s ", side);
+  lua_getfield(L, S_JOB, "info");
+  lua_getfield(L, -1, side);
+  lua_remove(L, -2);
+  luaL_tolstring(L, -1, NULL);
+  lua_remove(L, -2);
+  lua_pushliteral(L, " was deleted or re-created during the replication; nothing of this run was "
+                     "checkpointed: start again");
+  lua_concat(L, 3);
+  lua_createtable(L, 0, 2);
+  lua_pushfstring(L, "%s_recreated", side);
+  lua_setfield(L, -2, "reason");
+  lua_pushstring(L, side);
+  lua_setfield(L, -2, "database");
+  lua_call(L, 3, 0);
+  return luaL_error(L, "unreachable");
+}
+
+/* Push job._anchors[side] ({id, rev}: the first revision of this run known to be on that
+ * side), or nil. */
+static void push_anchor(lua_State *L, const char *side) {
+  if (lua_getfield(L, S_JOB, "_anchors") != LUA_TTABLE) return;
+  lua_getfield(L, -1, side);
+  lua_remove(L, -2);
 }
 
 /* Build the checkpoint document into C_DOC. */
@@ -284,10 +316,66 @@ static void build_doc(lua_State *L) {
 static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   int st = (int)(ctx & 15);
-  int side = (int)(ctx >> 4);
+  int side = (int)((ctx >> 4) & 15);
+  int attempt = (int)(ctx >> 8);
   luaL_checkstack(L, 24, "checkpointing");
   for (;;) {
     switch (st) {
+    case CS_VERIFY:
+      /* Before claiming anything: is the first revision this run saw on each side still
+       * there? A database deleted and re-created under the job (CouchDB 3's
+       * instance_start_time is always "0") has lost it. One _revs_diff per side, per
+       * checkpoint. */
+      lua_settop(L, C_TOP);
+      if (side > 1) {
+        if (attempt) return 0; /* couch._verify_sides: nothing to write */
+        st = CS_PUT, side = 0;
+        continue;
+      }
+      push_anchor(L, SIDES[side]);
+      if (!lua_istable(L, -1)) {
+        side++;
+        continue;
+      }
+      {
+        int anchor = lua_gettop(L);
+        lua_getfield(L, S_JOB, SIDES[side]);
+        lua_getfield(L, -1, "request");
+        lua_insert(L, -2);
+        lua_pushliteral(L, "POST");
+        lua_pushliteral(L, "/_revs_diff");
+        lua_createtable(L, 0, 3);
+        couch_json_newobject(L);
+        lua_getfield(L, anchor, "id");
+        couch_json_newarray(L);
+        lua_getfield(L, anchor, "rev");
+        lua_rawseti(L, -2, 1);
+        lua_settable(L, -3);
+        lua_setfield(L, -2, "body");
+        push_allow(L, 404, 0);
+        lua_setfield(L, -2, "allow");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "idempotent");
+        lua_callk(L, 4, 2, CCTX(CS_VERIFIED, side, attempt), ckpt_k);
+      }
+      st = CS_VERIFIED;
+      continue;
+
+    case CS_VERIFIED: {
+      int lost = lua_tointeger(L, -1) == 404; /* the database itself is gone */
+      lua_pop(L, 1);
+      int res = lua_gettop(L);
+      push_anchor(L, SIDES[side]);
+      if (!lost && lua_istable(L, res)) {
+        lua_getfield(L, -1, "id");
+        lost = lua_gettable(L, res) == LUA_TTABLE;
+      }
+      if (lost) return raise_recreated(L, SIDES[side]);
+      side++;
+      st = CS_VERIFY;
+      continue;
+    }
+
     case CS_PUT:
       lua_settop(L, C_TOP);
       if (side > 1) {
@@ -309,8 +397,9 @@ static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
       lua_setfield(L, C_DOC, "_id");
       push_ckpt_rev(L, SIDES[side]);
       lua_setfield(L, C_DOC, "_rev");
-      push_put(L, SIDES[side], 1);
-      lua_callk(L, 4, 2, CTX(CS_PUT_DONE, side), ckpt_k);
+      attempt = 0;
+      push_put(L, SIDES[side]);
+      lua_callk(L, 4, 2, CCTX(CS_PUT_DONE, side, attempt), ckpt_k);
       st = CS_PUT_DONE;
       continue;
 
@@ -321,11 +410,24 @@ static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
         st = CS_SET_REV;
         continue;
       }
-      /* our checkpoint vanished or moved: look at what is there now */
+      if (++attempt > MAX_ATTEMPTS) {
+        lua_getfield(L, S_COUCH, "_raise");
+        lua_pushliteral(L, "replication");
+        lua_pushfstring(L, "the checkpoint on the %s kept changing under this job (%d conflicts in a row): "
+                           "is another job writing it?", SIDES[side], attempt - 1);
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "checkpoint_conflict");
+        lua_setfield(L, -2, "reason");
+        lua_pushinteger(L, code);
+        lua_setfield(L, -2, "status");
+        lua_call(L, 3, 0);
+        return luaL_error(L, "unreachable");
+      }
+      /* another job on the same pair wrote it, or it vanished: look at what is there now */
       lua_settop(L, C_TOP);
       push_request(L, SIDES[side], "GET");
       push_get_opts(L);
-      lua_callk(L, 4, 2, CTX(CS_GOT_NOW, side), ckpt_k);
+      lua_callk(L, 4, 2, CCTX(CS_GOT_NOW, side, attempt), ckpt_k);
       st = CS_GOT_NOW;
       continue;
     }
@@ -333,36 +435,23 @@ static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
     case CS_GOT_NOW: {
       local_or_nil(L);
       int now = lua_gettop(L);
-      /* on the target that means it was deleted and re-created under us; never write a
-       * checkpoint that would claim its old content */
-      if (side == 0 && lua_isnil(L, now)) {
-        push_ckpt_rev(L, "target");
+      /* gone although we had one: the database was deleted and re-created under us;
+       * never write a checkpoint that would claim its old content */
+      if (lua_isnil(L, now)) {
+        push_ckpt_rev(L, SIDES[side]);
         int had = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        if (had) {
-          lua_getfield(L, S_COUCH, "_raise");
-          lua_pushliteral(L, "replication");
-          lua_pushliteral(L, "the target ");
-          lua_getfield(L, S_JOB, "info");
-          lua_getfield(L, -1, "target");
-          lua_remove(L, -2);
-          luaL_tolstring(L, -1, NULL);
-          lua_remove(L, -2);
-          lua_pushliteral(L, " was deleted or re-created during the replication; start again");
-          lua_concat(L, 3);
-          lua_createtable(L, 0, 1);
-          lua_pushliteral(L, "target_recreated");
-          lua_setfield(L, -2, "reason");
-          lua_call(L, 3, 0);
-          return luaL_error(L, "unreachable");
-        }
+        if (had) return raise_recreated(L, SIDES[side]);
       }
+      /* another job's checkpoint: ours replaces it. It never claims more than this job
+       * moved, so the checkpoint never runs ahead; the next run finds the newest common
+       * session of both sides. */
       push_rev_of(L, now);
       lua_setfield(L, C_DOC, "_rev");
       lua_settop(L, C_TOP);
-      push_put(L, SIDES[side], 0);
-      lua_callk(L, 4, 1, CTX(CS_SET_REV, side), ckpt_k);
-      st = CS_SET_REV;
+      push_put(L, SIDES[side]);
+      lua_callk(L, 4, 2, CCTX(CS_PUT_DONE, side, attempt), ckpt_k);
+      st = CS_PUT_DONE;
       continue;
     }
 
@@ -390,7 +479,20 @@ static int do_checkpoint(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
   lua_pushnil(L);                        /* C_DOC */
   build_doc(L);
-  return ckpt_k(L, LUA_OK, CTX(CS_PUT, 0));
+  return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 0));
+}
+
+/* couch._verify_sides(job): raise the replication error of a side deleted and re-created
+ * during the run (reason target_recreated / source_recreated), else return nothing. The
+ * job calls it when it fails, so a failure caused by a re-created database (a _changes
+ * answer that makes no sense, a revision gone) says so. */
+static int l_verify_sides(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  luaL_checkstack(L, 32, "verifying");
+  lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
+  lua_pushnil(L);                        /* C_DOC */
+  return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 1));
 }
 
 static int finish_k(lua_State *L, int status, lua_KContext ctx) {
@@ -426,4 +528,7 @@ void couch_checkpoint_open(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, l_checkpoint, 1);
   lua_setfield(L, -2, "_checkpoint");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_verify_sides, 1);
+  lua_setfield(L, -2, "_verify_sides");
 }

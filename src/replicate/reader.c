@@ -26,6 +26,21 @@ static int job_flag(lua_State *L, const char *name) {
   return b;
 }
 
+/* Whether the seqs at a and b are the same: opaque values, compared as sent (a structured
+ * seq by its JSON text). Leaves a printable form of a on top. */
+static int same_seq(lua_State *L, int a, int b) {
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_istable(L, a)) couch_json_encode(L, a, NULL);
+  else luaL_tolstring(L, a, NULL);
+  if (lua_isnil(L, b)) return 0;
+  if (lua_istable(L, b)) couch_json_encode(L, b, NULL);
+  else luaL_tolstring(L, b, NULL);
+  int same = lua_type(L, a) == lua_type(L, b) || lua_istable(L, a) || lua_istable(L, b) ? lua_rawequal(L, -1, -2) : 0;
+  lua_pop(L, 1);
+  return same;
+}
+
 /* Call job.source:request for one _changes page from S_SINCE (feed: NULL or "longpoll")
  * with lua_callk; its answer arrives at ST_GOT. */
 static void read_page(lua_State *L, const char *feed, lua_KFunction k) {
@@ -145,8 +160,21 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
       }
       if (n > 0) {
         lua_rawgeti(L, results, n);
-        lua_getfield(L, -1, "seq");
+        if (!lua_istable(L, -1) || lua_getfield(L, -1, "seq") == LUA_TNIL) {
+          int post = job_flag(L, "doc_ids") || job_flag(L, "selector");
+          return couch_answer_raise(L, S_JOB, "source", post ? "POST" : "GET", "/_changes", 200, "http",
+                                    "bad_response", "the source's _changes answer has a row without a seq");
+        }
         int last = lua_gettop(L);
+        if (same_seq(L, last, S_SINCE)) {
+          /* rows, yet no progress: a server that ignores `since` would be read forever */
+          int post = job_flag(L, "doc_ids") || job_flag(L, "selector");
+          return couch_answer_raise(L, S_JOB, "source", post ? "POST" : "GET", "/_changes", 200, "replication",
+                                    "no_progress", "the source's _changes answer made no progress: asked for "
+                                    "changes since %s, it answered rows up to that same seq again (a server or "
+                                    "proxy ignoring 'since'?)", lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
         lua_getfield(L, res, "pending");
         if (!lua_isnil(L, -1)) {
           lua_getfield(L, S_JOB, "info");

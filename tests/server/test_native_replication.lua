@@ -241,7 +241,7 @@ function TestNative:test_a_server_that_is_down_for_a_while()
   seed(self.src, 3000)
   local patient = couch.connect(ts.url, { timeout = 1, retries = 8, backoff = 0.2, max_backoff = 1 })
   local job = couch.replication { source = patient:db(self.src.name), target = patient:db(self.tgt.name),
-                                  create_target = true, quiet = true, batch_size = 100, checkpoint_interval = 0.1 }
+                                  create_target = true, quiet = true, batch_size = 100, checkpoint_interval = 100 }
   couch.sleep(0.3)
   os.execute("kill -STOP " .. pid)
   couch.sleep(2.5)
@@ -263,7 +263,7 @@ function TestNative:test_kill_9_resume()
     local couch = require "couch"
     local srv = couch.connect(%q)
     couch.replicate { source = srv:db(%q), target = srv:db(%q), create_target = true, quiet = true,
-                      batch_size = 250, checkpoint_interval = 0.2 }
+                      batch_size = 250, checkpoint_interval = 200 }
   ]]):format(ts.url, self.src.name, self.tgt.name))
   f:close()
   math.randomseed(os.time())
