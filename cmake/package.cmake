@@ -25,34 +25,41 @@ set(CPACK_DEBIAN_CLI_PACKAGE_NAME couchlua)
 set(CPACK_DEBIAN_CLI_PACKAGE_SECTION interpreters)
 set(CPACK_DEBIAN_CLI_PACKAGE_SUGGESTS lua5.4)
 set(CPACK_COMPONENT_CLI_DESCRIPTION "Lua 5.4 for scripting CouchDB replication
- couchlua runs Lua 5.4 scripts with the couch module: start, watch, stop and
- repair CouchDB and Cloudant replications, read the replication scheduler and
- copy databases with a client-side replicator, many of these at once in tasks.
- .
- This package holds the couchlua command (options as lua5.4's, plus a REPL
- with tab completion) and couch.so, the same module for Debian's lua5.4
- (require \"couch\").")
+couchlua runs Lua 5.4 scripts with the couch module: start, watch, stop and
+repair CouchDB and Cloudant replications, read the replication scheduler and
+copy databases with a client-side replicator, many of these at once in tasks.
+.
+This package holds the couchlua command (options as lua5.4's, plus a REPL
+with tab completion) and couch.so, the same module for Debian's lua5.4
+(require 'couch').")
 
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libcouchlua0)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)  # a shlibs file for libcouchlua0
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
+# ldconfig through a dpkg trigger, as Debian wants; the postinst/postrm given here only
+# stop cpack from writing its own that call ldconfig directly.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA
+  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/triggers
+  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/postinst
+  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_COMPONENT_RUNTIME_DESCRIPTION "Lua 5.4 host with the couch module (shared library)
- libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
- replication in a C program.
- .
- This package holds the shared library.")
+libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
+replication in a C program.
+.
+This package holds the shared library.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libcouchlua-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
   "libcouchlua0 (= ${PROJECT_VERSION}), liblua5.4-dev, libcurl4-openssl-dev | libcurl-dev, libyajl-dev, libssl-dev")
 set(CPACK_COMPONENT_DEV_DESCRIPTION "Lua 5.4 host with the couch module (development files)
- libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
- replication in a C program.
- .
- This package holds the header, the static library and couchlua.pc
- (pkg-config --cflags --libs couchlua).")
+libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
+replication in a C program.
+.
+This package holds the header, the static library and couchlua.pc
+(pkg-config --cflags --libs couchlua).")
 
 # /usr/share/doc/<package>/{copyright,changelog.gz} in each package, as Debian policy asks.
 if(COUCHLUA_DEBIAN)
