@@ -89,4 +89,24 @@ elif command -v lua5.4 >/dev/null; then
   expect_out "$version" "installed couch.so loads in lua5.4"
 fi
 
+# No installed program or library keeps a run path into the build tree.
+if command -v readelf >/dev/null; then
+  for f in "$prefix/bin/couchlua" "$libdir/libcouchlua.so.0" "$so"; do
+    [ -f "$f" ] || continue
+    run readelf -d "$f" </dev/null
+    expect_not_in out "$COUCHLUA_BUILD_DIR" "$(basename "$f") has no RPATH/RUNPATH into the build tree"
+  done
+fi
+
+# The prefix can be moved as a whole: the .pc is relative to itself, the command and
+# couch.so need nothing from the prefix's path.
+moved="$tmp/moved-prefix"
+mv "$prefix" "$moved"
+run env -u LUA_PATH -u LUA_CPATH "$moved/bin/couchlua" -e 'print(require"couch".version)' </dev/null
+expect_out "$version" "the moved prefix's couchlua runs"
+run env PKG_CONFIG_PATH="$moved/${pcdir#"$prefix"/}" pkg-config --variable=includedir couchlua </dev/null
+checks=$((checks + 1))
+[ "$(realpath -m "$out")" = "$(realpath "$moved/include")" ] ||
+  fail "the moved couchlua.pc's includedir is not $moved/include"
+
 finish
