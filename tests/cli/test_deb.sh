@@ -3,7 +3,7 @@
 # versions, file lists and dependencies (dpkg-deb), an install into a throwaway root with
 # dpkg --root, the installed couchlua and couch.so (found by a stock lua5.4 in its own
 # package.cpath) running from there, examples/embed.c built against libcouchlua-dev,
-# removal, and lintian without errors. The build is kept in $COUCHLUA_BUILD_DIR/deb, so a
+# removal, and lintian without errors or unhardened binaries. The build is kept in $COUCHLUA_BUILD_DIR/deb, so a
 # second run only rebuilds what changed.
 . "$(dirname "$0")/check.sh"
 . "$(dirname "$0")/pkg_lib.sh"
@@ -132,12 +132,14 @@ left=$(find "$root" -path "$root/var" -prune -o -type f -print -o -type l -print
 checks=$((checks + 1))
 [ -z "$left" ] || fail "files left after removal: $left"
 
-# lintian: no errors (warnings are printed, not failed on).
+# lintian: no errors, and the binaries hardened (dpkg-buildflags); warnings and the other
+# informational tags are printed, not failed on.
 if command -v lintian >/dev/null; then
-  run lintian --allow-root "${debs[@]}" </dev/null
+  run lintian --allow-root -I "${debs[@]}" </dev/null
   [ -n "$out" ] && printf 'lintian:\n%s\n' "$out"
   checks=$((checks + 1))
   if printf '%s\n' "$out" | grep -q '^E: '; then fail "lintian reports errors"; fi
+  expect_not_in out "hardening-no-" "lintian finds every binary hardened"
 else
   echo "lintian is not installed: not run (scripts/setup installs it)"
 fi
