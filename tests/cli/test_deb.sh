@@ -3,8 +3,8 @@
 # versions, file lists and dependencies (dpkg-deb), an install into a throwaway root with
 # dpkg --root, the installed couchlua and couch.so (found by a stock lua5.4 in its own
 # package.cpath) running from there, examples/embed.c built against libcouchlua-dev,
-# removal, and lintian without errors or unhardened binaries. The build is kept in $COUCHLUA_BUILD_DIR/deb, so a
-# second run only rebuilds what changed.
+# removal, and lintian without errors or unhardened binaries. The build is kept in
+# $COUCHLUA_BUILD_DIR/deb, so a second run only rebuilds what changed.
 . "$(dirname "$0")/check.sh"
 . "$(dirname "$0")/pkg_lib.sh"
 : "${COUCHLUA_BUILD_DIR:?}" "${COUCHLUA_SOURCE_DIR:?}"
