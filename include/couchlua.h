@@ -141,6 +141,7 @@ void couchlua_interrupt(couchlua_host *h);
 #define COUCHLUA_PRINT 1    /* print(...) from a script, with its newline */
 #define COUCHLUA_PROGRESS 2 /* couch's progress lines (couch.replicate), one per call */
 #define COUCHLUA_WARNING 3  /* Lua warnings (warn(...)), one message per call */
+#define COUCHLUA_LOG 4      /* log lines (COUCHLUA_LOG=warn|info|debug, couch.log), one per call */
 
 /* Send all of it to fn instead of stdout / stderr (NULL: back to them). text is not
  * NUL-terminated; it is valid during the call only. The host's global `print` and Lua's

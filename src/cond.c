@@ -15,25 +15,6 @@ typedef struct {
   couch_loop *loop;
 } cond_t;
 
-typedef struct {
-  couch_wait w;
-  couch_timer timer;
-  couch_loop *loop;
-  int timed_out;
-} cond_wait;
-
-static void cond_timeout(couch_timer *tm) {
-  cond_wait *cw = tm->owner;
-  cw->timed_out = 1;
-  couch_wait_complete(cw->loop, &cw->w);
-}
-
-static void cond_cancel(couch_wait *w) {
-  cond_wait *cw = (cond_wait *)w;
-  couch_timer_stop(&cw->loop->timers, &cw->timer);
-  couch_wait_list_remove(w);
-}
-
 static int l_new(lua_State *L) {
   cond_t *c = lua_newuserdatauv(L, sizeof *c, 0);
   c->waiters = (couch_wait_list){0};
@@ -44,9 +25,7 @@ static int l_new(lua_State *L) {
 
 static int after_wait(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  cond_wait *cw = lua_touserdata(L, (int)ctx);
-  couch_timer_stop(&cw->loop->timers, &cw->timer);
-  lua_pushboolean(L, !cw->timed_out);
+  lua_pushboolean(L, !couch_timed_wait_end(lua_touserdata(L, (int)ctx)));
   return 1;
 }
 
@@ -54,14 +33,8 @@ static int l_wait(lua_State *L) {
   cond_t *c = luaL_checkudata(L, 1, COND_MT);
   lua_Number timeout = luaL_optnumber(L, 2, -1);
   lua_settop(L, 1);
-  cond_wait *cw = (cond_wait *)couch_wait_new(L, sizeof *cw);
-  cw->loop = c->loop;
-  cw->w.cancel = cond_cancel;
-  couch_timer_init(&cw->timer, cond_timeout, cw);
-  couch_wait_list_add(&c->waiters, &cw->w);
-  if (timeout >= 0) couch_timer_start(&cw->loop->timers, &cw->timer, (int64_t)(timeout * 1000));
-  else cw->w.owner = 1; /* the cond */
-  return couch_await(L, &cw->w, 2, after_wait);
+  couch_timed_wait *tw = couch_timed_wait_push(L, &c->waiters, timeout, 1 /* the cond */);
+  return couch_await(L, &tw->w, 2, after_wait);
 }
 
 static int l_signal(lua_State *L) {

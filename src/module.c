@@ -1,6 +1,7 @@
 /* luaopen_couch: registers every type and function of the `couch` module, nothing else. */
 #include "couchlua.h"
 #include "abort.h"
+#include "log.h"
 #include "output.h"
 #include "cond.h"
 #include "couch/options.h"
@@ -74,6 +75,7 @@ int luaopen_couch(lua_State *L) {
   couch_abort_open(L);
   couch_options_open(L);
   couch_output_open(L);
+  couch_log_open(L);
   couch_url_open(L);
   couch_server_open(L);
   couch_slice_open(L);

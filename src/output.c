@@ -94,8 +94,8 @@ void couch_output_set_writer(lua_State *L, couch_writer fn, void *ud) {
 }
 
 static int kind_of(lua_State *L, int idx) {
-  static const char *const names[] = {"print", "progress", "warning", NULL};
-  static const int kinds[] = {COUCHLUA_PRINT, COUCHLUA_PROGRESS, COUCHLUA_WARNING};
+  static const char *const names[] = {"print", "progress", "warning", "log", NULL};
+  static const int kinds[] = {COUCHLUA_PRINT, COUCHLUA_PROGRESS, COUCHLUA_WARNING, COUCHLUA_LOG};
   return kinds[luaL_checkoption(L, idx, NULL, names)];
 }
 

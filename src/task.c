@@ -84,25 +84,6 @@ static int l_spawn(lua_State *L) {
 
 /* ---- waiting for a task, with an optional timeout ---- */
 
-typedef struct {
-  couch_wait w;
-  couch_timer timer;
-  couch_loop *loop;
-  int timed_out;
-} join_wait;
-
-static void join_timeout(couch_timer *tm) {
-  join_wait *j = tm->owner;
-  j->timed_out = 1;
-  couch_wait_complete(j->loop, &j->w);
-}
-
-static void join_cancel(couch_wait *w) {
-  join_wait *j = (join_wait *)w;
-  couch_timer_stop(&j->loop->timers, &j->timer);
-  couch_wait_list_remove(w);
-}
-
 /* Push the task's results (or raise its error). */
 static int push_outcome(lua_State *L, couch_task *t) {
   t->error_seen = 1;
@@ -121,10 +102,9 @@ static int push_outcome(lua_State *L, couch_task *t) {
 
 static int after_join(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  join_wait *j = lua_touserdata(L, (int)ctx);
+  int timed_out = couch_timed_wait_end(lua_touserdata(L, (int)ctx));
   couch_task *t = check_task(L, 1);
-  couch_timer_stop(&j->loop->timers, &j->timer);
-  if (j->timed_out && !finished(t)) {
+  if (timed_out && !finished(t)) {
     couch_error_push(L, "timeout", "%s did not finish in time", t->name);
     couch_error_setstr(L, -1, "task", t->name);
     return lua_error(L);
@@ -139,13 +119,7 @@ static int l_task_wait(lua_State *L) {
   if (finished(t)) return push_outcome(L, t);
   if (couch_task_of(L) == t) return couch_error_raise(L, "usage", "a task cannot wait for itself");
   lua_settop(L, 1);
-  join_wait *j = (join_wait *)couch_wait_new(L, sizeof *j);
-  j->loop = t->loop;
-  j->w.cancel = join_cancel;
-  couch_timer_init(&j->timer, join_timeout, j);
-  couch_wait_list_add(&t->joiners, &j->w);
-  if (timeout >= 0) couch_timer_start(&j->loop->timers, &j->timer, (int64_t)(timeout * 1000));
-  else j->w.owner = 1; /* the joined task */
+  couch_timed_wait *j = couch_timed_wait_push(L, &t->joiners, timeout, 1 /* the joined task */);
   return couch_await(L, &j->w, 2, after_join);
 }
 
@@ -265,24 +239,9 @@ static int l_task_gc(lua_State *L) {
 
 /* ---- sleeping ---- */
 
-typedef struct {
-  couch_wait w;
-  couch_timer timer;
-  couch_loop *loop;
-} sleep_wait;
-
-static void sleep_fire(couch_timer *tm) {
-  sleep_wait *s = tm->owner;
-  couch_wait_complete(s->loop, &s->w);
-}
-
-static void sleep_cancel(couch_wait *w) {
-  sleep_wait *s = (sleep_wait *)w;
-  couch_timer_stop(&s->loop->timers, &s->timer);
-}
-
 static int after_sleep(lua_State *L, int status, lua_KContext ctx) {
-  (void)L, (void)status, (void)ctx;
+  (void)status;
+  couch_timed_wait_end(lua_touserdata(L, (int)ctx));
   return 0;
 }
 
@@ -291,12 +250,8 @@ static int l_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   if (s < 0) return couch_error_usage(L, "seconds", "must not be negative");
   lua_settop(L, 0);
-  sleep_wait *sw = (sleep_wait *)couch_wait_new(L, sizeof *sw);
-  sw->loop = couch_loop_get(L);
-  sw->w.cancel = sleep_cancel;
-  couch_timer_init(&sw->timer, sleep_fire, sw);
-  couch_timer_start(&sw->loop->timers, &sw->timer, (int64_t)(s * 1000));
-  return couch_await(L, &sw->w, 0, after_sleep);
+  couch_timed_wait *sw = couch_timed_wait_push(L, NULL, s, 0);
+  return couch_await(L, &sw->w, 1, after_sleep);
 }
 
 /* couch.yield(): let every other ready task run once. */
@@ -316,10 +271,37 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+static int main_status(lua_State *L) {
+  lua_pushliteral(L, "running");
+  return 1;
+}
+
+static int main_tostring(lua_State *L) {
+  lua_pushliteral(L, "couch.task main (the top level, not a task)");
+  return 1;
+}
+
+/* couch.current() -> the running task; outside any task, a stand-in for the top level
+ * (`main`: name "main", id 0, status "running"), so printing or asking it works. */
 static int l_current(lua_State *L) {
   couch_task *t = couch_task_of(L);
-  if (!t) return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  if (t) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    return 1;
+  }
+  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, "couch.main_task")) return 1;
+  lua_pushliteral(L, "main");
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "id");
+  lua_createtable(L, 0, 2); /* its metatable */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, main_status);
+  lua_setfield(L, -2, "status");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, main_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
   return 1;
 }
 

@@ -11,8 +11,10 @@
 -- escapes ("a\tb"). Values with a __tostring metamethod (error objects, couch objects)
 -- print through it, also inside tables. couch.json.null (cjson.null) prints as null.
 --
--- opts (all optional): depth (4), indent ("  "), width (80), max_items (no limit: at most
--- this many entries per table, then "... (N more)").
+-- opts (all optional): depth (4), indent ("  "), width (80), max_items (100: at most this
+-- many entries per table, then "... (N more)"), private (false: functions stored under
+-- "_"-prefixed keys, a module's internals like couch._raise, are left out; data such as a
+-- document's _id and _rev is always shown).
 
 local M = {}
 
@@ -23,7 +25,7 @@ local print = print -- captured: pretty.print works even if a user sets print = 
 -- debug.getmetatable sees through a __metatable field, which could hide __tostring.
 local getmetatable = debug and debug.getmetatable or getmetatable
 
-M.defaults = { depth = 4, indent = "  ", width = 80, max_items = nil }
+M.defaults = { depth = 4, indent = "  ", width = 80, max_items = 100, private = false }
 
 local keywords = {}
 for w in ([[and break do else elseif end false for function goto if in local nil not or
@@ -120,14 +122,16 @@ local function format_table(t, opts, level, open)
   local n = 0
   while rawget(t, n + 1) ~= nil do n = n + 1 end
   local keys = {}
-  for k in pairs(t) do
-    if not (mathtype(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+  for k, v in pairs(t) do
+    local internal = not opts.private and type(v) == "function" and type(k) == "string" and k:sub(1, 1) == "_"
+    if not internal and not (mathtype(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
   end
   sort(keys, key_less)
 
   local items, total, multiline = {}, 0, false
   local limit = opts.max_items or huge
   local count = n + #keys
+  if count == 0 then open[t] = nil return "{}" end
   local function add(s)
     items[#items + 1] = s
     total = total + #s + 2
@@ -167,7 +171,6 @@ local function options(opts)
   for k, d in pairs(M.defaults) do
     if opts[k] == nil then o[k] = d else o[k] = opts[k] end
   end
-  o.max_items = opts.max_items or M.defaults.max_items
   return o
 end
 

@@ -46,4 +46,19 @@ end
 
 function M.value(v) return copy(v, {}) end
 
+--- Source text (a line typed at the REPL, for its history file) with credentials taken
+-- out: userinfo of every URL in it, and the string value of any secret-named field
+-- (`password = "..."`, `["api_key"] = '...'`, `{ token = [[...]] }`).
+function M.source(text)
+  text = text:gsub("%a[%w+.-]*://[^%s'\"%]%)}]*", redact_url)
+  for key in pairs(SECRET_KEYS) do
+    local name = key:gsub("%a", function(c) return "[" .. c:lower() .. c:upper() .. "]" end)
+    text = text:gsub("(%f[%w_]" .. name .. "%s*=%s*)(['\"])(.-)%2", "%1%2***%2") -- key = "v"
+    text = text:gsub("(%[%s*(['\"])" .. name .. "%2%s*%]%s*=%s*)(['\"])(.-)%3",  -- ["key"] = "v"
+                     function(lead, _, q) return lead .. q .. "***" .. q end)
+    text = text:gsub("(%f[%w_]" .. name .. "%s*=%s*)%[(=*)%[.-%]%2%]", "%1\"***\"")
+  end
+  return text
+end
+
 return M

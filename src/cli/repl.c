@@ -68,6 +68,34 @@ static int pushline(lua_State *L, int firstline) {
   return CLI_READ_LINE;
 }
 
+/* require(module)[fn](the argument): for the REPL's helpers written in Lua. Upvalues:
+ * the module's and the function's names. Call it protected. */
+static int call_lua_helper(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, lua_tostring(L, lua_upvalueindex(2)));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void push_lua_helper(lua_State *L, const char *module, const char *fn) {
+  lua_pushstring(L, module);
+  lua_pushstring(L, fn);
+  lua_pushcclosure(L, call_lua_helper, 2);
+}
+
+/* Into the history, with credentials taken out (couch.redact.source); a line that cannot
+ * be redacted is not kept at all. */
+static void remember(lua_State *L, const char *text) {
+  push_lua_helper(L, "couch.redact", "source");
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    cli_input_remember(lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
 /* Try the line on top as `return <line>;`. On success the function replaces nothing: it
  * is pushed above the line. */
 static int addreturn(lua_State *L) {
@@ -76,7 +104,7 @@ static int addreturn(lua_State *L) {
   int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
   if (status == LUA_OK) {
     lua_remove(L, -2); /* the modified line */
-    cli_input_remember(line);
+    remember(L, line);
   } else {
     lua_pop(L, 2); /* the error and the modified line */
   }
@@ -91,13 +119,13 @@ static int multiline(lua_State *L) {
     const char *chunk = lua_tolstring(L, 1, &len);
     int status = luaL_loadbuffer(L, chunk, len, "=stdin");
     if (!incomplete(L, status)) {
-      cli_input_remember(chunk);
+      remember(L, chunk);
       return status;
     }
     int r = pushline(L, 0);
     if (r == CLI_READ_INTERRUPTED) return LOAD_NOTHING;
     if (r == CLI_READ_EOF) { /* report the chunk as it stands: "... near <eof>" */
-      cli_input_remember(chunk);
+      remember(L, chunk);
       return luaL_loadbuffer(L, chunk, len, "=stdin");
     }
     lua_pushliteral(L, "\n");
@@ -197,26 +225,16 @@ static int quit_on_eof(lua_State *L, int *warned) {
 
 #define COMPLETIONS_KEY "couchlua.repl.completions" /* registry: the current list */
 
-static int list_completions(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "couch.complete");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "complete");
-  lua_pushvalue(L, 1);
-  lua_call(L, 1, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, COMPLETIONS_KEY);
-  return 0;
-}
-
 static const char *completion(void *ud, const char *word, int index) {
   lua_State *L = ud;
   if (index == 0) { /* a new word: compute the list once */
-    lua_pushcfunction(L, list_completions);
+    push_lua_helper(L, "couch.complete", "complete");
     lua_pushstring(L, word);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
       lua_pop(L, 1); /* no completions rather than an error in the middle of a line */
       return NULL;
     }
+    lua_setfield(L, LUA_REGISTRYINDEX, COMPLETIONS_KEY);
   }
   if (lua_getfield(L, LUA_REGISTRYINDEX, COMPLETIONS_KEY) != LUA_TTABLE) {
     lua_pop(L, 1);

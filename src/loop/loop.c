@@ -3,6 +3,7 @@
  * curl_multi_info_read, hand each finished transfer to its owner through CURLINFO_PRIVATE,
  * and resume Lua only from here, never from a libcurl callback. */
 #include "error.h"
+#include "log.h"
 #include "loop/loop.h"
 #include "loop/io.h"
 #include "loop/task.h"
@@ -89,6 +90,7 @@ couch_loop *couch_loop_get(lua_State *L) {
   atomic_init(&loop->interrupted, 0);
   atomic_init(&loop->running_task, NULL);
   loop->next_task_id = 1;
+  loop->log_level = couch_log_level_from_env();
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);

@@ -62,6 +62,7 @@ struct couch_loop {
   atomic_int interrupted;
   _Atomic(lua_State *) running_task; /* the task coroutine being resumed, if any */
   lua_Hook host_stop_hook;      /* the embedding program's own Ctrl-C hook, if any */
+  int log_level;                /* COUCH_LOG_* (log.h) */
 };
 
 /* The loop of L's main state, created on first use. */
@@ -125,6 +126,21 @@ int couch_await(lua_State *L, couch_wait *w, lua_KContext ctx, lua_KFunction k);
 
 /* Mark w done and wake its task. */
 void couch_wait_complete(couch_loop *loop, couch_wait *w);
+
+/* A wait that ends when completed or after a timeout: cond:wait, task:wait, couch.sleep. */
+typedef struct {
+  couch_wait w;
+  couch_timer timer;
+  couch_loop *loop;
+  int timed_out;
+} couch_timed_wait;
+/* Push a new one on L's stack, in list (or none), timing out after seconds; with seconds < 0
+ * it never times out and only the object at stack index `owner` can complete it (see
+ * couch_wait.owner). */
+couch_timed_wait *couch_timed_wait_push(lua_State *L, couch_wait_list *list, lua_Number seconds,
+                                        int owner);
+/* In the continuation: stop its timer; whether it timed out. */
+int couch_timed_wait_end(couch_timed_wait *tw);
 
 void couch_wait_list_add(couch_wait_list *l, couch_wait *w);
 void couch_wait_list_remove(couch_wait *w);

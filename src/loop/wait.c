@@ -121,3 +121,34 @@ int couch_wait_list_wake_all(couch_loop *loop, couch_wait_list *l) {
   }
   return n;
 }
+
+/* ---- a wait with a timeout: cond:wait, task:wait and couch.sleep are this ---- */
+
+static void timed_out(couch_timer *tm) {
+  couch_timed_wait *tw = tm->owner;
+  tw->timed_out = 1;
+  couch_wait_complete(tw->loop, &tw->w);
+}
+
+static void timed_cancel(couch_wait *w) {
+  couch_timed_wait *tw = (couch_timed_wait *)w;
+  couch_timer_stop(&tw->loop->timers, &tw->timer);
+  couch_wait_list_remove(w);
+}
+
+couch_timed_wait *couch_timed_wait_push(lua_State *L, couch_wait_list *list, lua_Number seconds,
+                                        int owner) {
+  couch_timed_wait *tw = (couch_timed_wait *)couch_wait_new(L, sizeof *tw);
+  tw->loop = couch_loop_get(L);
+  tw->w.cancel = timed_cancel;
+  couch_timer_init(&tw->timer, timed_out, tw);
+  if (list) couch_wait_list_add(list, &tw->w);
+  if (seconds >= 0) couch_timer_start(&tw->loop->timers, &tw->timer, (int64_t)(seconds * 1000));
+  else tw->w.owner = owner;
+  return tw;
+}
+
+int couch_timed_wait_end(couch_timed_wait *tw) {
+  couch_timer_stop(&tw->loop->timers, &tw->timer);
+  return tw->timed_out;
+}

@@ -17,16 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int checks;
-
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    checks++;                                                                        \
-    if (!(cond)) {                                                                   \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);       \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 static double now_ms(void) {
   struct timespec ts;

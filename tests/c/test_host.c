@@ -9,16 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int checks;
-
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    checks++;                                                                        \
-    if (!(cond)) {                                                                   \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);       \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 /* The error's first line (the message proper) equals / contains want. */
 static int first_line_has(const char *err, const char *want) {

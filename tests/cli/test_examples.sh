@@ -12,19 +12,7 @@
 # Exits 77 (skipped) when node or pouchdb-server is missing.
 set -uo pipefail
 
-src=${COUCHLUA_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-COUCHLUA=${COUCHLUA:-$src/build/couchlua}
-export COUCHLUA_SOURCE_DIR=$src COUCHLUA
-
-if [[ -z ${COUCHLUA_TEST_URL:-} ]]; then
-  if ! command -v node >/dev/null 2>&1 ||
-    [[ ! -f $src/.deps/pouchdb/node_modules/pouchdb-server/bin/pouchdb-server ]]; then
-    echo "SKIPPED: node or pouchdb-server is not installed (scripts/setup installs them)"
-    exit 77
-  fi
-  exec "$src/tests/support/with-server" pouchdb bash "${BASH_SOURCE[0]}" "$@"
-fi
-[[ -x $COUCHLUA ]] || { echo "FAIL: COUCHLUA ($COUCHLUA) is not an executable" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../support/under-pouchdb.sh"
 
 URL=$COUCHLUA_TEST_URL
 POUCHDB=0

@@ -7,18 +7,7 @@
 # Runs on a fresh pouchdb-server (or COUCHLUA_TEST_URL) and on the fake CouchDB 3.
 set -uo pipefail
 
-src=${COUCHLUA_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-COUCHLUA=${COUCHLUA:-$src/build/couchlua}
-export COUCHLUA_SOURCE_DIR=$src COUCHLUA
-
-if [[ -z ${COUCHLUA_TEST_URL:-} ]]; then
-  if ! command -v node >/dev/null 2>&1 ||
-    [[ ! -f $src/.deps/pouchdb/node_modules/pouchdb-server/bin/pouchdb-server ]]; then
-    echo "SKIPPED: node or pouchdb-server is not installed (scripts/setup installs them)"
-    exit 77
-  fi
-  exec "$src/tests/support/with-server" pouchdb bash "${BASH_SOURCE[0]}" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../support/under-pouchdb.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/couchlua-followers.XXXXXX")
 cleanup() { exec 7>&- 2>/dev/null; rm -rf "$tmp"; }

@@ -154,6 +154,7 @@ log = []
 wait_for("couch> ")
 log.append(step(b"1+2\r", "3\r\ncouch> "))
 log.append(step(b"history_marker = 'hm'\r", "couch> "))
+log.append(step(b"secret_url = 'http://admin:TopSecret@127.0.0.1:9/db'\r", "couch> "))
 log.append(step(b"abc", "abc"))
 log.append(step(b"\x03", "couch> "))                       # Ctrl-C drops the typed line
 log.append(step(b"function g()\r", ">> "))
@@ -203,6 +204,8 @@ if [ -f "$hist" ]; then
   expect_in out "1+2" "history has the first line"
   expect_in out "history_marker" "history has a later line"
   expect_not_in out "abc" "an interrupted line is not in the history"
+  expect_in out "secret_url\\040=\\040'http://127.0.0.1:9/db'" "history keeps the line, without its credentials"
+  expect_not_in out "TopSecret" "history has no password"
 else
   fail "no $hist after the session"
 fi

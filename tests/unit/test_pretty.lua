@@ -143,4 +143,22 @@ function TestPretty:test_print()
   lu.assertEquals(text, '1\t"x"\tnil\t{ a = 1 }\n')
 end
 
+-- What the REPL shows by default: a module's internals (functions under "_" keys) left out,
+-- a document's _id and _rev kept, long tables cut after 100 entries.
+function TestPretty:test_defaults_hide_internals_and_cut_long_tables()
+  local pretty = require "couch.pretty"
+  local mod = { open = function() end, _internal = function() end, _count = 3 }
+  local text = pretty.format(mod)
+  lu.assertNotStrContains(text, "_internal")
+  lu.assertStrContains(text, "_count = 3")
+  lu.assertStrContains(pretty.format(mod, { private = true }), "_internal")
+  lu.assertEquals(pretty.format { _id = "a", _rev = "1-x" }, '{ _id = "a", _rev = "1-x" }')
+  local long = {}
+  for i = 1, 250 do long[i] = i end
+  local cut = pretty.format(long)
+  lu.assertStrContains(cut, "... (150 more)")
+  lu.assertNotStrContains(cut, "101")
+  lu.assertNotStrContains(pretty.format(long, { max_items = 1000 }), "more)")
+end
+
 os.exit(lu.LuaUnit.run())

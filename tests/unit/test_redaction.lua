@@ -304,6 +304,26 @@ couch.connect("http://admin:%s@127.0.0.1:5984/db")
   end
 end
 
+-- The REPL's history gets lines through couch.redact.source: no credential is saved.
+TestRedactSource = {}
+
+function TestRedactSource:test_urls_and_secret_fields_in_source_text()
+  local source = require("couch.redact").source
+  local cases = {
+    { [[srv = couch.connect("http://admin:TopSecret@127.0.0.1:5984")]], [[srv = couch.connect("http://127.0.0.1:5984")]] },
+    { [[couch.connect(u, { user = "a", password = "TopSecret" })]], [[couch.connect(u, { user = "a", password = "***" })]] },
+    { [[couch.connect(u, { password = "x" })]], [[couch.connect(u, { password = "***" })]] },
+    { [[t = { ["api_key"] = 'TopSecret', Password = [==[TopSecret]==] }]], [[t = { ["api_key"] = '***', Password = "***" }]] },
+    { [[{token="TopSecret"} print(1)]], [[{token="***"} print(1)]] },
+    { [[rep:create{ source = "https://u:TopSecret@a.example/db", target = "b" }]], [[rep:create{ source = "https://a.example/db", target = "b" }]] },
+    { [[print("no secrets here", passwords_seen)]], [[print("no secrets here", passwords_seen)]] },
+  }
+  for _, c in ipairs(cases) do
+    lu.assertEquals(source(c[1]), c[2])
+    lu.assertNotStrContains(source(c[1]), "TopSecret")
+  end
+end
+
 local rc = lu.LuaUnit.run()
 f:stop()
 for _, name in ipairs(tmpfiles) do os.remove(name) end
