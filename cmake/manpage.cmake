@@ -4,7 +4,10 @@
 string(TIMESTAMP COUCHLUA_MAN_DATE "%Y-%m-%d" UTC)
 set(COUCHLUA_MAN ${CMAKE_BINARY_DIR}/man/couchlua.1)
 configure_file(man/couchlua.1.in ${COUCHLUA_MAN} @ONLY)
-find_program(GZIP_EXECUTABLE gzip REQUIRED)
+find_program(GZIP_EXECUTABLE gzip)
+if(NOT GZIP_EXECUTABLE)
+  message(FATAL_ERROR "gzip not found: it compresses the man page")
+endif()
 add_custom_command(OUTPUT ${COUCHLUA_MAN}.gz
   COMMAND ${GZIP_EXECUTABLE} -9 -n -c ${COUCHLUA_MAN} > ${COUCHLUA_MAN}.gz
   DEPENDS ${COUCHLUA_MAN}
