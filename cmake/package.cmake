@@ -1,7 +1,8 @@
 # Debian packages with `cpack -G DEB` from a build configured with --prefix /usr
 # (packaging/build-deb does it all):
 #   couchlua         the couchlua command, couch.so for Debian's lua5.4, the man page
-#   libcouchlua0     the shared library (what programs built against libcouchlua-dev run with)
+#   libcouchlua0     the shared library, what programs built against libcouchlua-dev run
+#                    with (libcouchlua<major>: named after its soname)
 #   libcouchlua-dev  couchlua.h, couchlua_version.h, libcouchlua.a, libcouchlua.so, couchlua.pc
 # Versions come from project(VERSION); run-time dependencies from dpkg-shlibdeps (liblua5.4-0,
 # libcurl4, libyajl2, libedit2, libssl3), so they follow what the binaries really link.
@@ -33,16 +34,17 @@ This package holds the couchlua command (options as lua5.4's, plus a REPL
 with tab completion) and couch.so, the same module for Debian's lua5.4
 (require 'couch').")
 
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libcouchlua0)
+# Named after the soname (libcouchlua.so.<major>, CMakeLists.txt's SOVERSION), as Debian does.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libcouchlua${PROJECT_VERSION_MAJOR})
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)  # a shlibs file for libcouchlua0
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)  # a shlibs file for the library's package
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 # ldconfig through a dpkg trigger, as Debian wants; the postinst/postrm given here only
 # stop cpack from writing its own that call ldconfig directly.
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA
-  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/triggers
-  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/postinst
-  ${CMAKE_SOURCE_DIR}/packaging/libcouchlua0/postrm)
+  ${CMAKE_SOURCE_DIR}/packaging/runtime/triggers
+  ${CMAKE_SOURCE_DIR}/packaging/runtime/postinst
+  ${CMAKE_SOURCE_DIR}/packaging/runtime/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_COMPONENT_RUNTIME_DESCRIPTION "Lua 5.4 host with the couch module (shared library)
 libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
@@ -53,7 +55,7 @@ This package holds the shared library.")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libcouchlua-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-  "libcouchlua0 (= ${PROJECT_VERSION}), liblua5.4-dev, libcurl4-openssl-dev | libcurl-dev, libyajl-dev, libssl-dev")
+  "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (= ${PROJECT_VERSION}), liblua5.4-dev, libcurl4-openssl-dev | libcurl-dev, libyajl-dev, libssl-dev")
 set(CPACK_COMPONENT_DEV_DESCRIPTION "Lua 5.4 host with the couch module (development files)
 libcouchlua embeds Lua 5.4 with the couch module for scripting CouchDB
 replication in a C program.

@@ -16,6 +16,8 @@ need lua5.4
 need cc build-essential
 need pkg-config
 version=$(project_version)
+major=${version%%.*}
+lib=libcouchlua$major     # the library's package, named after its soname
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 
 # Two compile jobs: the test holds two of ctest's slots (tests/CMakeLists.txt, PROCESSORS).
@@ -24,7 +26,7 @@ expect_rc 0 "packaging/build-deb"
 [ "$rc" = 0 ] || finish
 arch=$(dpkg --print-architecture)
 debs=()
-for p in couchlua libcouchlua0 libcouchlua-dev; do
+for p in couchlua "$lib" libcouchlua-dev; do
   deb="$COUCHLUA_BUILD_DIR/deb/${p}_${version}_${arch}.deb"
   checks=$((checks + 1))
   if [ -f "$deb" ]; then debs+=("$deb"); else fail "no $deb"; fi
@@ -44,10 +46,10 @@ for dep in liblua5.4-0 libcurl4 libyajl2 libedit2 libssl3; do
 done
 out=$(fields "$lib_deb" Depends)
 for dep in liblua5.4-0 libcurl4 libyajl2 libssl3; do
-  expect_in out "$dep" "libcouchlua0 depends on $dep"
+  expect_in out "$dep" "$lib depends on $dep"
 done
 out=$(fields "$dev_deb" Depends)
-expect_in out "libcouchlua0 (= $version)" "libcouchlua-dev depends on this libcouchlua0"
+expect_in out "$lib (= $version)" "libcouchlua-dev depends on this $lib"
 for dep in liblua5.4-dev libyajl-dev libssl-dev; do
   expect_in out "$dep" "libcouchlua-dev depends on $dep (couchlua.pc's Requires)"
 done
@@ -59,7 +61,7 @@ for deb in "$cli_deb" "$lib_deb"; do
   done
 done
 out=$(dpkg-deb -I "$lib_deb" shlibs 2>&1)
-expect_in out "libcouchlua 0 libcouchlua0" "libcouchlua0 has a shlibs file"
+expect_in out "libcouchlua $major $lib" "$lib has a shlibs file"
 
 # File lists.
 list() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
@@ -68,10 +70,10 @@ for f in /usr/bin/couchlua "/usr/lib/$multiarch/lua/5.4/couch.so" /usr/share/man
          /usr/share/doc/couchlua/copyright /usr/share/doc/couchlua/changelog.gz; do
   expect_in out "$f" "couchlua holds $f"
 done
-expect_not_in out "libcouchlua.so" "couchlua holds no shared library (libcouchlua0 does)"
+expect_not_in out "libcouchlua.so" "couchlua holds no shared library ($lib does)"
 out=$(list "$lib_deb")
-expect_in out "/usr/lib/$multiarch/libcouchlua.so.0" "libcouchlua0 holds the shared library"
-expect_not_in out "/usr/include" "libcouchlua0 holds no header"
+expect_in out "/usr/lib/$multiarch/libcouchlua.so.$major" "$lib holds the shared library"
+expect_not_in out "/usr/include" "$lib holds no header"
 out=$(list "$dev_deb")
 for f in /usr/include/couchlua.h /usr/include/couchlua_version.h "/usr/lib/$multiarch/libcouchlua.a" \
          "/usr/lib/$multiarch/libcouchlua.so" "/usr/lib/$multiarch/pkgconfig/couchlua.pc"; do
@@ -88,7 +90,7 @@ dpkg_root() {
 }
 run dpkg_root -i "${debs[@]}" </dev/null
 expect_rc 0 "dpkg --root $root -i the three packages"
-run dpkg_root -l couchlua libcouchlua0 libcouchlua-dev </dev/null
+run dpkg_root -l couchlua "$lib" libcouchlua-dev </dev/null
 checks=$((checks + 1))
 [ "$(printf '%s\n' "$out" | grep -c '^ii ')" = 3 ] || fail "the three packages are not all installed (ii)"
 
@@ -112,7 +114,7 @@ if command -v man >/dev/null; then
 fi
 
 # libcouchlua-dev: the .pc (no rpath: /usr/lib/<multiarch> is the linker's own) builds
-# examples/embed.c, which runs against libcouchlua0's library.
+# examples/embed.c, which runs against $lib's library.
 pcdir="$root/usr/lib/$multiarch/pkgconfig"
 run env PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs couchlua </dev/null
 expect_rc 0 "pkg-config couchlua from the packaged .pc"
@@ -127,7 +129,7 @@ if [ "$rc" = 0 ]; then
 fi
 
 # Removal leaves no file behind.
-run dpkg_root -r couchlua libcouchlua-dev libcouchlua0 </dev/null
+run dpkg_root -r couchlua libcouchlua-dev "$lib" </dev/null
 expect_rc 0 "dpkg --root -r the three packages"
 left=$(find "$root" -path "$root/var" -prune -o -type f -print -o -type l -print)
 checks=$((checks + 1))
