@@ -21,18 +21,14 @@
 #include <lua.h>
 #include <stddef.h>
 
+/* COUCHLUA_VERSION ("0.1.0"), COUCHLUA_VERSION_MAJOR/_MINOR/_PATCH and COUCHLUA_VERSION_NUM
+ * (0.1.0 -> 100, 1.2.3 -> 10203): the version of these headers, generated from the build's
+ * version number and installed beside this file. */
+#include "couchlua_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The version of this header; couchlua_version() gives the library's. */
-#define COUCHLUA_VERSION_MAJOR 0
-#define COUCHLUA_VERSION_MINOR 1
-#define COUCHLUA_VERSION_PATCH 0
-#define COUCHLUA_VERSION "0.1.0"
-/* One number for compile-time comparisons: 0.1.0 -> 100, 1.2.3 -> 10203. */
-#define COUCHLUA_VERSION_NUM \
-  (COUCHLUA_VERSION_MAJOR * 10000 + COUCHLUA_VERSION_MINOR * 100 + COUCHLUA_VERSION_PATCH)
 
 /* The version string of the library actually linked (may differ from the header's when
  * linking the shared library). */

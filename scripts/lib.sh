@@ -21,7 +21,9 @@ COUCHLUA_POUCHDB_BIN=$COUCHLUA_POUCHDB_HOME/node_modules/pouchdb-server/bin/pouc
 COUCHLUA_PROG=${COUCHLUA_PROG:-$(basename "$0")}
 
 COUCHLUA_APT_PACKAGES=(liblua5.4-dev lua5.4 libcurl4-openssl-dev lua-cjson lua-cjson-dev
-  libyajl-dev libssl-dev openssl lua-unit libedit-dev cmake pkg-config build-essential nodejs npm)
+  libyajl-dev libssl-dev openssl lua-unit libedit-dev cmake pkg-config build-essential nodejs npm
+  # packaging and its tests: cpack's dpkg-shlibdeps, the rockspec, the man page, lintian
+  dpkg-dev luarocks groff-base man-db lintian)
 
 couchlua_err() { printf '%s: %s\n' "$COUCHLUA_PROG" "$*" >&2; }
 couchlua_die() { couchlua_err "error: $*"; exit 1; }
