@@ -277,13 +277,17 @@ int couch_json_table_kind(lua_State *L, int idx) {
   return kind;
 }
 
+/* The path stack may move while a child is written (put_table grows it): never keep a
+ * seg pointer across put_value, take it afresh for each element. */
+static seg *top_seg(encoder *e) { return &e->path[e->depth - 1]; }
+
 static void put_array(encoder *e, int idx, lua_Integer n) {
   lua_State *L = e->L;
-  seg *sg = &e->path[e->depth - 1];
   putch(e, '[');
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) putch(e, ',');
     if (e->flags & COUCH_JSON_PRETTY) newline(e);
+    seg *sg = top_seg(e);
     sg->kind = SEG_INDEX;
     sg->i = i;
     lua_rawgeti(L, idx, i);
@@ -299,7 +303,7 @@ static void put_array(encoder *e, int idx, lua_Integer n) {
 /* Sets the path step of the key at idx and returns its JSON text (raises for bad keys). */
 static const char *key_text(encoder *e, int idx, size_t *n, char *num) {
   lua_State *L = e->L;
-  seg *sg = &e->path[e->depth - 1];
+  seg *sg = top_seg(e);
   switch (lua_type(L, idx)) {
   case LUA_TSTRING:
     sg->kind = SEG_KEY;
@@ -372,8 +376,8 @@ static int put_sorted_members(encoder *e, int idx) {
     i++;
   }
   qsort(keys, (size_t)count, sizeof *keys, sortkey_cmp);
-  seg *sg = &e->path[e->depth - 1];
   for (i = 0; i < count; i++) {
+    seg *sg = top_seg(e);
     sg->kind = keys[i].numeric ? SEG_NUMKEY : SEG_KEY;
     sg->s = keys[i].s;
     sg->n = keys[i].n;

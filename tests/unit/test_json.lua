@@ -50,6 +50,13 @@ local function err_of(f, ...)
   return e
 end
 
+local function json_error(f, ...)
+  local e = err_of(f, ...)
+  if type(e) ~= "table" then lu.fail("not an error object: " .. tostring(e)) end
+  lu.assertEquals(e.kind, "json")
+  return e
+end
+
 -- Awkward JSON whose encoding is canonical: decode then encode (keys sorted) gives the
 -- same bytes.
 local CANONICAL = {
@@ -128,6 +135,32 @@ function TestRoundTrip.test_pretty()
     '[\n    1,\n    {\n        "x": 1\n    }\n]')
   lu.assertEquals(json.encode({ [2] = "b", [10] = "c", x = 1 }, { sort_keys = true }),
     '{"10":"c","2":"b","x":1}')
+end
+
+-- The encoder's path stack grows at depths 16, 64 and 256: a container must not keep a
+-- pointer into it across a child that grew it (heap use-after-free, issue 11).
+local function nest(n, leaf)
+  local v = leaf
+  for _ = 1, n do v = json.array { v } end
+  return v
+end
+
+function TestRoundTrip.test_siblings_after_a_child_that_grew_the_path()
+  for _, n in ipairs { 17, 65, 257, 600 } do
+    local deep = string.rep("[", n) .. "0" .. string.rep("]", n)
+    lu.assertEquals(json.encode(json.array { nest(n, 0), "after", 2 }), "[" .. deep .. ',"after",2]')
+    lu.assertEquals(json.encode({ a = nest(n, 0), b = "after", c = { 3 } }, { sort_keys = true }),
+      '{"a":' .. deep .. ',"b":"after","c":[3]}')
+    -- the same one level down, and pretty (newline() reads the depth)
+    lu.assertEquals(json.encode({ x = { nest(n, 0), 1 }, y = 2 }, { sort_keys = true }),
+      '{"x":[' .. deep .. ',1],"y":2}')
+    lu.assertEquals(json.encode(json.decode(json.encode({ nest(n, 0), 1 }, { pretty = true }))),
+      "[" .. deep .. ",1]")
+    -- the error path is read from the (moved) path stack
+    lu.assertEquals(json_error(json.encode, { nest(n, 0), print }).path, "[2]")
+    lu.assertEquals(json_error(json.encode, { a = nest(n, 0), b = print }, { sort_keys = true }).path, ".b")
+    lu.assertEquals(json_error(json.encode, { { nest(n, 0), 1, print } }).path, "[1][3]")
+  end
 end
 
 TestNumbers = {}
@@ -310,13 +343,6 @@ function TestStrings.test_duplicate_keys_last_wins()
 end
 
 TestErrors = {}
-
-local function json_error(f, ...)
-  local e = err_of(f, ...)
-  if type(e) ~= "table" then lu.fail("not an error object: " .. tostring(e)) end
-  lu.assertEquals(e.kind, "json")
-  return e
-end
 
 function TestErrors.test_encode_errors_name_the_path()
   local e = json_error(json.encode, { docs = { {}, {}, { f = print } } })
