@@ -163,25 +163,18 @@ static const unsigned char char_class[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0];
-#define CONT(k) (n > (k) && (s[k] & 0xC0) == 0x80)
-  if (c >= 0xC2 && c <= 0xDF) return CONT(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (n < 3 || !CONT(1) || !CONT(2)) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
-    if (c == 0xED && s[1] > 0x9F) return 0; /* surrogate */
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (n < 4 || !CONT(1) || !CONT(2) || !CONT(3)) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
-    if (c == 0xF4 && s[1] > 0x8F) return 0; /* above U+10FFFF */
-    return 4;
-  }
-#undef CONT
-  return 0;
+/* s[i..] is not UTF-8: write it as the \uXXXX escape of a lone surrogate in WTF-8 (what
+ * decode makes of one), or fail. Everything before i is written by the caller first. */
+static void put_surrogate(encoder *e, const unsigned char *s, size_t n, size_t i, int plen,
+                          const char *what) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned u = couch_json_wtf8_surrogate(s + i, n - i);
+  if (!u) fail(e, plen, "%s with invalid UTF-8 (byte %d of %d)", what, (int)i + 1, (int)n);
+  if (u <= 0xDBFF && couch_json_wtf8_surrogate(s + i + 3, n - i - 3) >= 0xDC00)
+    fail(e, plen, "%s with a surrogate pair in WTF-8 (byte %d of %d): write the character "
+         "as UTF-8", what, (int)i + 1, (int)n);
+  char esc[6] = {'\\', 'u', hex[u >> 12], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15]};
+  put(e, esc, 6);
 }
 
 static void put_string(encoder *e, const char *str, size_t n, int plen, const char *what) {
@@ -197,9 +190,14 @@ static void put_string(encoder *e, const char *str, size_t n, int plen, const ch
       continue;
     }
     if (cls == 2) {
-      size_t k = utf8_len(s + i, n - i);
-      if (!k) fail(e, plen, "%s with invalid UTF-8 (byte %d of %d)", what, (int)i + 1, (int)n);
-      i += k;
+      size_t k = couch_json_utf8_len(s + i, n - i);
+      if (k) {
+        i += k;
+        continue;
+      }
+      put(e, str + start, i - start);
+      put_surrogate(e, s, n, i, plen, what);
+      start = i += 3;
       continue;
     }
     put(e, str + start, i - start);

@@ -332,8 +332,57 @@ function TestStrings.test_escapes()
   lu.assertEquals(json.decode('"\\ud83d\\ude00"'), "😀")             -- surrogate pair
   lu.assertEquals(json.decode('"\\u00e9\\u4e2d"'), "é中")
   lu.assertEquals(json.encode({ ["k\n"] = 1 }), '{"k\\n":1}')
-  -- known limit (yajl): a lone surrogate escape has no UTF-8 form and decodes as "?"
-  lu.assertEquals(json.decode('"\\ud800"'), "?")
+end
+
+-- A lone surrogate escape has no UTF-8 form. It decodes to the surrogate's WTF-8 bytes
+-- (ED A0 80 for \ud800), which encode writes back as the escape: the value passes
+-- through unchanged. A real pair still decodes to its code point.
+local WTF8 = {
+  -- JSON text, decoded bytes, encoded text
+  { '"\\ud800"', "\237\160\128", '"\\ud800"' },
+  { '"\\uD800"', "\237\160\128", '"\\ud800"' },
+  { '"\\udc00"', "\237\176\128", '"\\udc00"' },
+  { '"\\udfff"', "\237\191\191", '"\\udfff"' },
+  { '"\\ud800\\u0041"', "\237\160\128A", '"\\ud800A"' },              -- yajl: U+10041
+  { '"\\ud800\\ud800"', "\237\160\128\237\160\128", '"\\ud800\\ud800"' }, -- yajl: U+10000
+  { '"\\udc00\\ud800"', "\237\176\128\237\160\128", '"\\udc00\\ud800"' }, -- low, then high
+  { '"\\ud800\\ud83d\\ude00"', "\237\160\128😀", '"\\ud800😀"' },
+  { '"\\ud83d\\ude00\\udc00"', "😀\237\176\128", '"😀\\udc00"' },
+  { '"a\\ud800"', "a\237\160\128", '"a\\ud800"' },                   -- at the end (CVE-2017-16516)
+  { '"\\ud800\\n\\"\\\\\\/\\u00e9"', '\237\160\128\n"\\/é', '"\\ud800\\n\\"\\\\/é"' },
+  { '"\\\\ud800"', "\\ud800", '"\\\\ud800"' },                        -- an escaped backslash
+  { '"\\\\\\ud800"', "\\\237\160\128", '"\\\\\\ud800"' },
+}
+
+function TestStrings.test_lone_surrogates_round_trip()
+  for _, c in ipairs(WTF8) do
+    local v = json.decode(c[1])
+    lu.assertEquals(v, c[2], "decoding " .. c[1])
+    lu.assertEquals(json.encode(v), c[3], "encoding " .. c[1])
+    lu.assertEquals(json.decode(json.encode(v)), v, "round trip of " .. c[1])
+  end
+  -- in keys, in containers, beside strings yajl decodes itself
+  local text = '{"k\\udfff":["\\u00e9","\\ud800",{"\\t":"\\ud801x"}],"n":"\\ud83d\\ude00"}'
+  local v = json.decode(text)
+  lu.assertEquals(v["k\237\191\191"][1], "é")
+  lu.assertEquals(v["k\237\191\191"][2], "\237\160\128")
+  lu.assertEquals(v["k\237\191\191"][3]["\t"], "\237\160\129x")
+  lu.assertEquals(v.n, "😀")
+  lu.assertEquals(json.encode(v, { sort_keys = true }),
+    '{"k\\udfff":["é","\\ud800",{"\\t":"\\ud801x"}],"n":"😀"}')
+  -- a real pair is one code point, whatever the case of its hex digits
+  lu.assertEquals(json.decode('"\\uD83D\\uDE00"'), "😀")
+  lu.assertEquals(json.decode('"\\ud800\\udc00"'), "\240\144\128\128")
+end
+
+function TestStrings.test_encode_refuses_surrogates_that_would_pair()
+  -- WTF-8 never holds a high surrogate right before a low one: as escapes the two would
+  -- read back as one code point, so the value would not survive the trip.
+  local e = json_error(json.encode, { s = "\237\160\128\237\176\128" })
+  lu.assertStrContains(e.message, "a string with a surrogate pair in WTF-8")
+  lu.assertEquals(e.path, ".s")
+  lu.assertEquals(json.encode("\237\176\128\237\160\128"), '"\\udc00\\ud800"') -- low, high: fine
+  lu.assertStrContains(json_error(json.encode, "\237\160").message, "invalid UTF-8") -- truncated
 end
 
 function TestStrings.test_duplicate_keys_last_wins()
@@ -362,7 +411,7 @@ function TestErrors.test_encode_errors_name_the_path()
   lu.assertEquals(json_error(json.encode, { s = "bad \255 utf8" }).message,
     "cannot encode a string with invalid UTF-8 (byte 5 of 10) at .s")
   lu.assertStrContains(json_error(json.encode, { ["\192"] = 1 }).message, "a key with invalid UTF-8")
-  lu.assertStrContains(json_error(json.encode, "\237\160\128").message, "invalid UTF-8") -- surrogate
+  lu.assertStrContains(json_error(json.encode, "\237\160\128\237\176\128").message, "surrogate pair") -- WTF-8 pair
 end
 
 function TestErrors.test_cycles()
@@ -417,6 +466,61 @@ function TestErrors.test_decode_errors_name_offset_and_found()
   lu.assertEquals(err_of(json.decode, 42).kind, "usage")
   lu.assertEquals(err_of(json.encode, 1, "pretty").kind, "usage")
   lu.assertEquals(err_of(json.encode, 1, { indent = 0 }).kind, "usage")
+end
+
+-- What CouchDB (jiffy) refuses, we refuse: a document that decodes here must be one the
+-- target will take. Each case: text, offset of the error, what the message says.
+local REJECTED = {
+  { "\f[1]", 0, "not JSON whitespace" },
+  { "[1,\v2]", 3, "not JSON whitespace" },
+  { "[1]\f", 3, "not JSON whitespace" },
+  { '{"a":1}"junk', 7, "trailing garbage" },
+  { '[1] "', 4, "trailing garbage" },
+  { '"a" "b', 4, "trailing garbage" },
+  { '1 "', 2, "trailing garbage" },
+  { '{"a":1}\n\t\r "x\\', 11, "trailing garbage" },
+  { '"\192\128"', 1, "invalid UTF-8" },                 -- overlong NUL
+  { '"\193\191"', 1, "invalid UTF-8" },                 -- overlong
+  { '"\224\128\128"', 1, "invalid UTF-8" },             -- overlong 3 bytes
+  { '"\240\128\128\128"', 1, "invalid UTF-8" },         -- overlong 4 bytes
+  { '"\237\160\128"', 1, "invalid UTF-8" },             -- an encoded surrogate
+  { '"\237\191\191"', 1, "invalid UTF-8" },
+  { '"\244\144\128\128"', 1, "invalid UTF-8" },         -- above U+10FFFF
+  { '"\245\128\128\128"', 1, "invalid UTF-8" },
+  { '"\248\136\128\128\128"', 1, "invalid UTF-8" },     -- 5-byte form
+  { '"\128"', 1, "invalid UTF-8" },                     -- a lone continuation byte
+  { '"\226\130"', 1, "invalid UTF-8" },                 -- truncated
+  { '"\226\130x"', 1, "invalid UTF-8" },
+  { '"\240\159\152"', 1, "invalid UTF-8" },
+  { '["ok","\224\128\128"]', 7, "invalid UTF-8" },
+  { '{"\192\128":1}', 2, "invalid UTF-8" },             -- in a key
+  { "[\192]", 1, "invalid UTF-8" },
+  { '"\226\130', 1, "invalid UTF-8" },                  -- truncated at the end of input
+}
+
+function TestErrors.test_decode_rejects_what_couchdb_rejects()
+  for _, c in ipairs(REJECTED) do
+    local ok, e = pcall(json.decode, c[1])
+    lu.assertFalse(ok, ("%q was accepted"):format(c[1]))
+    lu.assertEquals(type(e), "table", ("%q: not an error object: %s"):format(c[1], tostring(e)))
+    lu.assertEquals(e.kind, "json")
+    lu.assertEquals(e.offset, c[2], ("%q"):format(c[1]))
+    lu.assertStrContains(e.message, "invalid JSON at offset " .. c[2] .. " (found ")
+    lu.assertStrContains(e.message, c[3])
+  end
+  -- the first error in the text is the one reported
+  lu.assertEquals(json_error(json.decode, "[1,]\192").offset, 3)
+  lu.assertEquals(json_error(json.decode, "[\192,]").offset, 1)
+  lu.assertEquals(json_error(json.decode, '{"a":1}"\192').offset, 7)
+  -- the edges of UTF-8 that are valid, and the whitespace that is
+  for _, s in ipairs { "\127", "\194\128", "\223\191", "\224\160\128", "\237\159\191",
+                       "\238\128\128", "\239\191\191", "\240\144\128\128", "\244\143\191\191" } do
+    lu.assertEquals(json.decode('"' .. s .. '"'), s)
+  end
+  lu.assertEquals(json.decode(' \t\r\n[ \t\r\n1 \t\r\n] \t\r\n')[1], 1)
+  lu.assertEquals(json.decode("123"), 123)
+  lu.assertEquals(json.decode("123 \n"), 123)
+  lu.assertEquals(json.decode('"x" '), "x")
 end
 
 function TestErrors.test_locale_does_not_leak_in()
