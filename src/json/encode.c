@@ -29,6 +29,7 @@ typedef struct {
   void *aud;
   int flags, indent, depth;
   int mt_array, mt_object, mt_number; /* stack indexes */
+  int open;     /* stack index of the set of open tables past SCAN_DEPTH (nil until needed) */
   seg *path; /* [0..depth): the open tables, outermost first */
   size_t path_cap;
 } encoder;
@@ -411,11 +412,37 @@ static void put_object(encoder *e, int idx) {
   putch(e, '}');
 }
 
+/* Cycle check: the open tables are the path. Scanning it is cheapest for the shallow
+ * documents of everyday use, but quadratic for deep ones (a hostile document of many
+ * tables 1000 levels down): past SCAN_DEPTH the open tables also go into a Lua set. */
+#define SCAN_DEPTH 16
+
+static int is_open(encoder *e, const void *t) {
+  lua_State *L = e->L;
+  for (int k = 0; k < e->depth && k < SCAN_DEPTH; k++)
+    if (e->path[k].table == t) return 1;
+  if (e->depth <= SCAN_DEPTH) return 0;
+  int found = lua_rawgetp(L, e->open, t) != LUA_TNIL;
+  lua_pop(L, 1);
+  return found;
+}
+
+static void set_open(encoder *e, const void *t, int open) {
+  lua_State *L = e->L;
+  if (e->depth < SCAN_DEPTH) return;
+  if (lua_isnil(L, e->open)) {
+    lua_newtable(L);
+    lua_replace(L, e->open);
+  }
+  if (open) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawsetp(L, e->open, t);
+}
+
 static void put_table(encoder *e, int idx) {
   lua_State *L = e->L;
   const void *t = lua_topointer(L, idx);
-  for (int k = 0; k < e->depth; k++)
-    if (e->path[k].table == t) fail(e, e->depth, "a cycle (a table that contains itself)");
+  if (is_open(e, t)) fail(e, e->depth, "a cycle (a table that contains itself)");
   if (e->depth >= COUCH_JSON_MAX_DEPTH)
     fail(e, e->depth, "tables nested deeper than %d levels", COUCH_JSON_MAX_DEPTH);
   if (!lua_checkstack(L, 8)) fail(e, e->depth, "tables nested too deep for the Lua stack");
@@ -428,10 +455,12 @@ static void put_table(encoder *e, int idx) {
     e->path = p;
     e->path_cap = cap;
   }
+  set_open(e, t, 1);
   e->path[e->depth++].table = t;
   if (is_array) put_array(e, idx, n);
   else put_object(e, idx);
   e->depth--;
+  set_open(e, t, 0);
 }
 
 static void put_value(encoder *e, int idx) {
@@ -505,6 +534,7 @@ const char *couch_json_encode_opts(lua_State *L, int idx, size_t *len, int flags
   couch_json_pushmeta(L, COUCH_JSON_ARRAY_MT);
   couch_json_pushmeta(L, COUCH_JSON_OBJECT_MT);
   couch_json_pushmeta(L, COUCH_JSON_NUMBER_MT);
+  lua_pushnil(L); /* the open set */
   e->L = L;
   e->flags = flags;
   e->indent = indent > 0 ? indent : 2;
@@ -512,6 +542,7 @@ const char *couch_json_encode_opts(lua_State *L, int idx, size_t *len, int flags
   e->mt_array = base + 2;
   e->mt_object = base + 3;
   e->mt_number = base + 4;
+  e->open = base + 5;
   put_value(e, idx);
   lua_pushlstring(L, e->p ? e->p : "", e->n);
   encoder_free(e);

@@ -423,6 +423,30 @@ function TestErrors.test_cycles()
   lu.assertEquals(json.encode({ shared, shared }), "[[1],[1]]")  -- shared is not a cycle
 end
 
+function TestErrors.test_cycles_deep()
+  -- deep in a document the open tables are tracked in a set, not only by a scan of the
+  -- path: a cycle back to any depth is found, and a table shared by two branches is not one
+  local root, at = {}, {}
+  local cur = root
+  for i = 1, 300 do
+    cur.n = {}
+    cur = cur.n
+    at[i] = cur
+  end
+  for _, back in ipairs { 0, 1, 15, 16, 17, 100, 299, 300 } do
+    cur.back = back == 0 and root or at[back]
+    local e = json_error(json.encode, root)
+    lu.assertStrContains(e.message, "a cycle", "back to depth " .. back)
+    lu.assertEquals(e.path, string.rep(".n", 300) .. ".back")
+  end
+  cur.back = nil
+  local shared = { 1 }
+  at[20].a, at[20].b, at[200].c, at[299].d = shared, shared, shared, shared
+  local text = json.encode(root, { sort_keys = true })
+  lu.assertEquals(select(2, text:gsub("%[1%]", "")), 4)
+  lu.assertEquals(json.encode(json.decode(text), { sort_keys = true }), text)
+end
+
 function TestErrors.test_depth_limit()
   local deep = {}
   local cur = deep
