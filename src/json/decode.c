@@ -22,9 +22,9 @@ typedef struct {
   int mt_array, mt_object; /* stack indexes of the two metatables */
   int depth;
   const char *failure; /* why a callback stopped the parse */
-  const char *raw;     /* the original text when strings are decoded from it (see on_string) */
+  const char *raw;     /* the original text when strings are decoded from it (push_string) */
   int finishing;       /* inside yajl_complete_parse: its offsets are not ours */
-  int done;              /* the top-level value is complete */
+  int done;            /* the top-level value is complete */
   size_t len, value_end; /* where it ended */
   unsigned char kind[COUCH_JSON_MAX_DEPTH + 1];
   lua_Integer count[COUCH_JSON_MAX_DEPTH + 1];
