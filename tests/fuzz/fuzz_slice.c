@@ -24,10 +24,16 @@ static int has_surrogate(const char *s, size_t n) {
   return 0;
 }
 
-/* entry.field (string or boolean) against the decoded doc's member of that name. */
-static void check_field(lua_State *L, int entry, int doc, const char *field, const char *member) {
+/* entry.field against the decoded doc's member when that is of the type the slicer reads
+ * (a string for _id / _rev, a boolean for _deleted); other types it ignores. */
+static void check_field(lua_State *L, int entry, int doc, const char *field, const char *member,
+                        int type) {
   int t = lua_getfield(L, doc, member);
   lua_getfield(L, entry, field);
+  if (t != type) {
+    lua_pop(L, 2);
+    return;
+  }
   if (t == LUA_TSTRING) {
     size_t dn, en;
     const char *d = lua_tolstring(L, -2, &dn), *e = lua_tolstring(L, -1, &en);
@@ -78,9 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                    lua_tostring(L, -1));
         FUZZ_CHECK(couch_json_table_kind(L, -1) == 0, "a slice is not an object");
         int doc = lua_gettop(L);
-        check_field(L, entry, doc, "id", "_id");
-        check_field(L, entry, doc, "rev", "_rev");
-        check_field(L, entry, doc, "deleted", "_deleted");
+        check_field(L, entry, doc, "id", "_id", LUA_TSTRING);
+        check_field(L, entry, doc, "rev", "_rev", LUA_TSTRING);
+        check_field(L, entry, doc, "deleted", "_deleted", LUA_TBOOLEAN);
       }
     }
     lua_settop(L, entry - 1);
