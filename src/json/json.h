@@ -10,9 +10,10 @@
  *          holding the exact text; arrays / objects get the shared metatables
  *          couch.json.array / couch.json.object; null -> couch.json.null; a duplicate
  *          key: the last one wins; nesting deeper than COUCH_JSON_MAX_DEPTH is an error;
- *          the text must be what CouchDB takes: strict UTF-8, whitespace only space,
- *          tab, LF, CR, nothing after the value; a surrogate pair escape becomes its code
- *          point, a lone surrogate escape ("\ud800") its WTF-8 bytes (ED A0 80).
+ *          the text must be what CouchDB's parser takes: strict UTF-8, whitespace only
+ *          space, tab, LF, CR, nothing after the value; a surrogate pair escape becomes its
+ *          code point. Unlike CouchDB 3, a lone surrogate escape ("\ud800") is accepted
+ *          (documents from elsewhere hold them) and kept as its WTF-8 bytes (ED A0 80).
  *  encode  a table with the array metatable -> array of t[1..rawlen(t)] (nil -> null,
  *          other keys ignored); with the object metatable -> object; any other table:
  *          keys exactly 1..n (n >= 1) -> array, anything else (empty too) -> object with
