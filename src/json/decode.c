@@ -22,6 +22,10 @@ typedef struct {
   int mt_array, mt_object; /* stack indexes of the two metatables */
   int depth;
   const char *failure; /* why a callback stopped the parse */
+  const char *raw;     /* the original text when strings are decoded from it (push_string) */
+  int finishing;       /* inside yajl_complete_parse: its offsets are not ours */
+  int done;            /* the top-level value is complete */
+  size_t len, value_end; /* where it ended */
   unsigned char kind[COUCH_JSON_MAX_DEPTH + 1];
   lua_Integer count[COUCH_JSON_MAX_DEPTH + 1];
 } decoder;
@@ -38,7 +42,11 @@ static int decoder_gc(lua_State *L) {
 /* The value on top goes into the open container (or stays there as the result). */
 static int add(decoder *d) {
   lua_State *L = d->L;
-  if (d->depth == 0) return 1;
+  if (d->depth == 0) { /* the only number yajl finishes late is a top-level one, at the end */
+    d->value_end = d->finishing ? d->len : yajl_get_bytes_consumed(d->h);
+    d->done = 1;
+    return 1;
+  }
   if (d->kind[d->depth] == K_ARRAY) lua_rawseti(L, -2, ++d->count[d->depth]);
   else lua_rawset(L, -3);
   return 1;
@@ -62,15 +70,42 @@ static int on_number(void *ctx, const char *s, size_t len) {
   return add(d);
 }
 
+/* The string token that ends where yajl stands: its opening quote is the last '"' before
+ * the closing one that is not escaped (an even run of backslashes before it). */
+static size_t token_open_quote(const char *t, size_t end) {
+  for (size_t i = end - 1; i-- > 0;) {
+    if (t[i] != '"') continue;
+    size_t k = i;
+    while (k > 0 && t[k - 1] == '\\') k--;
+    if ((i - k) % 2 == 0) return i;
+  }
+  return 0;
+}
+
+/* yajl hands strings over decoded, and decodes lone surrogate escapes wrongly. When the
+ * text has some (d->raw set), yajl parsed a copy with those escapes masked (scan.c), and
+ * each string is decoded here from the original bytes of its token instead: yajl's
+ * lexer still does all the checking, only the unescaping is ours. */
+static void push_string(decoder *d, const unsigned char *s, size_t len) {
+  if (!d->raw) {
+    lua_pushlstring(d->L, (const char *)s, len);
+    return;
+  }
+  size_t end = yajl_get_bytes_consumed(d->h); /* just past the closing quote */
+  size_t start = token_open_quote(d->raw, end) + 1, n = end - 1 - start;
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(d->L, &b, n);
+  luaL_pushresultsize(&b, couch_json_unescape(d->raw + start, n, out));
+}
+
 static int on_string(void *ctx, const unsigned char *s, size_t len) {
   decoder *d = ctx;
-  lua_pushlstring(d->L, (const char *)s, len);
+  push_string(d, s, len);
   return add(d);
 }
 
 static int on_key(void *ctx, const unsigned char *s, size_t len) {
-  decoder *d = ctx;
-  lua_pushlstring(d->L, (const char *)s, len);
+  push_string(ctx, s, len);
   return 1;
 }
 
@@ -106,19 +141,19 @@ static const yajl_callbacks callbacks = {
     on_null, on_boolean, NULL,         NULL,            on_number,      on_string,
     on_start_map, on_key, close_container, on_start_array, close_container};
 
+/* yajl's message for its error, without the trailing newline. */
+static void yajl_why(decoder *d, const char *text, size_t len, char *why, size_t size) {
+  unsigned char *e = yajl_get_error(d->h, 0, (const unsigned char *)text, len);
+  snprintf(why, size, "%s", e ? (const char *)e : "parse error");
+  if (e) yajl_free_error(d->h, e);
+  size_t n = strlen(why);
+  while (n && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = '\0';
+}
+
 /* "invalid JSON at offset 12 (found 'x]}'): lexical error: invalid char in json text" */
-static void push_failure(lua_State *L, decoder *d, const char *text, size_t len,
-                         size_t off, yajl_status st) {
-  char why[200], found[80];
-  if (st == yajl_status_client_canceled && d->failure) {
-    snprintf(why, sizeof why, "%s", d->failure);
-  } else {
-    unsigned char *e = yajl_get_error(d->h, 0, (const unsigned char *)text, len);
-    snprintf(why, sizeof why, "%s", e ? (const char *)e : "parse error");
-    if (e) yajl_free_error(d->h, e);
-    size_t n = strlen(why);
-    while (n && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = '\0';
-  }
+static void push_failure(lua_State *L, const char *text, size_t len, size_t off,
+                         const char *why) {
+  char found[80];
   if (off >= len) {
     snprintf(found, sizeof found, "end of input");
   } else {
@@ -172,6 +207,13 @@ static size_t token_start(const char *t, size_t len, size_t off) {
   return i;
 }
 
+/* Where the value's trailing whitespace ends: yajl lets a trailing token it cannot finish
+ * (`{"a":1}"junk`) go, so anything but whitespace after the value is checked here. */
+static size_t after_value(const char *t, size_t len, size_t i) {
+  while (i < len && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
+  return i;
+}
+
 int couch_json_decode_at(lua_State *L, const char *text, size_t len, size_t *offset) {
   luaL_checkstack(L, 8, "json decode");
   int base = lua_gettop(L);
@@ -189,20 +231,54 @@ int couch_json_decode_at(lua_State *L, const char *text, size_t len, size_t *off
   d->mt_object = base + 3;
   d->depth = 0;
   d->failure = NULL;
+  d->raw = NULL;
+  d->finishing = d->done = 0;
+  d->len = len;
+  d->value_end = len;
+
+  /* yajl parses text[0..sc.bad): up to the first byte it would wrongly accept. So a yajl
+   * error before that byte is reported first, as the first error in the text. */
+  couch_json_scan_result sc;
+  couch_json_scan(text, len, NULL, &sc);
+  const char *parse = text;
+  if (sc.lone) { /* yajl never sees a lone surrogate escape: see push_string */
+    char *masked = lua_newuserdatauv(L, len, 0);
+    couch_json_scan(text, len, masked, &sc);
+    parse = masked;
+    d->raw = text;
+  }
   d->h = yajl_alloc(&callbacks, NULL, d);
   if (!d->h) luaL_error(L, "json decode: out of memory");
 
-  yajl_status st = yajl_parse(d->h, (const unsigned char *)text, len);
+  char why[200];
+  why[0] = '\0';
+  yajl_status st = yajl_parse(d->h, (const unsigned char *)parse, sc.bad);
   size_t off = yajl_get_bytes_consumed(d->h);
-  if (st == yajl_status_ok) {
+  if (st == yajl_status_ok && sc.bad < len) {
+    size_t garbage = d->done ? after_value(text, len, d->value_end) : sc.bad;
+    off = garbage < sc.bad ? garbage : sc.bad;
+    snprintf(why, sizeof why, "%s",
+             garbage < sc.bad ? "trailing garbage after the JSON value" : sc.why);
+  } else if (st == yajl_status_ok) {
+    d->finishing = 1;
     st = yajl_complete_parse(d->h);
     off = len;
+    /* yajl may also fail on that token only now, as it ends with the input */
+    if ((st == yajl_status_ok || d->done) && (off = after_value(text, len, d->value_end)) < len) {
+      snprintf(why, sizeof why, "trailing garbage after the JSON value");
+      st = yajl_status_ok;
+    }
   }
-  if (st == yajl_status_client_canceled) off = token_start(text, len, off);
-  else if (st != yajl_status_ok) off = error_offset(d->h, text, len, off);
-  if (st != yajl_status_ok) {
+  if (st == yajl_status_client_canceled) {
+    off = token_start(text, len, off);
+    snprintf(why, sizeof why, "%s", d->failure ? d->failure : "parse stopped");
+  } else if (st != yajl_status_ok) {
+    off = error_offset(d->h, text, len, off);
+    yajl_why(d, text, len, why, sizeof why);
+  }
+  if (why[0]) {
     if (offset) *offset = off;
-    push_failure(L, d, text, len, off, st);
+    push_failure(L, text, len, off, why);
     yajl_free(d->h);
     d->h = NULL;
     lua_replace(L, base + 1);
@@ -211,7 +287,7 @@ int couch_json_decode_at(lua_State *L, const char *text, size_t len, size_t *off
   }
   yajl_free(d->h);
   d->h = NULL;
-  lua_replace(L, base + 1); /* the value, left on top after the metatables */
+  lua_replace(L, base + 1); /* the value, left on top after the metatables (and copy) */
   lua_settop(L, base + 1);
   return 1;
 }

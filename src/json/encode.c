@@ -29,6 +29,7 @@ typedef struct {
   void *aud;
   int flags, indent, depth;
   int mt_array, mt_object, mt_number; /* stack indexes */
+  int open;     /* stack index of the set of open tables past SCAN_DEPTH (nil until needed) */
   seg *path; /* [0..depth): the open tables, outermost first */
   size_t path_cap;
 } encoder;
@@ -163,25 +164,18 @@ static const unsigned char char_class[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0];
-#define CONT(k) (n > (k) && (s[k] & 0xC0) == 0x80)
-  if (c >= 0xC2 && c <= 0xDF) return CONT(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (n < 3 || !CONT(1) || !CONT(2)) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
-    if (c == 0xED && s[1] > 0x9F) return 0; /* surrogate */
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (n < 4 || !CONT(1) || !CONT(2) || !CONT(3)) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
-    if (c == 0xF4 && s[1] > 0x8F) return 0; /* above U+10FFFF */
-    return 4;
-  }
-#undef CONT
-  return 0;
+/* s[i..] is not UTF-8: write it as the \uXXXX escape of a lone surrogate in WTF-8 (what
+ * decode makes of one), or fail. Everything before i is written by the caller first. */
+static void put_surrogate(encoder *e, const unsigned char *s, size_t n, size_t i, int plen,
+                          const char *what) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned u = couch_json_wtf8_surrogate(s + i, n - i);
+  if (!u) fail(e, plen, "%s with invalid UTF-8 (byte %d of %d)", what, (int)i + 1, (int)n);
+  if (u <= 0xDBFF && couch_json_wtf8_surrogate(s + i + 3, n - i - 3) >= 0xDC00)
+    fail(e, plen, "%s with a surrogate pair in WTF-8 (byte %d of %d): write the character "
+         "as UTF-8", what, (int)i + 1, (int)n);
+  char esc[6] = {'\\', 'u', hex[u >> 12], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15]};
+  put(e, esc, 6);
 }
 
 static void put_string(encoder *e, const char *str, size_t n, int plen, const char *what) {
@@ -197,9 +191,14 @@ static void put_string(encoder *e, const char *str, size_t n, int plen, const ch
       continue;
     }
     if (cls == 2) {
-      size_t k = utf8_len(s + i, n - i);
-      if (!k) fail(e, plen, "%s with invalid UTF-8 (byte %d of %d)", what, (int)i + 1, (int)n);
-      i += k;
+      size_t k = couch_json_utf8_len(s + i, n - i);
+      if (k) {
+        i += k;
+        continue;
+      }
+      put(e, str + start, i - start);
+      put_surrogate(e, s, n, i, plen, what);
+      start = i += 3;
       continue;
     }
     put(e, str + start, i - start);
@@ -277,13 +276,17 @@ int couch_json_table_kind(lua_State *L, int idx) {
   return kind;
 }
 
+/* The path stack may move while a child is written (put_table grows it): never keep a
+ * seg pointer across put_value, take it afresh for each element. */
+static seg *top_seg(encoder *e) { return &e->path[e->depth - 1]; }
+
 static void put_array(encoder *e, int idx, lua_Integer n) {
   lua_State *L = e->L;
-  seg *sg = &e->path[e->depth - 1];
   putch(e, '[');
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) putch(e, ',');
     if (e->flags & COUCH_JSON_PRETTY) newline(e);
+    seg *sg = top_seg(e);
     sg->kind = SEG_INDEX;
     sg->i = i;
     lua_rawgeti(L, idx, i);
@@ -299,7 +302,7 @@ static void put_array(encoder *e, int idx, lua_Integer n) {
 /* Sets the path step of the key at idx and returns its JSON text (raises for bad keys). */
 static const char *key_text(encoder *e, int idx, size_t *n, char *num) {
   lua_State *L = e->L;
-  seg *sg = &e->path[e->depth - 1];
+  seg *sg = top_seg(e);
   switch (lua_type(L, idx)) {
   case LUA_TSTRING:
     sg->kind = SEG_KEY;
@@ -372,8 +375,8 @@ static int put_sorted_members(encoder *e, int idx) {
     i++;
   }
   qsort(keys, (size_t)count, sizeof *keys, sortkey_cmp);
-  seg *sg = &e->path[e->depth - 1];
   for (i = 0; i < count; i++) {
+    seg *sg = top_seg(e);
     sg->kind = keys[i].numeric ? SEG_NUMKEY : SEG_KEY;
     sg->s = keys[i].s;
     sg->n = keys[i].n;
@@ -409,11 +412,37 @@ static void put_object(encoder *e, int idx) {
   putch(e, '}');
 }
 
+/* Cycle check: the open tables are the path. Scanning it is cheapest for the shallow
+ * documents of everyday use, but quadratic for deep ones (a hostile document of many
+ * tables 1000 levels down): past SCAN_DEPTH the open tables also go into a Lua set. */
+#define SCAN_DEPTH 16
+
+static int is_open(encoder *e, const void *t) {
+  lua_State *L = e->L;
+  for (int k = 0; k < e->depth && k < SCAN_DEPTH; k++)
+    if (e->path[k].table == t) return 1;
+  if (e->depth <= SCAN_DEPTH) return 0;
+  int found = lua_rawgetp(L, e->open, t) != LUA_TNIL;
+  lua_pop(L, 1);
+  return found;
+}
+
+static void set_open(encoder *e, const void *t, int open) {
+  lua_State *L = e->L;
+  if (e->depth < SCAN_DEPTH) return;
+  if (lua_isnil(L, e->open)) {
+    lua_newtable(L);
+    lua_replace(L, e->open);
+  }
+  if (open) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawsetp(L, e->open, t);
+}
+
 static void put_table(encoder *e, int idx) {
   lua_State *L = e->L;
   const void *t = lua_topointer(L, idx);
-  for (int k = 0; k < e->depth; k++)
-    if (e->path[k].table == t) fail(e, e->depth, "a cycle (a table that contains itself)");
+  if (is_open(e, t)) fail(e, e->depth, "a cycle (a table that contains itself)");
   if (e->depth >= COUCH_JSON_MAX_DEPTH)
     fail(e, e->depth, "tables nested deeper than %d levels", COUCH_JSON_MAX_DEPTH);
   if (!lua_checkstack(L, 8)) fail(e, e->depth, "tables nested too deep for the Lua stack");
@@ -426,10 +455,12 @@ static void put_table(encoder *e, int idx) {
     e->path = p;
     e->path_cap = cap;
   }
+  set_open(e, t, 1);
   e->path[e->depth++].table = t;
   if (is_array) put_array(e, idx, n);
   else put_object(e, idx);
   e->depth--;
+  set_open(e, t, 0);
 }
 
 static void put_value(encoder *e, int idx) {
@@ -503,6 +534,7 @@ const char *couch_json_encode_opts(lua_State *L, int idx, size_t *len, int flags
   couch_json_pushmeta(L, COUCH_JSON_ARRAY_MT);
   couch_json_pushmeta(L, COUCH_JSON_OBJECT_MT);
   couch_json_pushmeta(L, COUCH_JSON_NUMBER_MT);
+  lua_pushnil(L); /* the open set */
   e->L = L;
   e->flags = flags;
   e->indent = indent > 0 ? indent : 2;
@@ -510,6 +542,7 @@ const char *couch_json_encode_opts(lua_State *L, int idx, size_t *len, int flags
   e->mt_array = base + 2;
   e->mt_object = base + 3;
   e->mt_number = base + 4;
+  e->open = base + 5;
   put_value(e, idx);
   lua_pushlstring(L, e->p ? e->p : "", e->n);
   encoder_free(e);

@@ -10,14 +10,19 @@
  *          holding the exact text; arrays / objects get the shared metatables
  *          couch.json.array / couch.json.object; null -> couch.json.null; a duplicate
  *          key: the last one wins; nesting deeper than COUCH_JSON_MAX_DEPTH is an error;
- *          strings must be valid UTF-8; a lone \ud800-style surrogate escape becomes "?"
- *          (yajl's behaviour).
+ *          the text must be what CouchDB's parser takes: strict UTF-8, whitespace only
+ *          space, tab, LF, CR, nothing after the value; a surrogate pair escape becomes its
+ *          code point. Unlike CouchDB 3, a lone surrogate escape ("\ud800") is accepted
+ *          (documents from elsewhere hold them) and kept as its WTF-8 bytes (ED A0 80).
  *  encode  a table with the array metatable -> array of t[1..rawlen(t)] (nil -> null,
  *          other keys ignored); with the object metatable -> object; any other table:
  *          keys exactly 1..n (n >= 1) -> array, anything else (empty too) -> object with
  *          integer / float keys written as strings. Floats keep a '.' or an exponent
  *          (1.0 -> "1.0", -0.0 -> "-0.0"); number objects write their text. Strings must
- *          be valid UTF-8; control characters, '"' and '\' are escaped, '/' is not.
+ *          be valid UTF-8 or WTF-8 (a lone surrogate's bytes are written as its escape,
+ *          "\ud800", so decoded strings come back as they came; a high surrogate's bytes
+ *          right before a low one's are refused: they would read back as one character);
+ *          control characters, '"' and '\' are escaped, '/' is not.
  *          Errors name the Lua path of the bad value: .docs[3].f (indices 1-based).
  *          Keys come out in table order unless COUCH_JSON_SORT_KEYS; an object holding
  *          both 1 and "1" as keys writes "1" twice. */
@@ -88,6 +93,29 @@ int couch_json_numtext_float(const char *text, size_t len, double *d);
 size_t couch_json_fmt_double(double d, char *out);
 /* Write integer i in decimal. out needs 24 bytes. */
 size_t couch_json_fmt_integer(lua_Integer i, char *out);
+
+/* Text checks and string decoding around yajl (scan.c, escape.c, utf8.c). */
+typedef struct {
+  size_t bad;      /* offset of the first byte no JSON text may hold; len when none */
+  const char *why; /* what is wrong there (NULL when bad == len) */
+  size_t lone;     /* \u escapes of lone surrogates before bad */
+} couch_json_scan_result;
+/* Scan text[0..len) (see scan.c). With out (len bytes), also copy the text there with
+ * every lone surrogate escape replaced by \ufffd, for yajl to parse instead. */
+void couch_json_scan(const char *text, size_t len, char *out, couch_json_scan_result *r);
+/* Decode the body of a string token (between its quotes, as yajl's lexer accepted it)
+ * into out (n bytes are enough); returns the length. Lone surrogates become WTF-8. */
+size_t couch_json_unescape(const char *s, size_t n, char *out);
+/* 1 and *out set when s[0..4) are 4 hex digits. */
+int couch_json_hex4(const char *s, size_t n, unsigned *out);
+/* 1 and *lo set when s starts with a \uXXXX escape of a low surrogate (DC00-DFFF). */
+int couch_json_low_surrogate_follows(const char *s, size_t n, unsigned *lo);
+/* Length of the valid UTF-8 sequence at s[0..n) (n >= 1), 0 when invalid. */
+size_t couch_json_utf8_len(const unsigned char *s, size_t n);
+/* The surrogate (D800-DFFF) whose WTF-8 bytes start s[0..n), or 0. */
+unsigned couch_json_wtf8_surrogate(const unsigned char *s, size_t n);
+/* Write code point cp (<= 0x10FFFF, surrogates as WTF-8) to out (4 bytes); the length. */
+size_t couch_json_wtf8_put(unsigned cp, char *out);
 
 /* The module table {encode, decode, null, array, object, number, is_array, ...}. */
 int luaopen_couch_json(lua_State *L);

@@ -50,6 +50,13 @@ local function err_of(f, ...)
   return e
 end
 
+local function json_error(f, ...)
+  local e = err_of(f, ...)
+  if type(e) ~= "table" then lu.fail("not an error object: " .. tostring(e)) end
+  lu.assertEquals(e.kind, "json")
+  return e
+end
+
 -- Awkward JSON whose encoding is canonical: decode then encode (keys sorted) gives the
 -- same bytes.
 local CANONICAL = {
@@ -128,6 +135,32 @@ function TestRoundTrip.test_pretty()
     '[\n    1,\n    {\n        "x": 1\n    }\n]')
   lu.assertEquals(json.encode({ [2] = "b", [10] = "c", x = 1 }, { sort_keys = true }),
     '{"10":"c","2":"b","x":1}')
+end
+
+-- The encoder's path stack grows at depths 16, 64 and 256: a container must not keep a
+-- pointer into it across a child that grew it (heap use-after-free, issue 11).
+local function nest(n, leaf)
+  local v = leaf
+  for _ = 1, n do v = json.array { v } end
+  return v
+end
+
+function TestRoundTrip.test_siblings_after_a_child_that_grew_the_path()
+  for _, n in ipairs { 17, 65, 257, 600 } do
+    local deep = string.rep("[", n) .. "0" .. string.rep("]", n)
+    lu.assertEquals(json.encode(json.array { nest(n, 0), "after", 2 }), "[" .. deep .. ',"after",2]')
+    lu.assertEquals(json.encode({ a = nest(n, 0), b = "after", c = { 3 } }, { sort_keys = true }),
+      '{"a":' .. deep .. ',"b":"after","c":[3]}')
+    -- the same one level down, and pretty (newline() reads the depth)
+    lu.assertEquals(json.encode({ x = { nest(n, 0), 1 }, y = 2 }, { sort_keys = true }),
+      '{"x":[' .. deep .. ',1],"y":2}')
+    lu.assertEquals(json.encode(json.decode(json.encode({ nest(n, 0), 1 }, { pretty = true }))),
+      "[" .. deep .. ",1]")
+    -- the error path is read from the (moved) path stack
+    lu.assertEquals(json_error(json.encode, { nest(n, 0), print }).path, "[2]")
+    lu.assertEquals(json_error(json.encode, { a = nest(n, 0), b = print }, { sort_keys = true }).path, ".b")
+    lu.assertEquals(json_error(json.encode, { { nest(n, 0), 1, print } }).path, "[1][3]")
+  end
 end
 
 TestNumbers = {}
@@ -299,8 +332,57 @@ function TestStrings.test_escapes()
   lu.assertEquals(json.decode('"\\ud83d\\ude00"'), "😀")             -- surrogate pair
   lu.assertEquals(json.decode('"\\u00e9\\u4e2d"'), "é中")
   lu.assertEquals(json.encode({ ["k\n"] = 1 }), '{"k\\n":1}')
-  -- known limit (yajl): a lone surrogate escape has no UTF-8 form and decodes as "?"
-  lu.assertEquals(json.decode('"\\ud800"'), "?")
+end
+
+-- A lone surrogate escape has no UTF-8 form. It decodes to the surrogate's WTF-8 bytes
+-- (ED A0 80 for \ud800), which encode writes back as the escape: the value passes
+-- through unchanged. A real pair still decodes to its code point.
+local WTF8 = {
+  -- JSON text, decoded bytes, encoded text
+  { '"\\ud800"', "\237\160\128", '"\\ud800"' },
+  { '"\\uD800"', "\237\160\128", '"\\ud800"' },
+  { '"\\udc00"', "\237\176\128", '"\\udc00"' },
+  { '"\\udfff"', "\237\191\191", '"\\udfff"' },
+  { '"\\ud800\\u0041"', "\237\160\128A", '"\\ud800A"' },              -- yajl: U+10041
+  { '"\\ud800\\ud800"', "\237\160\128\237\160\128", '"\\ud800\\ud800"' }, -- yajl: U+10000
+  { '"\\udc00\\ud800"', "\237\176\128\237\160\128", '"\\udc00\\ud800"' }, -- low, then high
+  { '"\\ud800\\ud83d\\ude00"', "\237\160\128😀", '"\\ud800😀"' },
+  { '"\\ud83d\\ude00\\udc00"', "😀\237\176\128", '"😀\\udc00"' },
+  { '"a\\ud800"', "a\237\160\128", '"a\\ud800"' },                   -- at the end (CVE-2017-16516)
+  { '"\\ud800\\n\\"\\\\\\/\\u00e9"', '\237\160\128\n"\\/é', '"\\ud800\\n\\"\\\\/é"' },
+  { '"\\\\ud800"', "\\ud800", '"\\\\ud800"' },                        -- an escaped backslash
+  { '"\\\\\\ud800"', "\\\237\160\128", '"\\\\\\ud800"' },
+}
+
+function TestStrings.test_lone_surrogates_round_trip()
+  for _, c in ipairs(WTF8) do
+    local v = json.decode(c[1])
+    lu.assertEquals(v, c[2], "decoding " .. c[1])
+    lu.assertEquals(json.encode(v), c[3], "encoding " .. c[1])
+    lu.assertEquals(json.decode(json.encode(v)), v, "round trip of " .. c[1])
+  end
+  -- in keys, in containers, beside strings yajl decodes itself
+  local text = '{"k\\udfff":["\\u00e9","\\ud800",{"\\t":"\\ud801x"}],"n":"\\ud83d\\ude00"}'
+  local v = json.decode(text)
+  lu.assertEquals(v["k\237\191\191"][1], "é")
+  lu.assertEquals(v["k\237\191\191"][2], "\237\160\128")
+  lu.assertEquals(v["k\237\191\191"][3]["\t"], "\237\160\129x")
+  lu.assertEquals(v.n, "😀")
+  lu.assertEquals(json.encode(v, { sort_keys = true }),
+    '{"k\\udfff":["é","\\ud800",{"\\t":"\\ud801x"}],"n":"😀"}')
+  -- a real pair is one code point, whatever the case of its hex digits
+  lu.assertEquals(json.decode('"\\uD83D\\uDE00"'), "😀")
+  lu.assertEquals(json.decode('"\\ud800\\udc00"'), "\240\144\128\128")
+end
+
+function TestStrings.test_encode_refuses_surrogates_that_would_pair()
+  -- WTF-8 never holds a high surrogate right before a low one: as escapes the two would
+  -- read back as one code point, so the value would not survive the trip.
+  local e = json_error(json.encode, { s = "\237\160\128\237\176\128" })
+  lu.assertStrContains(e.message, "a string with a surrogate pair in WTF-8")
+  lu.assertEquals(e.path, ".s")
+  lu.assertEquals(json.encode("\237\176\128\237\160\128"), '"\\udc00\\ud800"') -- low, high: fine
+  lu.assertStrContains(json_error(json.encode, "\237\160").message, "invalid UTF-8") -- truncated
 end
 
 function TestStrings.test_duplicate_keys_last_wins()
@@ -310,13 +392,6 @@ function TestStrings.test_duplicate_keys_last_wins()
 end
 
 TestErrors = {}
-
-local function json_error(f, ...)
-  local e = err_of(f, ...)
-  if type(e) ~= "table" then lu.fail("not an error object: " .. tostring(e)) end
-  lu.assertEquals(e.kind, "json")
-  return e
-end
 
 function TestErrors.test_encode_errors_name_the_path()
   local e = json_error(json.encode, { docs = { {}, {}, { f = print } } })
@@ -336,7 +411,7 @@ function TestErrors.test_encode_errors_name_the_path()
   lu.assertEquals(json_error(json.encode, { s = "bad \255 utf8" }).message,
     "cannot encode a string with invalid UTF-8 (byte 5 of 10) at .s")
   lu.assertStrContains(json_error(json.encode, { ["\192"] = 1 }).message, "a key with invalid UTF-8")
-  lu.assertStrContains(json_error(json.encode, "\237\160\128").message, "invalid UTF-8") -- surrogate
+  lu.assertStrContains(json_error(json.encode, "\237\160\128\237\176\128").message, "surrogate pair") -- WTF-8 pair
 end
 
 function TestErrors.test_cycles()
@@ -346,6 +421,30 @@ function TestErrors.test_cycles()
     "cannot encode a cycle (a table that contains itself) at .a.b")
   local shared = { 1 }
   lu.assertEquals(json.encode({ shared, shared }), "[[1],[1]]")  -- shared is not a cycle
+end
+
+function TestErrors.test_cycles_deep()
+  -- deep in a document the open tables are tracked in a set, not only by a scan of the
+  -- path: a cycle back to any depth is found, and a table shared by two branches is not one
+  local root, at = {}, {}
+  local cur = root
+  for i = 1, 300 do
+    cur.n = {}
+    cur = cur.n
+    at[i] = cur
+  end
+  for _, back in ipairs { 0, 1, 15, 16, 17, 100, 299, 300 } do
+    cur.back = back == 0 and root or at[back]
+    local e = json_error(json.encode, root)
+    lu.assertStrContains(e.message, "a cycle", "back to depth " .. back)
+    lu.assertEquals(e.path, string.rep(".n", 300) .. ".back")
+  end
+  cur.back = nil
+  local shared = { 1 }
+  at[20].a, at[20].b, at[200].c, at[299].d = shared, shared, shared, shared
+  local text = json.encode(root, { sort_keys = true })
+  lu.assertEquals(select(2, text:gsub("%[1%]", "")), 4)
+  lu.assertEquals(json.encode(json.decode(text), { sort_keys = true }), text)
 end
 
 function TestErrors.test_depth_limit()
@@ -391,6 +490,61 @@ function TestErrors.test_decode_errors_name_offset_and_found()
   lu.assertEquals(err_of(json.decode, 42).kind, "usage")
   lu.assertEquals(err_of(json.encode, 1, "pretty").kind, "usage")
   lu.assertEquals(err_of(json.encode, 1, { indent = 0 }).kind, "usage")
+end
+
+-- What CouchDB (jiffy) refuses, we refuse: a document that decodes here must be one the
+-- target will take. Each case: text, offset of the error, what the message says.
+local REJECTED = {
+  { "\f[1]", 0, "not JSON whitespace" },
+  { "[1,\v2]", 3, "not JSON whitespace" },
+  { "[1]\f", 3, "not JSON whitespace" },
+  { '{"a":1}"junk', 7, "trailing garbage" },
+  { '[1] "', 4, "trailing garbage" },
+  { '"a" "b', 4, "trailing garbage" },
+  { '1 "', 2, "trailing garbage" },
+  { '{"a":1}\n\t\r "x\\', 11, "trailing garbage" },
+  { '"\192\128"', 1, "invalid UTF-8" },                 -- overlong NUL
+  { '"\193\191"', 1, "invalid UTF-8" },                 -- overlong
+  { '"\224\128\128"', 1, "invalid UTF-8" },             -- overlong 3 bytes
+  { '"\240\128\128\128"', 1, "invalid UTF-8" },         -- overlong 4 bytes
+  { '"\237\160\128"', 1, "invalid UTF-8" },             -- an encoded surrogate
+  { '"\237\191\191"', 1, "invalid UTF-8" },
+  { '"\244\144\128\128"', 1, "invalid UTF-8" },         -- above U+10FFFF
+  { '"\245\128\128\128"', 1, "invalid UTF-8" },
+  { '"\248\136\128\128\128"', 1, "invalid UTF-8" },     -- 5-byte form
+  { '"\128"', 1, "invalid UTF-8" },                     -- a lone continuation byte
+  { '"\226\130"', 1, "invalid UTF-8" },                 -- truncated
+  { '"\226\130x"', 1, "invalid UTF-8" },
+  { '"\240\159\152"', 1, "invalid UTF-8" },
+  { '["ok","\224\128\128"]', 7, "invalid UTF-8" },
+  { '{"\192\128":1}', 2, "invalid UTF-8" },             -- in a key
+  { "[\192]", 1, "invalid UTF-8" },
+  { '"\226\130', 1, "invalid UTF-8" },                  -- truncated at the end of input
+}
+
+function TestErrors.test_decode_rejects_what_couchdb_rejects()
+  for _, c in ipairs(REJECTED) do
+    local ok, e = pcall(json.decode, c[1])
+    lu.assertFalse(ok, ("%q was accepted"):format(c[1]))
+    lu.assertEquals(type(e), "table", ("%q: not an error object: %s"):format(c[1], tostring(e)))
+    lu.assertEquals(e.kind, "json")
+    lu.assertEquals(e.offset, c[2], ("%q"):format(c[1]))
+    lu.assertStrContains(e.message, "invalid JSON at offset " .. c[2] .. " (found ")
+    lu.assertStrContains(e.message, c[3])
+  end
+  -- the first error in the text is the one reported
+  lu.assertEquals(json_error(json.decode, "[1,]\192").offset, 3)
+  lu.assertEquals(json_error(json.decode, "[\192,]").offset, 1)
+  lu.assertEquals(json_error(json.decode, '{"a":1}"\192').offset, 7)
+  -- the edges of UTF-8 that are valid, and the whitespace that is
+  for _, s in ipairs { "\127", "\194\128", "\223\191", "\224\160\128", "\237\159\191",
+                       "\238\128\128", "\239\191\191", "\240\144\128\128", "\244\143\191\191" } do
+    lu.assertEquals(json.decode('"' .. s .. '"'), s)
+  end
+  lu.assertEquals(json.decode(' \t\r\n[ \t\r\n1 \t\r\n] \t\r\n')[1], 1)
+  lu.assertEquals(json.decode("123"), 123)
+  lu.assertEquals(json.decode("123 \n"), 123)
+  lu.assertEquals(json.decode('"x" '), "x")
 end
 
 function TestErrors.test_locale_does_not_leak_in()
