@@ -72,25 +72,15 @@ void couch_url_append_query(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE) return;
   int base = lua_gettop(L);
-  size_t n = 0, cap = 8;
-  const char **keys = malloc(cap * sizeof *keys);
-  lua_pushnil(L);
-  while (keys && lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) continue;
-    if (n == cap) {
-      const char **more = realloc(keys, (cap *= 2) * sizeof *keys);
-      if (!more) {
-        free(keys);
-        keys = NULL;
-        lua_pop(L, 1);
-        break;
-      }
-      keys = more;
-    }
-    keys[n++] = lua_tostring(L, -1); /* anchored: the keys stay in the table */
-  }
-  if (!keys) luaL_error(L, "out of memory building a query string");
+  /* The string keys, sorted; their array is a userdata, so an error raised while encoding a
+   * value (a JSON value it cannot write) leaks nothing. */
+  size_t n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+    if (lua_type(L, -2) == LUA_TSTRING) n++;
+  const char **keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+  n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+    if (lua_type(L, -2) == LUA_TSTRING) keys[n++] = lua_tostring(L, -2); /* anchored in the table */
   qsort(keys, n, sizeof *keys, key_less);
   char sep = strchr(lua_tostring(L, base), '?') ? '&' : '?';
   luaL_Buffer b;
@@ -112,9 +102,9 @@ void couch_url_append_query(lua_State *L, int idx) {
     lua_pop(L, 1);
     luaL_addvalue(&b);
   }
-  free(keys);
   luaL_pushresult(&b);
   lua_replace(L, base);
+  lua_pop(L, 1); /* the keys */
 }
 
 /* scheme://user:pass@host -> scheme://host. A password with a raw '/' makes the authority

@@ -82,6 +82,16 @@ end
 
 -- ---- query strings ----
 
+-- A JSON parameter that cannot be encoded (invalid UTF-8) is a json error before anything
+-- is sent, and leaks nothing (the ASan build's leak check; found by tests/fuzz/fuzz_url).
+function TestUrl:test_a_query_value_that_cannot_be_encoded_is_an_error()
+  for _ = 1, 3 do
+    local ok, err = pcall(sent_query, { key = "\255", limit = 1, skip = 0 })
+    lu.assertFalse(ok)
+    lu.assertEquals(err.kind, "json")
+  end
+end
+
 function TestUrl:test_json_parameters_are_json_encoded()
   lu.assertEquals(sent_query { key = "abc" }, "key=%22abc%22")
   lu.assertEquals(sent_query { startkey = "a", endkey = "z" }, "endkey=%22z%22&startkey=%22a%22")
