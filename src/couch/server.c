@@ -5,6 +5,8 @@
 #include "couch/server.h"
 
 #include "abort.h"
+#include "couchlua.h"
+#include "output.h"
 
 #include "couch/options.h"
 #include "error.h"
@@ -159,9 +161,14 @@ static int l_connect(lua_State *L) {
   c->ca_file = dup_opt(couch_opt_string(L, 2, "ca_file", NULL));
   c->insecure = couch_opt_bool(L, 2, "insecure", 0);
   c->compress = couch_opt_bool(L, 2, "compression", !is_loopback(c->base_url));
-  if (c->insecure && !couch_opt_bool(L, 2, "quiet", 0))
-    fprintf(stderr, "couchlua: WARNING: TLS certificate verification is OFF for %s (insecure = true)\n",
-            c->base_url);
+  if (c->insecure && !couch_opt_bool(L, 2, "quiet", 0)) { /* through couch's output: a host sees it */
+    lua_pushfstring(L, "couchlua: WARNING: TLS certificate verification is OFF for %s (insecure = true)\n",
+                    c->base_url);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    couch_output_write(L, COUCHLUA_WARNING, text, len);
+    lua_pop(L, 1);
+  }
   /* Lua-side state of this server (auth mode, token expiry, ...). */
   lua_createtable(L, 0, 4);
   lua_pushstring(L, auth);

@@ -3,6 +3,9 @@
  * (exponential backoff with jitter, Retry-After honoured) or complete the wait. */
 #include "http/request.h"
 
+#include "http/url.h"
+#include "log.h"
+
 #include "http/retry_after.h"
 
 #include <ctype.h>
@@ -266,6 +269,29 @@ static void read_retry_after(couch_request *r) {
 
 static void on_retry_timer(couch_timer *t) { launch(t->owner); }
 
+/* The log lines of one attempt: at debug every attempt (method, URL without credentials,
+ * status or failure, time, bytes, attempt number, pacing); at info a retry and why. */
+static void log_attempt(couch_request *r, long wait_ms) {
+  lua_State *L = r->loop->L;
+  int retrying = wait_ms >= 0;
+  if (!couch_log_enabled(L, COUCH_LOG_DEBUG) && !(retrying && couch_log_enabled(L, COUCH_LOG_INFO)))
+    return;
+  if (!lua_checkstack(L, 2)) return;
+  couch_url_push_redacted(L, r->url);
+  const char *url = lua_tostring(L, -1);
+  char outcome[96];
+  if (r->result == CURLE_OK) snprintf(outcome, sizeof outcome, "%ld", r->status);
+  else snprintf(outcome, sizeof outcome, "failed (%s)", curl_easy_strerror(r->result));
+  curl_off_t us = 0;
+  curl_easy_getinfo(r->tr.easy, CURLINFO_TOTAL_TIME_T, &us);
+  couch_log(L, COUCH_LOG_DEBUG, "%s %s %s %lld ms %zu bytes (attempt %d, pacing %.0f ms)", r->method, url,
+            outcome, (long long)(us / 1000), r->resp_len, r->attempt, r->conn->rate_interval_ms);
+  if (retrying)
+    couch_log(L, COUCH_LOG_INFO, "retrying %s %s in %ld ms: %s (attempt %d of %d)", r->method, url,
+              wait_ms, outcome, r->attempt + 1, r->retries + 1);
+  lua_pop(L, 1);
+}
+
 static void on_done(couch_transfer *tr, CURLcode result) {
   couch_request *r = (couch_request *)((char *)tr - offsetof(couch_request, tr));
   r->in_multi = 0;
@@ -275,6 +301,7 @@ static void on_done(couch_transfer *tr, CURLcode result) {
   if (result == CURLE_OK) adapt_rate(r->conn, r->status);
   if (result == CURLE_OK && r->status == 429 && r->throttles++ == 0) r->throttled_since_ms = couch_now_ms();
   long wait = next_wait_ms(r);
+  log_attempt(r, wait);
   if (wait >= 0) {
     couch_timer_init(&r->retry_timer, on_retry_timer, r);
     couch_timer_start(&r->loop->timers, &r->retry_timer, wait);

@@ -2,6 +2,9 @@
 -- to a writer when one is set.
 local lu = require "luaunit"
 local couch = require "couch"
+local fake = require "fake"
+
+local f = fake.start { users = { admin = "TopSecret" } }
 
 TestLog = {}
 
@@ -41,4 +44,38 @@ function TestLog:test_quiet_by_default_and_COUCHLUA_LOG()
   lu.assertEquals(run("COUCHLUA_LOG=warn"), "")
 end
 
-os.exit(lu.LuaUnit.run())
+-- At debug one line per attempt, at info the retries; never a credential, at any level.
+function TestLog:test_requests_and_retries_without_credentials()
+  local url = f.url:gsub("^http://", "http://admin:TopSecret@")
+  local srv = couch.connect(url, { retries = 2, backoff = 0.01 })
+  f:reset()
+  f:script("/flaky", { { status = 503 }, { status = 200, body = { ok = true } } }, "GET")
+  for _, level in ipairs { "warn", "info", "debug" } do
+    local lines = {}
+    f:script("/flaky", { { status = 503 }, { status = 200, body = { ok = true } } }, "GET")
+    couch.log { level = level, writer = function(_, line) lines[#lines + 1] = line end }
+    srv:request("GET", "/flaky")
+    pcall(srv.request, srv, "GET", "/no_such_db")
+    couch.log { level = "off" }
+    local text = table.concat(lines)
+    lu.assertNotStrContains(text, "TopSecret")
+    lu.assertNotStrContains(text, "admin:")
+    if level == "warn" then lu.assertEquals(text, "") end
+    if level ~= "warn" then
+      lu.assertNotNil(text:find("couchlua: info: retrying GET " .. f.url .. "/flaky in %d+ ms: 503 %(attempt 2 of 3%)\n"),
+        text)
+    end
+    if level == "debug" then
+      lu.assertStrContains(text, "couchlua: debug: GET " .. f.url .. "/flaky 503 ")
+      lu.assertStrContains(text, "couchlua: debug: GET " .. f.url .. "/flaky 200 ")
+      lu.assertStrContains(text, "couchlua: debug: GET " .. f.url .. "/no_such_db 404 ")
+      lu.assertStrMatches(text, ".* %d+ ms %d+ bytes %(attempt 1, pacing %d+ ms%)\n.*")
+    else
+      lu.assertNotStrContains(text, "debug:")
+    end
+  end
+end
+
+local rc = lu.LuaUnit.run()
+f:stop()
+os.exit(rc)
