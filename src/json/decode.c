@@ -70,18 +70,6 @@ static int on_number(void *ctx, const char *s, size_t len) {
   return add(d);
 }
 
-/* The string token that ends where yajl stands: its opening quote is the last '"' before
- * the closing one that is not escaped (an even run of backslashes before it). */
-static size_t token_open_quote(const char *t, size_t end) {
-  for (size_t i = end - 1; i-- > 0;) {
-    if (t[i] != '"') continue;
-    size_t k = i;
-    while (k > 0 && t[k - 1] == '\\') k--;
-    if ((i - k) % 2 == 0) return i;
-  }
-  return 0;
-}
-
 /* yajl hands strings over decoded, and decodes lone surrogate escapes wrongly. When the
  * text has some (d->raw set), yajl parsed a copy with those escapes masked (scan.c), and
  * each string is decoded here from the original bytes of its token instead: yajl's
@@ -91,11 +79,7 @@ static void push_string(decoder *d, const unsigned char *s, size_t len) {
     lua_pushlstring(d->L, (const char *)s, len);
     return;
   }
-  size_t end = yajl_get_bytes_consumed(d->h); /* just past the closing quote */
-  size_t start = token_open_quote(d->raw, end) + 1, n = end - 1 - start;
-  luaL_Buffer b;
-  char *out = luaL_buffinitsize(d->L, &b, n);
-  luaL_pushresultsize(&b, couch_json_unescape(d->raw + start, n, out));
+  couch_json_push_token(d->L, d->raw, yajl_get_bytes_consumed(d->h));
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len) {

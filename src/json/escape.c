@@ -4,6 +4,8 @@
  * strings that hold a lone surrogate escape; yajl decodes all others. */
 #include "json/json.h"
 
+#include <lauxlib.h>
+
 static int hexval(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -61,4 +63,23 @@ size_t couch_json_unescape(const char *s, size_t n, char *out) {
     }
   }
   return k;
+}
+
+/* The string token that ends at `end` (just past its closing quote): its opening quote is
+ * the last '"' before the closing one that is not escaped (an even run of backslashes). */
+static size_t token_open_quote(const char *t, size_t end) {
+  for (size_t i = end - 1; i-- > 0;) {
+    if (t[i] != '"') continue;
+    size_t k = i;
+    while (k > 0 && t[k - 1] == '\\') k--;
+    if ((i - k) % 2 == 0) return i;
+  }
+  return 0;
+}
+
+void couch_json_push_token(lua_State *L, const char *raw, size_t end) {
+  size_t start = token_open_quote(raw, end) + 1, n = end - 1 - start;
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  luaL_pushresultsize(&b, couch_json_unescape(raw + start, n, out));
 }

@@ -106,6 +106,10 @@ void couch_json_scan(const char *text, size_t len, char *out, couch_json_scan_re
 /* Decode the body of a string token (between its quotes, as yajl's lexer accepted it)
  * into out (n bytes are enough); returns the length. Lone surrogates become WTF-8. */
 size_t couch_json_unescape(const char *s, size_t n, char *out);
+/* Push the string token of raw that ends at `end` (just past its closing quote, where yajl
+ * stands in its string callback), decoded from those original bytes: for a parse of the
+ * masked copy, whose strings yajl would hand over with U+FFFD for lone surrogates. */
+void couch_json_push_token(lua_State *L, const char *raw, size_t end);
 /* 1 and *out set when s[0..4) are 4 hex digits. */
 int couch_json_hex4(const char *s, size_t n, unsigned *out);
 /* 1 and *lo set when s starts with a \uXXXX escape of a low surrogate (DC00-DFFF). */

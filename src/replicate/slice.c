@@ -39,6 +39,7 @@ typedef struct {
   int want_ok;        /* the last key of the entry was "ok" */
   int key_is_id, key_is_rev, key_is_deleted;
   int id_idx, rev_idx;  /* stack slots holding the sliced doc's _id and _rev */
+  const char *raw;      /* the text, when yajl parses a masked copy of it (strings from here) */
   int deleted;
   lua_Integer n;
 } slicer;
@@ -65,13 +66,20 @@ static int on_number(void *ctx, const char *v, size_t len) {
   return on_null(ctx);
 }
 
+/* A string yajl handed over: as is, or decoded from the original bytes when yajl parsed
+ * the masked copy (lone surrogates: see couch_json_push_token). */
+static void push_string(slicer *s, const unsigned char *v, size_t len) {
+  if (s->raw) couch_json_push_token(s->L, s->raw, yajl_get_bytes_consumed(s->h));
+  else lua_pushlstring(s->L, (const char *)v, len);
+}
+
 static int on_string(void *ctx, const unsigned char *v, size_t len) {
   slicer *s = ctx;
   if (s->ok_depth && s->depth == s->ok_depth && (s->key_is_id || s->key_is_rev)) {
-    lua_pushlstring(s->L, (const char *)v, len);
+    push_string(s, v, len);
     lua_replace(s->L, s->key_is_id ? s->id_idx : s->rev_idx);
   } else if (s->group_key) {
-    lua_pushlstring(s->L, (const char *)v, len);
+    push_string(s, v, len);
     lua_replace(s->L, s->group_idx);
   }
   return on_null(ctx);
@@ -198,15 +206,27 @@ static int l_slice_docs(lua_State *L) {
   s.text = text;
   s.out = 2;
   s.group_idx = 3;
+  /* As couch.json's decoder: yajl parses only up to the first byte no JSON may hold
+   * (invalid UTF-8, raw control characters), and never sees a lone surrogate escape (an
+   * unpatched yajl 2.1.0 crashes on one: CVE-2017-16516); slices are the original bytes. */
+  couch_json_scan_result sc;
+  couch_json_scan(text, len, NULL, &sc);
+  const char *parse = text;
+  if (sc.lone) {
+    char *masked = lua_newuserdatauv(L, len, 0); /* stays on the stack, above the slots */
+    couch_json_scan(text, len, masked, &sc);
+    parse = masked;
+    s.raw = text;
+  }
   s.h = yajl_alloc(&callbacks, NULL, &s);
   if (!s.h) return luaL_error(L, "out of memory");
-  yajl_status st = yajl_parse(s.h, (const unsigned char *)text, len);
+  yajl_status st = yajl_parse(s.h, (const unsigned char *)parse, sc.bad);
   if (st == yajl_status_ok) st = yajl_complete_parse(s.h);
-  if (st != yajl_status_ok || len == 0) {
-    unsigned char *msg = yajl_get_error(s.h, 0, (const unsigned char *)text, len);
+  if (st != yajl_status_ok || len == 0 || sc.bad < len) {
+    unsigned char *msg = st != yajl_status_ok ? yajl_get_error(s.h, 0, (const unsigned char *)parse, sc.bad) : NULL;
     lua_pushnil(L);
-    lua_pushfstring(L, "not valid JSON: %s", len == 0 ? "empty" : (const char *)msg);
-    yajl_free_error(s.h, msg);
+    lua_pushfstring(L, "not valid JSON: %s", len == 0 ? "empty" : msg ? (const char *)msg : sc.why);
+    if (msg) yajl_free_error(s.h, msg);
     yajl_free(s.h);
     return 2;
   }
