@@ -5,7 +5,7 @@ const { HttpError, badRequest, methodNotAllowed, notFound } = require('./errors'
 const { RepError, parseRep } = require('./repparams');
 const { dbs, isReplicatorDb } = require('./store');
 const { Job, addJob, jobs, removeJob, schedulerJob } = require('./scheduler');
-const { schedulerDoc } = require('./docprocessor');
+const { hiddenRow, schedulerDoc } = require('./docprocessor');
 const { jsonBody, paging, send } = require('./http');
 
 const STATES = ['initializing', 'error', 'running', 'pending', 'crashing', 'completed', 'failed'];
@@ -50,17 +50,19 @@ function handleScheduler(req, res, segs, q) {
     }
     const names = [...dbs.keys()].filter((n) => isReplicatorDb(n) && (dbName === null || n === dbName)).sort();
     const all = [];
+    let hidden = 0; // a cluster's rows missing for a while are still counted (recorded)
     for (const n of names) {
       const db = dbs.get(n);
       const ids = [...db.docs.keys()].filter((id) => !id.startsWith('_design/')).sort();
       for (const id of ids) {
         const d = schedulerDoc(n, id);
         if (d) all.push(d);
+        else if (hiddenRow(n, id)) hidden += 1;
       }
     }
     const shown = filter ? all.filter((d) => filter.has(d.state)) : all;
     const { limit, skip } = paging(q);
-    return send(req, res, 200, { total_rows: all.length, offset: skip, docs: shown.slice(skip, skip + limit) });
+    return send(req, res, 200, { total_rows: all.length + hidden, offset: skip, docs: shown.slice(skip, skip + limit) });
   }
   throw notFound('missing');
 }
