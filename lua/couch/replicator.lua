@@ -166,6 +166,8 @@ return function(couch)
   -- pouchdb-server / CouchDB 1.x write these into the document itself.
   local FROM_DOC = { triggered = "running", completed = "completed", error = "error", failed = "failed" }
 
+  local ACTIVE = { initializing = true, error = true, running = true, pending = true, crashing = true }
+
   local function terminal(state, has_scheduler)
     return state == "completed" or state == "failed" or (state == "error" and not has_scheduler)
   end
@@ -196,6 +198,14 @@ return function(couch)
     end
     if not st.state or not SEVEN[st.state] then
       st.state = FROM_DOC[doc._replication_state] or "initializing"
+    end
+    -- The document's own end (completed / failed, written by the server) is final: a
+    -- scheduler row older than it (a follower's last poll, a cluster row still missing)
+    -- does not override it, and a job that ended runs on no node.
+    local ended = FROM_DOC[doc._replication_state]
+    if (ended == "completed" or ended == "failed") and st.state ~= ended then
+      st.state, st.node, st.job_id = ended, nil, nil
+      if ended == "completed" then st.info = redact.value(doc._replication_stats) else st.info = nil end
     end
     if not st.info and st.state ~= "completed" and doc._replication_state_reason then
       st.info = { error = doc._replication_state_reason }
@@ -265,19 +275,6 @@ return function(couch)
     return self:create(o)
   end
 
-  --- rep:create_many{ opts1, opts2, ... } -> per-document results of one _bulk_docs
-  function Replicator:create_many(list)
-    if type(list) ~= "table" then usage("list", "expected a list of replication options") end
-    local docs = {}
-    for i, opts in ipairs(list) do
-      local doc = build(self.server, opts, "rep:create_many")
-      doc._id = doc.id or new_id()
-      doc.id = nil
-      docs[i] = doc
-    end
-    return self.db:bulk_docs(docs)
-  end
-
   local function get_doc(self, id)
     if type(id) ~= "string" or id == "" then usage("id", "expected a replication document id") end
     local doc, status = self.db:request("GET", "/" .. couch.doc_path(id), { allow = { [404] = true } })
@@ -295,14 +292,50 @@ return function(couch)
   end
   Replicator.replication_state = Replicator.state
 
-  --- rep:list() -> every replication (design documents left out), each with its state
-  function Replicator:list()
+  --- rep:list([{ by = "node" | "state" }]) -> every replication (design documents left
+  -- out), each with its state; with `by`, grouped: { [node or state] = { states... } }
+  -- (by node: replications that run on no node -- completed, failed, not started -- are
+  -- under "none").
+  function Replicator:list(opts)
+    couch._check_options(opts or {}, "rep:list", { by = "string" })
+    local by = opts and opts.by
+    if by ~= nil and by ~= "node" and by ~= "state" then usage("by", "expected \"node\" or \"state\"") end
     local by_id = scheduler.docs_by_id(self.server, self.db_name)
     local out = {}
     for row in self.db:all_docs_iter { include_docs = true, page_size = 500 } do
       if not row.id:match("^_design/") and row.doc then
         out[#out + 1] = make_state(row.doc, by_id and by_id[row.id])
       end
+    end
+    if not by then return out end
+    local groups = {}
+    for _, st in ipairs(out) do
+      local key = st[by] or "none"
+      groups[key] = groups[key] or {}
+      table.insert(groups[key], st)
+    end
+    return groups
+  end
+
+  --- rep:counts() -> { total =, states = { running = n, ... }, nodes = { [node] = { running
+  -- = n, pending = n, ... } } }: the fleet at a glance, from /_scheduler/docs alone (one
+  -- request per 1000 replications); without a scheduler, from the documents' own states.
+  function Replicator:counts()
+    local out = { total = 0, states = {}, nodes = {} }
+    local function add(state, node)
+      out.total = out.total + 1
+      out.states[state] = (out.states[state] or 0) + 1
+      if node then
+        local n = out.nodes[node] or {}
+        out.nodes[node] = n
+        n[state] = (n[state] or 0) + 1
+      end
+    end
+    local by_id = scheduler.docs_by_id(self.server, self.db_name)
+    if by_id then
+      for _, d in pairs(by_id) do add(d.state, d.node ~= json.null and d.node or nil) end
+    else
+      for _, st in ipairs(self:list()) do add(st.state) end
     end
     return out
   end
@@ -361,14 +394,28 @@ return function(couch)
       w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
         while true do
           couch.sleep(w.interval)
-          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name)
+          -- Only the jobs that can still change (one page per 1000 of them): a job's end
+          -- comes with its document through the feed. A row that is missing (a cluster
+          -- drops a finishing job's row for a second, or the job ended) keeps the last one.
+          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name, scheduler.ACTIVE)
           if ok and by_id then
             for id, list in pairs(w.followers) do
               local s = by_id[id]
+              local mark = s and json.encode { s.state, s.info or json.null, s.error_count or 0,
+                                               s.last_updated or json.null, s.node or json.null }
               for f in pairs(list) do
-                local mark = s and json.encode { s.state, s.info or json.null, s.error_count or 0,
-                                                 s.last_updated or json.null } or "none"
-                if mark ~= f.sched_mark then
+                if not s and f.sched and ACTIVE[f.sched.state] then
+                  -- gone from the active jobs: its document should say how it ended; if
+                  -- it has not after `settle` seconds, the follower reads both once
+                  f.gone_since = f.gone_since or couch.now()
+                  if couch.now() - f.gone_since >= f.settle then
+                    f.gone_since, f.recheck = nil, true
+                    notify(f)
+                  end
+                elseif s then
+                  f.gone_since = nil
+                end
+                if mark and mark ~= f.sched_mark then
                   f.sched_mark, f.sched = mark, s
                   notify(f)
                 end
@@ -426,27 +473,74 @@ return function(couch)
     end
   end
 
-  --- for state in rep:follow(id, { interval = 1 }) do ... end
+  local function timed_out(id, seconds, last)
+    local state = last and last.state or "initializing"
+    local msg
+    if state == "initializing" then
+      msg = ("replication %q: no job started within %gs (still initializing). A CouchDB node starts replication jobs only ~5 s after it boots, and a cluster only once its membership is stable: see srv:membership() and sch:docs()"):format(id, seconds)
+    else
+      msg = ("replication %q still %s after %gs"):format(id, state, seconds)
+    end
+    couch._raise("timeout", msg, { seconds = seconds, id = id, state = state })
+  end
+
+  --- for state in rep:follow(id, { interval = 1, timeout = s, settle = 10 }) do ... end
   -- Yields the state table each time it changes, ending after a terminal state (completed,
-  -- failed), or when the document is deleted (a final state "deleted").
+  -- failed), or when the document is deleted (a final state "deleted"). The last state is
+  -- consistent: when the scheduler says a job ended before its document does (a cluster),
+  -- the follower waits for the document (at most `settle` seconds, then reads it once).
+  -- `timeout`: a `timeout` error if it has not ended by then, saying when no job started.
   function Replicator:follow(id, opts)
     opts = opts or {}
+    local deadline = opts.timeout and couch.now() + opts.timeout
+    local settle = opts.settle or 10
     local has_sched = scheduler.supported(self.server)
     local w = watcher_for(self, opts.interval or 1)
-    local f = { id = id, cond = couch.cond(), dirty = true }
+    local f = { id = id, cond = couch.cond(), dirty = true, settle = settle }
     w.followers[id] = w.followers[id] or {}
     w.followers[id][f] = true
     w.count = w.count + 1
     local closer = setmetatable({}, { __close = function() leave(w, f) end })
     f.dirty = false
     read_initial(w, f)
-    local last_mark, finished = nil, false
+    local last_mark, finished, last_st, hold_until = nil, false, nil, nil
     local function iter()
       if finished then return nil end
       while true do
-        if not f.dirty then f.cond:wait() end
+        if not f.dirty then
+          local now = couch.now()
+          local wake = hold_until
+          if deadline and (not wake or deadline < wake) then wake = deadline end
+          if wake then
+            if now >= wake or not f.cond:wait(wake - now) then
+              if hold_until and couch.now() >= hold_until then
+                -- the document did not catch up in time: read it once, take what it says
+                hold_until = false
+                local ok, doc = pcall(get_doc, self, id)
+                if ok then f.doc = doc elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+                f.dirty = true
+              elseif deadline and couch.now() >= deadline then
+                finished = true
+                leave(w, f)
+                timed_out(id, opts.timeout, last_st)
+              end
+            end
+          else
+            f.cond:wait()
+          end
+          if not f.dirty then goto continue end
+        end
         f.dirty = false
         if not f.ready then goto continue end
+        if f.recheck then
+          f.recheck = false
+          local ok, doc = pcall(get_doc, self, id)
+          if ok then f.doc = doc elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+          if f.doc then
+            local sok, s = pcall(scheduler.doc_or_nil, self.server, self.db_name, id)
+            if sok and s then f.sched = s end
+          end
+        end
         if f.error or f.missing then
           finished = true
           leave(w, f)
@@ -460,10 +554,12 @@ return function(couch)
           return setmetatable({ id = id, state = "deleted" }, { __tostring = function() return ("replication %s: deleted"):format(id) end })
         end
         local st = make_state(f.doc, f.sched)
-        -- the document says completed/failed before the scheduler poll sees it: trust it
-        if FROM_DOC[f.doc._replication_state] and terminal(FROM_DOC[f.doc._replication_state], false) then
-          st.state = FROM_DOC[f.doc._replication_state]
+        -- the scheduler says the job ended, its document not yet: wait for the document
+        if terminal(st.state, has_sched) and st.state ~= FROM_DOC[f.doc._replication_state] then
+          if hold_until == nil then hold_until = couch.now() + settle end
+          if hold_until then goto continue end
         end
+        last_st = st
         local mark = json.encode { st.state, st._replication_state or json.null, st.info or json.null,
                                    st.error_count or 0, st.last_updated or json.null }
         if mark ~= last_mark then
@@ -482,15 +578,11 @@ return function(couch)
   Replicator.follow_replication = Replicator.follow
 
   --- rep:wait(id, { timeout = s }) -> the final state
+  -- (a `timeout` error past opts.timeout, saying when no job has started at all)
   function Replicator:wait(id, opts)
-    opts = opts or {}
-    local function run()
-      local last
-      for st in self:follow(id, opts) do last = st end
-      return last
-    end
-    if opts.timeout then return couch.timeout(opts.timeout, run) end
-    return run()
+    local last
+    for st in self:follow(id, opts) do last = st end
+    return last
   end
 
 
@@ -530,6 +622,10 @@ return function(couch)
   function S:active_tasks(opts)
     return redact.value(active_tasks(self, opts))
   end
+
+  -- create_many, stop_many, repair: lua/couch/fleet.lua
+  require("couch.fleet")(couch, Replicator, { build = build, new_id = new_id, usage = usage,
+                                              scheduler = scheduler, make_state = make_state })
 
   local methods = require("couch.methods")
   methods.guard(couch, Replicator, "rep", methods.is_a(Replicator))
