@@ -50,8 +50,9 @@ return function(couch, Replicator, h)
   -- { id =, error =, reason = } for list[i]; results.ok_count, .failed_count, .failed (the
   -- indices that failed). Every entry is checked before the first request. opts.chunk
   -- (500): documents per _bulk_docs; opts.on_chunk(done, total) after each; opts.resume:
-  -- a document that exists already counts as created (run the same list again after a
-  -- partial failure: give every entry an `id` for that).
+  -- the documents that exist already are left alone and count as created (one _all_docs
+  -- per chunk finds them): run the same list again after a partial failure (give every
+  -- entry an `id` for that).
   function Replicator:create_many(list, opts)
     if type(list) ~= "table" then usage("list", "expected a list of replication options") end
     couch._check_options(opts, "rep:create_many", { chunk = "integer", resume = "boolean", on_chunk = "function" })
@@ -68,9 +69,28 @@ return function(couch, Replicator, h)
     local results = {}
     for first = 1, #docs, size do
       local last = math.min(first + size - 1, #docs)
-      local res = bulk(self, { table.unpack(docs, first, last) })
-      for k = first, last do
-        local r = res[k - first + 1] or error_result(docs[k]._id, "no answer for this document")
+      local todo = {} -- indices into docs
+      if resume then -- what the first run created is left alone (one _all_docs per chunk)
+        local keys = {}
+        for k = first, last do keys[#keys + 1] = docs[k]._id end
+        local ok, res = pcall(self.db.all_docs, self.db, { keys = keys })
+        for k = first, last do
+          local row = ok and res.rows[k - first + 1]
+          local v = row and row.value
+          if type(v) == "table" and v.rev and not v.deleted then
+            results[k] = { ok = true, id = docs[k]._id, rev = v.rev, existing = true }
+          else
+            todo[#todo + 1] = k
+          end
+        end
+      else
+        for k = first, last do todo[#todo + 1] = k end
+      end
+      local batch = {}
+      for i, k in ipairs(todo) do batch[i] = docs[k] end
+      local res = #batch > 0 and bulk(self, batch) or {}
+      for i, k in ipairs(todo) do
+        local r = res[i] or error_result(docs[k]._id, "no answer for this document")
         if r.error == "conflict" and resume then r = { ok = true, id = r.id, existing = true } end
         results[k] = r
       end
@@ -99,7 +119,8 @@ return function(couch, Replicator, h)
     couch._check_options(sel, "selection", { ids = "table", states = "table|string", source = "string",
                                              target = "string", dry_run = "boolean", chunk = "integer" })
     if sel.ids then return sel.ids, nil end
-    local states = sel.states or ((sel.source or sel.target) and nil or default_states)
+    local states = sel.states
+    if states == nil and not (sel.source or sel.target) then states = default_states end
     if type(states) == "string" then
       local t = {}
       for s in states:gmatch("[^,%s]+") do t[#t + 1] = s end
