@@ -366,6 +366,16 @@ return function(couch)
     follower.cond:signal()
   end
 
+  -- What a follower would see change in a scheduler row, as one string (cheap: a poll of
+  -- 10,000 rows builds 10,000 of them)
+  local function sched_mark(s)
+    local info = s.info
+    local i = type(info) == "table" and info or {}
+    return table.concat({ tostring(s.state), tostring(s.error_count), tostring(s.last_updated), tostring(s.node),
+      tostring(i.error), tostring(i.docs_read), tostring(i.docs_written), tostring(i.doc_write_failures),
+      tostring(i.changes_pending), tostring(i.checkpointed_source_seq), tostring(i.through_seq) }, "\0")
+  end
+
   -- One watcher per server and replicator database: a changes feed for all the documents
   -- and one scheduler poll per interval.
   local function watcher_for(rep, interval)
@@ -401,8 +411,7 @@ return function(couch)
           if ok and by_id then
             for id, list in pairs(w.followers) do
               local s = by_id[id]
-              local mark = s and json.encode { s.state, s.info or json.null, s.error_count or 0,
-                                               s.last_updated or json.null, s.node or json.null }
+              local mark = s and sched_mark(s)
               for f in pairs(list) do
                 if not s and f.sched and ACTIVE[f.sched.state] then
                   -- gone from the active jobs: its document should say how it ended; if
@@ -439,9 +448,13 @@ return function(couch)
       local batch = w.pending_init
       w.pending_init, w.init_task = nil, nil
       local ok, err = pcall(function()
-        local keys = {}
-        for i, x in ipairs(batch) do keys[i] = x.id end
-        local rows = w.rep.db:all_docs { keys = keys, include_docs = true }.rows
+        -- 1000 documents per request: a fleet's first read stays a few MB at a time
+        local rows = {}
+        for first = 1, #batch, 1000 do
+          local keys = {}
+          for i = first, math.min(first + 999, #batch) do keys[#keys + 1] = batch[i].id end
+          for _, row in ipairs(w.rep.db:all_docs { keys = keys, include_docs = true }.rows) do rows[#rows + 1] = row end
+        end
         local by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name)
         for i, x in ipairs(batch) do
           local row = rows[i]

@@ -85,6 +85,24 @@ function jobFinished(dbName, docId, jobId, fields) {
   });
 }
 
+// The state /_scheduler/docs shows for a document without building its row (a listing
+// of 10,000 builds only the rows of its page): a state, 'hidden' (counted, not shown) or
+// null (no row).
+function schedulerDocState(dbName, docId) {
+  const e = entries.get(entryKey(dbName, docId));
+  if (e) {
+    if (e.state === 'booting' || e.state === 'finishing') return 'hidden';
+    if (e.state === 'finished') return e.final._replication_state;
+    if (e.state === 'initializing' || e.state === 'error') return e.state;
+    const j = jobs.get(e.jobId);
+    return j ? j.state : null;
+  }
+  const doc = liveDoc(dbs.get(dbName), docId);
+  if (!doc || docId.startsWith('_design/')) return null;
+  const st = doc.winner.body._replication_state;
+  return st === 'completed' || st === 'failed' ? st : null;
+}
+
 // rows the cluster has but does not show right now (counted in total_rows)
 function hiddenRow(dbName, docId) {
   const e = entries.get(entryKey(dbName, docId));
@@ -223,4 +241,4 @@ hooks.dbDeleted = (db) => {
   for (const j of [...jobs.values()]) j.endpointDbDeleted(db.name);
 };
 
-module.exports = { entries, entryKey, hiddenRow, jobFinished, processEntry, removeEntry, replicatorDocChanged, schedulerDoc, stripEndpoint, writeReplicationState };
+module.exports = { entries, entryKey, hiddenRow, schedulerDocState, jobFinished, processEntry, removeEntry, replicatorDocChanged, schedulerDoc, stripEndpoint, writeReplicationState };
