@@ -173,9 +173,10 @@ return function(couch)
   end
 
   -- The state table: the document's own fields merged with the scheduler's view.
-  local function make_state(doc, sched)
+  -- (`redacted`: doc is a masked copy already, which the state then shares)
+  local function make_state(doc, sched, redacted)
     local st = {
-      id = doc._id, doc = redact.value(doc),
+      id = doc._id, doc = redacted and doc or redact.value(doc),
       _replication_state = doc._replication_state,
       _replication_state_time = doc._replication_state_time,
       _replication_state_reason = doc._replication_state_reason,
@@ -393,8 +394,10 @@ return function(couch)
                                           coalesce = math.min(0.25, interval / 4) } do
         local list = w.followers[change.id]
         if list then
+          -- one masked copy per change, shared by its followers and the states they yield
+          local doc = not change.deleted and redact.value(change.doc)
           for f in pairs(list) do
-            if change.deleted then f.doc = false else f.doc = change.doc end
+            f.doc = doc
             notify(f)
           end
         end
@@ -455,11 +458,18 @@ return function(couch)
           for i = first, math.min(first + 999, #batch) do keys[#keys + 1] = batch[i].id end
           for _, row in ipairs(w.rep.db:all_docs { keys = keys, include_docs = true }.rows) do rows[#rows + 1] = row end
         end
-        local by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name)
+        -- one read of the scheduler serves every batch that starts within an interval
+        local c = w.sched_read
+        if not c or couch.now() - c.at > w.interval then
+          c = { by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name) }
+          c.at = couch.now()
+          w.sched_read = c
+        end
+        local by_id = c.by_id
         for i, x in ipairs(batch) do
           local row = rows[i]
           if x.doc ~= nil then -- the feed already brought something newer
-          elseif row and row.doc and row.doc ~= json.null then x.doc = row.doc
+          elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
           elseif row and row.value and row.value.deleted then x.doc = false
           else x.missing = true end
           if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
@@ -530,7 +540,7 @@ return function(couch)
                 -- the document did not catch up in time: read it once, take what it says
                 hold_until = false
                 local ok, doc = pcall(get_doc, self, id)
-                if ok then f.doc = doc elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+                if ok then f.doc = redact.value(doc) elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
                 f.dirty = true
               elseif deadline and couch.now() >= deadline then
                 finished = true
@@ -548,7 +558,7 @@ return function(couch)
         if f.recheck then
           f.recheck = false
           local ok, doc = pcall(get_doc, self, id)
-          if ok then f.doc = doc elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+          if ok then f.doc = redact.value(doc) elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
           if f.doc then
             local sok, s = pcall(scheduler.doc_or_nil, self.server, self.db_name, id)
             if sok and s then f.sched = s end
@@ -566,7 +576,7 @@ return function(couch)
           leave(w, f)
           return setmetatable({ id = id, state = "deleted" }, { __tostring = function() return ("replication %s: deleted"):format(id) end })
         end
-        local st = make_state(f.doc, f.sched)
+        local st = make_state(f.doc, f.sched, true)
         -- the scheduler says the job ended, its document not yet: wait for the document
         if terminal(st.state, has_sched) and st.state ~= FROM_DOC[f.doc._replication_state] then
           if hold_until == nil then hold_until = couch.now() + settle end
