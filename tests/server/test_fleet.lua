@@ -159,4 +159,32 @@ function TestFleet:test_repair_restarts_the_broken_ones_with_the_same_options()
   lu.assertTrue(exists(good[1].id))
 end
 
+function TestFleet:test_follow_many_in_one_loop()
+  local list = opts_list(5, "many")
+  local cont = opts_list(1, "manyc", { continuous = true })
+  rep:create_many(list)
+  rep:create_many(cont)
+  local ids = ids_of(list)
+  ids[#ids + 1] = cont[1].id
+  ids[#ids + 1] = "couchlua_fleet_never_" .. tag
+  local last, seen, stopped = {}, 0, false
+  for st in rep:follow_many(ids, { interval = 0.2, timeout = 60 }) do
+    seen = seen + 1
+    last[st.id] = st.state
+    -- the continuous one runs until it is stopped
+    if st.id == cont[1].id and st.state == "running" and not stopped then
+      stopped = true
+      rep:stop(cont[1].id)
+    end
+  end
+  for i = 1, 5 do lu.assertEquals(last[list[i].id], "completed", list[i].id) end
+  lu.assertEquals(last[cont[1].id], "deleted")
+  lu.assertEquals(last["couchlua_fleet_never_" .. tag], "not_found")
+  lu.assertTrue(seen >= 7)
+  local ok, err = pcall(rep.follow_many, rep, ids, { intervall = 1 })
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "usage")
+  lu.assertStrContains(tostring(err), "interval")
+end
+
 os.exit(lu.LuaUnit.run())

@@ -64,6 +64,35 @@ function TestCluster:test_follower_waits_for_the_document_and_never_goes_back()
   lu.assertTrue(rep:stop("one").ok)
 end
 
+function TestCluster:test_follow_many_waits_for_the_documents_too()
+  seed("src", 5)
+  local ids = {}
+  for i = 1, 4 do
+    ids[i] = "m" .. i
+    rep:create { id = ids[i], source = "src", target = "tm" .. i, create_target = true }
+  end
+  local last, bad = {}, nil
+  local t = couch.spawn(function()
+    for st in rep:follow_many(ids, { interval = 0.05 }) do
+      if last[st.id] == "running" and st.state == "initializing" then bad = st.id end
+      last[st.id] = st.state
+      if st.state == "completed" and st._replication_state ~= "completed" then bad = st.id end
+    end
+  end)
+  settle()
+  f:advance(2)
+  settle()
+  f:advance(2) -- ended: rows gone
+  settle()
+  f:advance(1) -- the scheduler says completed, the documents not yet
+  settle()
+  lu.assertNotEquals(t:status(), "done")
+  f:advance(1)
+  t:wait(5)
+  lu.assertNil(bad)
+  for _, id in ipairs(ids) do lu.assertEquals(last[id], "completed") end
+end
+
 function TestCluster:test_settle_bounds_the_wait_for_the_document()
   seed("src", 5)
   rep:create { id = "two", source = "src", target = "tgt2", create_target = true }
@@ -119,6 +148,13 @@ function TestCluster:test_wait_timeout_says_no_job_started()
   lu.assertEquals(err.state, "initializing")
   lu.assertStrContains(tostring(err), "no job started within 0.5s")
   lu.assertStrContains(tostring(err), "5 s after it boots")
+  ok, err = pcall(function()
+    for _ in rep:follow_many({ "late" }, { timeout = 0.3, interval = 0.05 }) do end
+  end)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "timeout")
+  lu.assertEquals(err.unfinished, 1)
+  lu.assertStrContains(tostring(err), "1 of 1 replications: no job started within 0.3s")
   f:advance(6)
   ok, err = pcall(rep.wait, rep, "late", { timeout = 0.5, interval = 0.05 })
   lu.assertFalse(ok)
