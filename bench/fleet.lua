@@ -3,7 +3,9 @@
 -- time_scale), created with rep:create_many in chunks and followed to completion by N
 -- followers in one thread. Prints requests (per state change seen, per poll interval),
 -- seconds, peak RSS and CPU of this process; asserts nothing.
--- Usage: couchlua bench/fleet.lua [N=10000] [time_scale=0.5]
+-- Usage: couchlua bench/fleet.lua [N=10000] [time_scale=0.5] [tasks|many]
+--   tasks: N tasks, each in a rep:follow loop; many: one rep:follow_many loop for all N
+-- (separate processes, so that each peak RSS is its own)
 package.path = (os.getenv("COUCHLUA_SOURCE_DIR") or ".") .. "/tests/support/?.lua;"
   .. (os.getenv("COUCHLUA_SOURCE_DIR") or ".") .. "/bench/?.lua;" .. package.path
 local couch = require "couch"
@@ -12,6 +14,8 @@ local common = require "common"
 
 local N = tonumber(arg[1]) or 10000
 local scale = tonumber(arg[2]) or 0.5
+local MODE = arg[3] or "tasks"
+assert(MODE == "tasks" or MODE == "many", "mode: tasks or many")
 local INTERVAL = 1
 
 -- every job may run at once (3 nodes x CouchDB's 500 would queue most of them for minutes
@@ -23,8 +27,8 @@ srv:db("fleet_src"):create()
 srv:db("fleet_src"):bulk_docs { { _id = "a" }, { _id = "b" } }
 couch.sleep(6 * scale) -- the nodes boot
 
-print(("fleet: %s replications on a fake 3-node CouchDB 3 cluster, timeline x%g, poll every %gs")
-  :format(common.int(N), scale, INTERVAL))
+print(("fleet (%s): %s replications on a fake 3-node CouchDB 3 cluster, timeline x%g, poll every %gs; followed by %s")
+  :format(MODE, common.int(N), scale, INTERVAL, MODE == "tasks" and "a task each (rep:follow)" or "one rep:follow_many loop"))
 
 local list = {}
 for i = 1, N do
@@ -43,16 +47,32 @@ local rss_base = common.status_kb("VmRSS")
 local changes, completed, last_seen, started = 0, 0, 0, 0
 local _, _, cpu0 = common.cpu_seconds()
 r0, t0 = srv:stats().requests, couch.now()
-for i = 1, N do
+local function seen(last, st)
+  if not last then started = started + 1 end
+  changes = changes + 1
+  return st
+end
+local function ended(last)
+  if last and last.state == "completed" then completed = completed + 1 end
+  last_seen = couch.now()
+end
+if MODE == "tasks" then
+  for i = 1, N do
+    couch.spawn(function()
+      local last
+      for st in rep:follow(list[i].id, { interval = INTERVAL }) do last = seen(last, st) end
+      ended(last)
+    end)
+  end
+else
+  local ids = {}
+  for i = 1, N do ids[i] = list[i].id end
   couch.spawn(function()
-    local last
-    for st in rep:follow(list[i].id, { interval = INTERVAL }) do
-      if not last then started = started + 1 end
-      changes = changes + 1
-      last = st
+    local last = {}
+    for st in rep:follow_many(ids, { interval = INTERVAL }) do
+      last[st.id] = seen(last[st.id], st)
+      if st.state == "completed" or st.state == "failed" or st.state == "deleted" then ended(st) end
     end
-    if last and last.state == "completed" then completed = completed + 1 end
-    last_seen = couch.now()
   end)
 end
 while started < N do couch.sleep(0.1) end -- every follower has its first state
@@ -65,7 +85,7 @@ couch.run()
 local follow_req, follow_s = srv:stats().requests - r0, last_seen - t0
 local _, _, cpu1 = common.cpu_seconds()
 local polls = follow_s / INTERVAL
-print(("  followers     : %s of %s saw completed; %s state changes seen; last completion seen after %.1f s")
+print(("  followed      : %s of %s seen completed; %s state changes seen; last completion seen after %.1f s")
   :format(common.int(completed), common.int(N), common.int(changes), follow_s))
 print(("  requests      : %s while following (%d for the first read of all %s documents)")
   :format(common.int(follow_req + init_req), init_req, common.int(N)))

@@ -65,6 +65,7 @@ return function(couch, Replicator, h)
       w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
         while true do
           couch.sleep(w.interval)
+          if w.sched_read and couch.now() - w.sched_read.at > w.interval then w.sched_read = nil end
           -- Only the jobs that can still change (one page per 1000 of them): a job's end
           -- comes with its document through the feed. A row that is missing (a cluster
           -- drops a finishing job's row for a second, or the job ended) keeps the last one.
@@ -109,13 +110,6 @@ return function(couch, Replicator, h)
       local batch = w.pending_init
       w.pending_init, w.init_task = nil, nil
       local ok, err = pcall(function()
-        -- 1000 documents per request: a fleet's first read stays a few MB at a time
-        local rows = {}
-        for first = 1, #batch, 1000 do
-          local keys = {}
-          for i = first, math.min(first + 999, #batch) do keys[#keys + 1] = batch[i].id end
-          for _, row in ipairs(w.rep.db:all_docs { keys = keys, include_docs = true }.rows) do rows[#rows + 1] = row end
-        end
         -- one read of the scheduler serves every batch that starts within an interval
         local c = w.sched_read
         if not c or couch.now() - c.at > w.interval then
@@ -124,13 +118,20 @@ return function(couch, Replicator, h)
           w.sched_read = c
         end
         local by_id = c.by_id
-        for i, x in ipairs(batch) do
-          local row = rows[i]
-          if x.doc ~= nil then -- the feed already brought something newer
-          elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
-          elseif row and row.value and row.value.deleted then x.doc = false
-          else x.missing = true end
-          if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
+        -- 1000 documents per request, each answer used and dropped before the next: a
+        -- fleet's first read stays a few MB at a time
+        for first = 1, #batch, 1000 do
+          local keys = {}
+          for i = first, math.min(first + 999, #batch) do keys[#keys + 1] = batch[i].id end
+          local rows = w.rep.db:all_docs { keys = keys, include_docs = true }.rows
+          for k = 1, #keys do
+            local x, row = batch[first + k - 1], rows[k]
+            if x.doc ~= nil then -- the feed already brought something newer
+            elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
+            elseif row and row.value and row.value.deleted then x.doc = false
+            else x.missing = true end
+            if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
+          end
         end
       end)
       for _, x in ipairs(batch) do
