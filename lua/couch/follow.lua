@@ -42,14 +42,16 @@ return function(couch, Replicator, h)
     watchers[key] = watchers[key] or {}
     local w = watchers[key][rep.db_name]
     if w then return w end
-    w = { followers = {}, count = 0, rep = rep, interval = interval }
+    -- interval nil: 1 s, stretched by 1 s per 2000 active jobs (a poll of 10,000 rows every
+    -- second would cost a tenth of a core in JSON alone)
+    w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil }
     watchers[key][rep.db_name] = w
     local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
     w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
       -- a short pause between rounds lets a burst of updates (many replications finishing
       -- together) arrive in one answer instead of one request each
       for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30,
-                                          coalesce = math.min(0.25, interval / 4) } do
+                                          coalesce = math.min(0.25, w.interval / 4) } do
         local list = w.followers[change.id]
         if list then
           -- one masked copy per change, shared by its followers and the states they yield
@@ -70,6 +72,11 @@ return function(couch, Replicator, h)
           -- comes with its document through the feed. A row that is missing (a cluster
           -- drops a finishing job's row for a second, or the job ended) keeps the last one.
           local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name, scheduler.ACTIVE)
+          if ok and by_id and w.adaptive then
+            local n = 0
+            for _ in pairs(by_id) do n = n + 1 end
+            w.interval = math.max(1, n / 2000)
+          end
           if ok and by_id then
             for id, list in pairs(w.followers) do
               local s = by_id[id]
@@ -221,7 +228,7 @@ return function(couch, Replicator, h)
   local FOLLOW_SPEC = { interval = "number", timeout = "number", settle = "number" }
 
   local function join(self, id, opts, cond, queue)
-    local w = watcher_for(self, opts.interval or 1)
+    local w = watcher_for(self, opts.interval)
     local f = { id = id, cond = cond, queue = queue, dirty = false, settle = opts.settle or 10 }
     w.followers[id] = w.followers[id] or {}
     w.followers[id][f] = true
