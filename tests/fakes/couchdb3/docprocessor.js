@@ -19,6 +19,7 @@ function removeEntry(key) {
   if (!e) return;
   entries.delete(key);
   if (e.timer) e.timer.cancel();
+  if (e.bootTimer) e.bootTimer.cancel();
   if (e.jobId) {
     const j = jobs.get(e.jobId);
     if (j && j.doc && j.doc.db === e.db && j.doc.docId === e.docId) removeJob(j);
@@ -43,13 +44,16 @@ function replicatorDocChanged(db, docId) {
   // a node that booted less than T_BOOT s ago has not read the document yet: no row
   const boot = cluster.bootWait(cluster.ownerNode(db.name, docId));
   if (boot > 0) {
+    // both steps timed now, from the boot: the documents are read in the order written,
+    // however late a loaded machine runs the first timer
     e.state = 'booting';
-    e.timer = after(boot, () => {
+    e.bootTimer = after(boot, () => {
+      e.bootTimer = null;
       e.state = 'initializing';
       e.startTime = Date.now();
       e.lastUpdated = Date.now();
-      e.timer = after(T_ADD, () => processEntry(key, e));
     });
+    e.timer = after(boot + T_ADD, () => processEntry(key, e));
     return;
   }
   e.timer = after(T_ADD, () => processEntry(key, e));
