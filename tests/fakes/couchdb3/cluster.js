@@ -61,6 +61,8 @@ function ownerNode(dbName, docId) {
   return SORTED[crc32(termOfPair(dbName, docId)) % SORTED.length];
 }
 
+const bootedAtOf = (node) => bootedAt.get(node);
+
 // recorded seconds until `node` starts jobs (0: it does now)
 function bootWait(node) {
   if (!CLUSTER) return 0;
@@ -84,4 +86,4 @@ function describe() {
   return { nodes: NODES, booted_at: Object.fromEntries(bootedAt), boot_delay: T_BOOT, row_gone: T_ROW_GONE, doc_lag: T_DOC_LAG };
 }
 
-module.exports = { CLUSTER, LOCAL, NODES, T_BOOT, T_DOC_LAG, T_ROW_GONE, bootWait, crc32, deleteStatus, describe, lag, markReplicatorRev, ownerNode, restartListeners, restartNode, termOfPair };
+module.exports = { CLUSTER, LOCAL, NODES, T_BOOT, T_DOC_LAG, T_ROW_GONE, bootWait, bootedAt: bootedAtOf, crc32, deleteStatus, describe, lag, markReplicatorRev, ownerNode, restartListeners, restartNode, termOfPair };

@@ -19,7 +19,6 @@ function removeEntry(key) {
   if (!e) return;
   entries.delete(key);
   if (e.timer) e.timer.cancel();
-  if (e.bootTimer) e.bootTimer.cancel();
   if (e.jobId) {
     const j = jobs.get(e.jobId);
     if (j && j.doc && j.doc.db === e.db && j.doc.docId === e.docId) removeJob(j);
@@ -44,19 +43,34 @@ function replicatorDocChanged(db, docId) {
   // a node that booted less than T_BOOT s ago has not read the document yet: no row
   const boot = cluster.bootWait(cluster.ownerNode(db.name, docId));
   if (boot > 0) {
-    // both steps timed now, from the boot: the documents are read in the order written,
-    // however late a loaded machine runs the first timer
     e.state = 'booting';
-    e.bootTimer = after(boot, () => {
-      e.bootTimer = null;
-      e.state = 'initializing';
-      e.startTime = Date.now();
-      e.lastUpdated = Date.now();
-    });
-    e.timer = after(boot + T_ADD, () => processEntry(key, e));
+    bootQueue(cluster.bootedAt(cluster.ownerNode(db.name, docId)), boot).push([key, e]);
     return;
   }
   e.timer = after(T_ADD, () => processEntry(key, e));
+}
+
+// The documents booting nodes will read, in the order they were written: one timer per
+// boot moment (nodes booted together share it) reads them all in that order (a timer each
+// could swap two written together, their times differing in the last bit).
+const booting = new Map(); // boot moment -> {timer, list: [[key, entry]]}
+function bootQueue(moment, wait) {
+  let b = booting.get(moment);
+  if (!b) {
+    b = { list: [] };
+    b.timer = after(wait, () => {
+      booting.delete(moment);
+      for (const [key, e] of b.list) {
+        if (entries.get(key) !== e || e.state !== 'booting') continue;
+        e.state = 'initializing';
+        e.startTime = Date.now();
+        e.lastUpdated = Date.now();
+        e.timer = after(T_ADD, () => processEntry(key, e));
+      }
+    });
+    booting.set(moment, b);
+  }
+  return b.list;
 }
 
 // A restarted node drops its jobs and reads its documents again once it has booted.
