@@ -12,6 +12,7 @@
 -- Each database NAME replicates to NAME_backup (created when missing) under the document id
 -- fleet-NAME. One task per replication follows it; all of them share one long-poll of the
 -- _replicator database (plus, on CouchDB 2+, one /_scheduler/docs request per second).
+-- On a cluster each line names the node the job runs on.
 -- The status is one line per replication on stderr: redrawn in place when stderr is a
 -- terminal, printed as plain lines (one per change) otherwise. Ctrl-C stops every
 -- replication (rep:stop deletes its document) before the script ends.
@@ -90,6 +91,7 @@ local function describe(row, st)
   if s.docs_read then parts[#parts + 1] = ("read %s"):format(tostring(s.docs_read)) end
   if type(s.changes_pending) == "number" then parts[#parts + 1] = ("pending %d"):format(s.changes_pending) end
   if st.error_count and st.error_count > 0 then parts[#parts + 1] = ("errors %d"):format(st.error_count) end
+  if st.node then parts[#parts + 1] = "on " .. st.node end -- a cluster's node running it
   local why = reason_of(st)
   if why then parts[#parts + 1] = "-- " .. tostring(why):gsub("%s+", " ") end
   return (table.concat(parts, "  "):gsub("%s+$", ""))
@@ -116,7 +118,7 @@ local function update(row, st)
 end
 
 ---------------------------------------------------------------------------
--- Start them all: one _bulk_docs into _replicator
+-- Start them all: one _bulk_docs into _replicator per 500
 
 local specs = {}
 for _, name in ipairs(names) do
@@ -125,7 +127,7 @@ for _, name in ipairs(names) do
   specs[#specs + 1] = { id = id, source = name, target = name .. "_backup", create_target = true,
                         continuous = opt.continuous or false }
 end
-local results = rep:create_many(specs)
+local results = rep:create_many(specs, { chunk = 500 })
 local failed_to_start = 0
 for i, r in ipairs(results) do
   local name = names[i]
@@ -157,14 +159,17 @@ local stopping = false
 local function stop_all(why)
   if stopping then return end
   stopping = true
-  local n = 0
+  local ids = {}
   for _, row in ipairs(rows) do
-    if row.state ~= "deleted" then
-      local ok, err = pcall(rep.stop, rep, row.id)
-      if ok then n = n + 1 else io.stderr:write(("fleet: could not stop %s: %s\n"):format(row.id, tostring(err))) end
-    end
+    if row.state ~= "deleted" then ids[#ids + 1] = row.id end
   end
-  return n
+  if #ids == 0 then return 0 end
+  local ok, res = pcall(rep.stop_many, rep, ids) -- one _bulk_docs per 500
+  if not ok then io.stderr:write(("fleet: could not stop them: %s\n"):format(tostring(res))) return 0 end
+  for _, r in ipairs(res) do
+    if not r.ok then io.stderr:write(("fleet: could not stop %s: %s %s\n"):format(r.id, tostring(r.error), tostring(r.reason))) end
+  end
+  return res.ok_count
 end
 
 if opt.seconds then

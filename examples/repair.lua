@@ -31,6 +31,9 @@
 --   "Couldn't open document `_design/...`"   report: the filter's design doc is missing
 --   connection failures while "crashing"     report: the server retries these itself
 --   anything else                             recreate unchanged (a fresh start)
+-- Without the diagnoses, rep:repair{ states = {"crashing", "failed", "error"} } restarts
+-- them all (delete + re-create with the same options) in chunks of one _bulk_docs, and
+-- rep:repair{ target = "pattern" } those whose target matches (docs/replication.md).
 local couch = require "couch"
 local json = couch.json
 

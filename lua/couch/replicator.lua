@@ -166,14 +166,17 @@ return function(couch)
   -- pouchdb-server / CouchDB 1.x write these into the document itself.
   local FROM_DOC = { triggered = "running", completed = "completed", error = "error", failed = "failed" }
 
+  local ACTIVE = { initializing = true, error = true, running = true, pending = true, crashing = true }
+
   local function terminal(state, has_scheduler)
     return state == "completed" or state == "failed" or (state == "error" and not has_scheduler)
   end
 
   -- The state table: the document's own fields merged with the scheduler's view.
-  local function make_state(doc, sched)
+  -- (`redacted`: doc is a masked copy already, which the state then shares)
+  local function make_state(doc, sched, redacted)
     local st = {
-      id = doc._id, doc = redact.value(doc),
+      id = doc._id, doc = redacted and doc or redact.value(doc),
       _replication_state = doc._replication_state,
       _replication_state_time = doc._replication_state_time,
       _replication_state_reason = doc._replication_state_reason,
@@ -196,6 +199,14 @@ return function(couch)
     end
     if not st.state or not SEVEN[st.state] then
       st.state = FROM_DOC[doc._replication_state] or "initializing"
+    end
+    -- The document's own end (completed / failed, written by the server) is final: a
+    -- scheduler row older than it (a follower's last poll, a cluster row still missing)
+    -- does not override it, and a job that ended runs on no node.
+    local ended = FROM_DOC[doc._replication_state]
+    if (ended == "completed" or ended == "failed") and st.state ~= ended then
+      st.state, st.node, st.job_id = ended, nil, nil
+      if ended == "completed" then st.info = redact.value(doc._replication_stats) else st.info = nil end
     end
     if not st.info and st.state ~= "completed" and doc._replication_state_reason then
       st.info = { error = doc._replication_state_reason }
@@ -265,19 +276,6 @@ return function(couch)
     return self:create(o)
   end
 
-  --- rep:create_many{ opts1, opts2, ... } -> per-document results of one _bulk_docs
-  function Replicator:create_many(list)
-    if type(list) ~= "table" then usage("list", "expected a list of replication options") end
-    local docs = {}
-    for i, opts in ipairs(list) do
-      local doc = build(self.server, opts, "rep:create_many")
-      doc._id = doc.id or new_id()
-      doc.id = nil
-      docs[i] = doc
-    end
-    return self.db:bulk_docs(docs)
-  end
-
   local function get_doc(self, id)
     if type(id) ~= "string" or id == "" then usage("id", "expected a replication document id") end
     local doc, status = self.db:request("GET", "/" .. couch.doc_path(id), { allow = { [404] = true } })
@@ -295,14 +293,50 @@ return function(couch)
   end
   Replicator.replication_state = Replicator.state
 
-  --- rep:list() -> every replication (design documents left out), each with its state
-  function Replicator:list()
+  --- rep:list([{ by = "node" | "state" }]) -> every replication (design documents left
+  -- out), each with its state; with `by`, grouped: { [node or state] = { states... } }
+  -- (by node: replications that run on no node -- completed, failed, not started -- are
+  -- under "none").
+  function Replicator:list(opts)
+    couch._check_options(opts or {}, "rep:list", { by = "string" })
+    local by = opts and opts.by
+    if by ~= nil and by ~= "node" and by ~= "state" then usage("by", "expected \"node\" or \"state\"") end
     local by_id = scheduler.docs_by_id(self.server, self.db_name)
     local out = {}
     for row in self.db:all_docs_iter { include_docs = true, page_size = 500 } do
       if not row.id:match("^_design/") and row.doc then
         out[#out + 1] = make_state(row.doc, by_id and by_id[row.id])
       end
+    end
+    if not by then return out end
+    local groups = {}
+    for _, st in ipairs(out) do
+      local key = st[by] or "none"
+      groups[key] = groups[key] or {}
+      table.insert(groups[key], st)
+    end
+    return groups
+  end
+
+  --- rep:counts() -> { total =, states = { running = n, ... }, nodes = { [node] = { running
+  -- = n, pending = n, ... } } }: the fleet at a glance, from /_scheduler/docs alone (one
+  -- request per 1000 replications); without a scheduler, from the documents' own states.
+  function Replicator:counts()
+    local out = { total = 0, states = {}, nodes = {} }
+    local function add(state, node)
+      out.total = out.total + 1
+      out.states[state] = (out.states[state] or 0) + 1
+      if node then
+        local n = out.nodes[node] or {}
+        out.nodes[node] = n
+        n[state] = (n[state] or 0) + 1
+      end
+    end
+    local by_id = scheduler.docs_by_id(self.server, self.db_name)
+    if by_id then
+      for _, d in pairs(by_id) do add(d.state, d.node ~= json.null and d.node or nil) end
+    else
+      for _, st in ipairs(self:list()) do add(st.state) end
     end
     return out
   end
@@ -323,176 +357,9 @@ return function(couch)
   end
   Replicator.stop_replication = Replicator.stop
 
-  ---------------------------------------------------------------------------
-  -- Following
-
-  local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
-
-  local function notify(follower)
-    follower.dirty = true
-    follower.cond:signal()
-  end
-
-  -- One watcher per server and replicator database: a changes feed for all the documents
-  -- and one scheduler poll per interval.
-  local function watcher_for(rep, interval)
-    local key = rep.server:_state()
-    watchers[key] = watchers[key] or {}
-    local w = watchers[key][rep.db_name]
-    if w then return w end
-    w = { followers = {}, count = 0, rep = rep, interval = interval }
-    watchers[key][rep.db_name] = w
-    local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
-    w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
-      -- a short pause between rounds lets a burst of updates (many replications finishing
-      -- together) arrive in one answer instead of one request each
-      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30,
-                                          coalesce = math.min(0.25, interval / 4) } do
-        local list = w.followers[change.id]
-        if list then
-          for f in pairs(list) do
-            if change.deleted then f.doc = false else f.doc = change.doc end
-            notify(f)
-          end
-        end
-      end
-    end)
-    if scheduler.supported(rep.server) then
-      w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
-        while true do
-          couch.sleep(w.interval)
-          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name)
-          if ok and by_id then
-            for id, list in pairs(w.followers) do
-              local s = by_id[id]
-              for f in pairs(list) do
-                local mark = s and json.encode { s.state, s.info or json.null, s.error_count or 0,
-                                                 s.last_updated or json.null } or "none"
-                if mark ~= f.sched_mark then
-                  f.sched_mark, f.sched = mark, s
-                  notify(f)
-                end
-              end
-            end
-          end
-        end
-      end)
-    end
-    return w
-  end
-
-  -- Followers that start in the same turn of the loop share one read of their documents
-  -- (POST _all_docs with the keys) and one of the scheduler, instead of two requests each.
-  local function read_initial(w, f)
-    w.pending_init = w.pending_init or {}
-    w.pending_init[#w.pending_init + 1] = f
-    if w.init_task then return end
-    w.init_task = couch.spawn("replicator initial read", function()
-      couch.yield() -- every follower starting now joins this batch
-      local batch = w.pending_init
-      w.pending_init, w.init_task = nil, nil
-      local ok, err = pcall(function()
-        local keys = {}
-        for i, x in ipairs(batch) do keys[i] = x.id end
-        local rows = w.rep.db:all_docs { keys = keys, include_docs = true }.rows
-        local by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name)
-        for i, x in ipairs(batch) do
-          local row = rows[i]
-          if x.doc ~= nil then -- the feed already brought something newer
-          elseif row and row.doc and row.doc ~= json.null then x.doc = row.doc
-          elseif row and row.value and row.value.deleted then x.doc = false
-          else x.missing = true end
-          if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
-        end
-      end)
-      for _, x in ipairs(batch) do
-        if not ok then x.error = err end
-        x.ready = true
-        notify(x)
-      end
-    end)
-  end
-
-  local function leave(w, f)
-    local list = w.followers[f.id]
-    if not (list and list[f]) then return end
-    list[f] = nil
-    if next(list) == nil then w.followers[f.id] = nil end
-    w.count = w.count - 1
-    if w.count == 0 then
-      w.feed_task:cancel()
-      if w.poll_task then w.poll_task:cancel() end
-      watchers[w.rep.server:_state()][w.rep.db_name] = nil
-    end
-  end
-
-  --- for state in rep:follow(id, { interval = 1 }) do ... end
-  -- Yields the state table each time it changes, ending after a terminal state (completed,
-  -- failed), or when the document is deleted (a final state "deleted").
-  function Replicator:follow(id, opts)
-    opts = opts or {}
-    local has_sched = scheduler.supported(self.server)
-    local w = watcher_for(self, opts.interval or 1)
-    local f = { id = id, cond = couch.cond(), dirty = true }
-    w.followers[id] = w.followers[id] or {}
-    w.followers[id][f] = true
-    w.count = w.count + 1
-    local closer = setmetatable({}, { __close = function() leave(w, f) end })
-    f.dirty = false
-    read_initial(w, f)
-    local last_mark, finished = nil, false
-    local function iter()
-      if finished then return nil end
-      while true do
-        if not f.dirty then f.cond:wait() end
-        f.dirty = false
-        if not f.ready then goto continue end
-        if f.error or f.missing then
-          finished = true
-          leave(w, f)
-          if f.error then error(f.error, 0) end
-          couch._raise("not_found", ("no replication %q in %s"):format(id, self.db_name),
-            { status = 404, id = id, error = "not_found" })
-        end
-        if f.doc == false then
-          finished = true
-          leave(w, f)
-          return setmetatable({ id = id, state = "deleted" }, { __tostring = function() return ("replication %s: deleted"):format(id) end })
-        end
-        local st = make_state(f.doc, f.sched)
-        -- the document says completed/failed before the scheduler poll sees it: trust it
-        if FROM_DOC[f.doc._replication_state] and terminal(FROM_DOC[f.doc._replication_state], false) then
-          st.state = FROM_DOC[f.doc._replication_state]
-        end
-        local mark = json.encode { st.state, st._replication_state or json.null, st.info or json.null,
-                                   st.error_count or 0, st.last_updated or json.null }
-        if mark ~= last_mark then
-          last_mark = mark
-          if terminal(st.state, has_sched) then
-            finished = true
-            leave(w, f)
-          end
-          return st
-        end
-        ::continue::
-      end
-    end
-    return iter, nil, nil, closer
-  end
-  Replicator.follow_replication = Replicator.follow
-
-  --- rep:wait(id, { timeout = s }) -> the final state
-  function Replicator:wait(id, opts)
-    opts = opts or {}
-    local function run()
-      local last
-      for st in self:follow(id, opts) do last = st end
-      return last
-    end
-    if opts.timeout then return couch.timeout(opts.timeout, run) end
-    return run()
-  end
-
+  -- Following: rep:follow, rep:follow_many, rep:wait (lua/couch/follow.lua)
+  require("couch.follow")(couch, Replicator, { scheduler = scheduler, make_state = make_state,
+    terminal = terminal, FROM_DOC = FROM_DOC, ACTIVE = ACTIVE, get_doc = get_doc })
 
   ---------------------------------------------------------------------------
   -- /_replicate and _active_tasks
@@ -530,6 +397,10 @@ return function(couch)
   function S:active_tasks(opts)
     return redact.value(active_tasks(self, opts))
   end
+
+  -- create_many, stop_many, repair: lua/couch/fleet.lua
+  require("couch.fleet")(couch, Replicator, { build = build, new_id = new_id, usage = usage,
+                                              scheduler = scheduler, make_state = make_state })
 
   local methods = require("couch.methods")
   methods.guard(couch, Replicator, "rep", methods.is_a(Replicator))

@@ -46,16 +46,32 @@ return function(couch)
     return get(srv, "/_scheduler/docs/" .. couch.escape(db) .. "/" .. couch.escape(id), nil, true)
   end
 
-  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler).
-  function M.docs_by_id(srv, db)
+  -- The states a job can still leave (the others are written into the document too).
+  M.ACTIVE = "initializing,error,running,pending,crashing"
+
+  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler);
+  -- `states` ("running,pending" or M.ACTIVE) asks for those only. Pages of 1000: a fleet
+  -- of 10,000 replications costs 10 requests, whatever number of followers read it.
+  -- The rows are NOT masked (a deep copy of 10,000 rows per poll was most of its cost):
+  -- whoever shows one masks what it shows (make_state masks `info`; CouchDB itself leaves
+  -- credentials out of these rows).
+  function M.docs_by_id(srv, db, states)
     if not M.supported(srv) then return nil end
     local out, skip = {}, 0
     repeat
-      local page = get(srv, "/_scheduler/docs/" .. couch.escape(db), { limit = 1000, skip = skip })
+      local page = srv:request("GET", "/_scheduler/docs/" .. couch.escape(db), { query = { limit = 1000, skip = skip, states = states } })
       for _, d in ipairs(page.docs) do out[d.doc_id] = d end
       skip = skip + #page.docs
     until #page.docs < 1000
     return out
+  end
+
+  --- srv:membership() -> { all_nodes = {...}, cluster_nodes = {...} }: the nodes of a
+  -- CouchDB 2+ server (one on a single node; a cluster's jobs run on all of them)
+  function S:membership()
+    local body, status = self:request("GET", "/_membership", { allow = { [400] = true, [404] = true } })
+    if status ~= 200 then unsupported("/_membership") end
+    return body
   end
 
   local Scheduler = {}

@@ -26,6 +26,7 @@ bg_pid=
 cleanup() {
   [[ -n $bg_pid ]] && kill -KILL "$bg_pid" 2>/dev/null
   exec 7>&- 2>/dev/null # the fake CouchDB 3 exits when its stdin closes
+  exec 8>&- 2>/dev/null # and the fake cluster
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -351,6 +352,32 @@ else
   has "Replication failed (crashing): db_not_found: could not open"
   run "12_errors.lua (CouchDB 3)" 0 "$COUCHLUA" "$ex/seed/12_errors.lua" "$FAKE"
   has "kind=not_found status=404"
+fi
+
+# ---- the FAKE CouchDB 3 as a 3-node cluster: jobs on three nodes, a finishing job's row
+# missing for a second, the scheduler saying "completed" before the document does (lags at
+# their recorded length), 202 deletes
+current="fake CouchDB 3 cluster"
+exec 8> >(exec node "$src/tests/fakes/fake_couchdb3.js" --time-scale 0.2 --nodes 3 --lag-scale 1 >"$tmp/cluster.out" 2>&1)
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$tmp/cluster.out" 2>/dev/null)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+if [[ -z $port ]]; then
+  out=$(cat "$tmp/cluster.out" 2>/dev/null) err=
+  fail "tests/fakes/fake_couchdb3.js --nodes 3 did not start"
+else
+  CLUSTER=http://admin:pass@127.0.0.1:$port
+  current="setup (fake cluster)"
+  out=$(lua setup.lua "$CLUSTER" fake 2>&1) || fail "the setup script failed"
+  run "fleet.lua (cluster)" 0 "$COUCHLUA" "$ex/fleet.lua" "$CLUSTER" '^fleet_'
+  has "fleet: 3 replication(s): 3 completed"; lacks "admin:pass"
+  run "01_basic.lua (cluster)" 0 "$COUCHLUA" "$ex/seed/01_basic.lua" "$CLUSTER"
+  has "Replication state: completed"; has "target_database now holds 20 documents"
+  run "08_multiple.lua (cluster)" 0 "$COUCHLUA" "$ex/seed/08_multiple.lua" "$CLUSTER"
+  has "All replications completed"
 fi
 
 if ((failures > 0)); then

@@ -4,13 +4,15 @@
 # then either couch.run() or simply the end of the script (the command runs the loop).
 # 1, 40 and 500 followers, plus a follower spawned from inside another task; each must see
 # its replication reach "completed" and the script must end by itself, with status 0.
-# Runs on a fresh pouchdb-server (or COUCHLUA_TEST_URL) and on the fake CouchDB 3.
+# Runs on a fresh pouchdb-server (or COUCHLUA_TEST_URL), on the fake CouchDB 3, and on the
+# fake as a 3-node cluster.
 set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/../support/under-pouchdb.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/couchlua-followers.XXXXXX")
-cleanup() { exec 7>&- 2>/dev/null; rm -rf "$tmp"; }
+fds=()
+cleanup() { local f; for f in "${fds[@]}"; do eval "exec $f>&-"; done 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 failures=0 checks=0
 
@@ -103,19 +105,39 @@ else
   suite "$COUCHLUA_TEST_SERVER" "$COUCHLUA_TEST_URL" 500
 fi
 
-exec 7> >(exec node "$src/tests/fakes/fake_couchdb3.js" --time-scale 0.05 >"$tmp/fake.out" 2>&1)
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$tmp/fake.out" 2>/dev/null)
-  [[ -n $port ]] && break
-  sleep 0.1
-done
-if [[ -z $port ]]; then
-  failures=$((failures + 1))
-  echo "FAIL: tests/fakes/fake_couchdb3.js did not start" >&2
-  sed 's/^/    | /' "$tmp/fake.out" >&2
-else
+# start_fake NAME [OPTION...]: a fake CouchDB 3 (its stdin is a pipe this shell holds, so
+# it ends with the script); sets $port, or counts a failure
+start_fake() {
+  local name=$1
+  shift
+  eval "exec {fd}> >(exec node \"\$src/tests/fakes/fake_couchdb3.js\" \"\$@\" >\"\$tmp/\$name.out\" 2>&1)"
+  fds+=("$fd")
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$tmp/$name.out" 2>/dev/null)
+    [[ -n $port ]] && break
+    sleep 0.1
+  done
+  if [[ -z $port ]]; then
+    failures=$((failures + 1))
+    echo "FAIL: tests/fakes/fake_couchdb3.js $* did not start" >&2
+    sed 's/^/    | /' "$tmp/$name.out" >&2
+    return 1
+  fi
+}
+
+if start_fake single --time-scale 0.05; then
   suite "fake CouchDB 3" "http://admin:pass@127.0.0.1:$port" 500
+fi
+
+# A 3-node cluster (as fixtures/couchdb-3.4.3-cluster recorded): a finishing job's row is
+# missing for 1 s and the scheduler says "completed" 1 s before the document does (lags at
+# their recorded length); every follower must still end with "completed".
+if start_fake cluster --time-scale 0.05 --nodes 3 --lag-scale 1; then
+  url="http://admin:pass@127.0.0.1:$port"
+  check "fake cluster: 1 follower, couch.run()" "$url" 1 1 run
+  check "fake cluster: 40 followers spawned from tasks" "$url" 40 40 nested
+  check "fake cluster: 500 followers, script ends" "$url" 500 500 end
 fi
 
 echo "$((checks - failures)) passed, $failures failed"

@@ -24,6 +24,13 @@
 //   --max-jobs N     [replicator] max_jobs (default 500, as CouchDB)
 //   --interval MS    [replicator] interval: the scheduler tick in recorded ms (default 60000)
 //   --port N         listen on this port instead of a free one
+//   --nodes N        a cluster of N nodes (n1@127.0.0.1 ...) as fixtures/couchdb-3.4.3-cluster
+//                    recorded: jobs placed by document id (crc32 rule), `node` only while
+//                    a job is pending/running, a finishing job's row missing 1 s and its
+//                    document rewritten 2 s after the end (the scheduler says "completed"
+//                    first), 202 to a DELETE of the replicator's own revision, jobs
+//                    starting 5 s after a node boots, /_membership (couchdb3/cluster.js)
+//   --lag-scale F    the cluster's two lags scaled by F instead of --time-scale
 //   --verbose        log every request on stderr
 //
 // The recorded timeline it replays (recorded seconds, multiplied by --time-scale):
@@ -46,6 +53,7 @@
 //   POST /_fake/clock {"freeze":true} stop the recorded timeline (timers wait)
 //   POST /_fake/clock {"advance":S}   run the timeline S recorded seconds forward at once
 //   POST /_fake/clock {"freeze":false} let it run again in (scaled) real time
+//   POST /_fake/cluster {"restart":"n2@127.0.0.1"|"all"}  the node(s) boot again
 //
 // The code is in couchdb3/, one concern per file: state (options), json, clock, errors,
 // revs, store (databases, documents), ddoc (filters, VDUs), mango, repparams, scheduler

@@ -11,10 +11,12 @@
 --   f.port, f.password, f.time_scale
 --   f:endpoint(db)   "http://admin:<password>@127.0.0.1:<port>/<db>" (a replication endpoint)
 --   f:freeze()  f:advance(seconds)  f:thaw()   drive the recorded timeline by hand
+--   f:restart(node | "all")                      a cluster's node boots again
 --   f:stop()
 --
 -- Options: time_scale (0.01: the recorded timeline runs 100 times faster), max_jobs,
--- interval (the scheduler tick in recorded ms, 60000), password ("pass"), verbose.
+-- interval (the scheduler tick in recorded ms, 60000), password ("pass"), verbose, nodes
+-- (a cluster of that many nodes, n1@127.0.0.1 ...: see tests/fakes/couchdb3/cluster.js).
 --
 -- node's stdin is the write end of a pipe this process holds (io.popen(..., "w")), so the
 -- fake exits when the test process does, however it ends. Its stdout (the "PORT <n>"
@@ -34,6 +36,7 @@ function M.start(o)
   if o.max_jobs then args[#args + 1] = "--max-jobs"; args[#args + 1] = tostring(o.max_jobs) end
   if o.interval then args[#args + 1] = "--interval"; args[#args + 1] = tostring(o.interval) end
   if o.password then args[#args + 1] = "--password"; args[#args + 1] = o.password end
+  if o.nodes then args[#args + 1] = "--nodes"; args[#args + 1] = tostring(o.nodes) end
   if o.verbose then args[#args + 1] = "--verbose" end
   for i, a in ipairs(args) do args[i] = node.shell_quote(a) end
   local port, pipe, out = node.start("fake_couchdb3.js", table.concat(args, " "), "the fake CouchDB 3")
@@ -54,11 +57,14 @@ function Fake:endpoint(db)
   return self.admin_url .. "/" .. db
 end
 
-function Fake:_control(body)
+function Fake:_control(body, what)
   local srv = self._srv or couch.connect(self.admin_url)
   self._srv = srv
-  return (srv:request("POST", "/_fake/clock", { body = body }))
+  return (srv:request("POST", "/_fake/" .. (what or "clock"), { body = body }))
 end
+
+--- f:restart(node | "all"): the node(s) of a cluster boot again (jobs start T_BOOT later)
+function Fake:restart(node) return self:_control({ restart = node or "all" }, "cluster") end
 
 function Fake:freeze() return self:_control({ freeze = true }) end
 function Fake:thaw() return self:_control({ freeze = false }) end

@@ -5,7 +5,7 @@ local couch = require "couch"
 local M = {}
 
 M.url = os.getenv("COUCHLUA_TEST_URL")
-M.kind = os.getenv("COUCHLUA_TEST_SERVER") or "unknown" -- "pouchdb", "couchdb3fake" or "couchdb"
+M.kind = os.getenv("COUCHLUA_TEST_SERVER") or "unknown" -- "pouchdb", "couchdb3fake", "couchdb3cluster" or "couchdb"
 if not M.url then
   io.stderr:write("SKIPPED: COUCHLUA_TEST_URL is not set; run through tests/support/with-server\n")
   os.exit(77)

@@ -6,7 +6,8 @@ const { unixSec } = require('./clock');
 const { has, isObj, md5 } = require('./json');
 const { HttpError, badRequest, conflict, methodNotAllowed, notFound } = require('./errors');
 const { parseRev, revStr } = require('./revs');
-const { createDb, dbInfo, dbs, deleteDb, docJSON, graftDoc, illegalDbName, localJSON, seqStr, updateDoc, updateLocal, validDbName } = require('./store');
+const { createDb, dbInfo, dbs, deleteDb, docJSON, graftDoc, illegalDbName, isReplicatorDb, localJSON, seqStr, updateDoc, updateLocal, validDbName } = require('./store');
+const { deleteStatus } = require('./cluster');
 const { boolParam, jsonBody, jsonParam, paging, send, sendBytes } = require('./http');
 const { handleAttachment } = require('./attachments');
 const { changesFeed } = require('./changes_api');
@@ -165,8 +166,9 @@ function docRequest(req, res, db, id, q, ctx, bodyText) {
     const rev = q.get('rev') || (req.headers['if-match'] || '').replace(/"/g, '') || undefined;
     if (!db.docs.has(id)) throw notFound('missing');
     if (!rev) throw conflict();
+    const status = isReplicatorDb(db.name) ? deleteStatus(db.name, id, revStr(db.docs.get(id).winner)) : 200;
     const newRev = updateDoc(db, id, {}, rev, ctx, { deleted: true });
-    return send(req, res, 200, { ok: true, id, rev: newRev }, { ETag: `"${newRev}"` });
+    return send(req, res, status, { ok: true, id, rev: newRev }, { ETag: `"${newRev}"` });
   }
   throw methodNotAllowed('DELETE,GET,HEAD,PUT');
 }

@@ -1,6 +1,6 @@
 'use strict';
 // The document processor: _replicator documents become jobs; /_scheduler/docs entries.
-const { ADMIN, NODE } = require('./state');
+const { ADMIN } = require('./state');
 const { enc, isObj } = require('./json');
 const { after, isoSec } = require('./clock');
 const { revStr } = require('./revs');
@@ -9,6 +9,7 @@ const { parseEndpoint, parseRep } = require('./repparams');
 const { dbs, isReplicatorDb, liveDoc, updateDoc } = require('./store');
 const { Job, T_ADD, addJob, errorBackoff, jobs, probeResult, removeJob } = require('./scheduler');
 const hooks = require('./hooks');
+const cluster = require('./cluster');
 
 const entries = new Map(); // db + "\0" + docId -> {db, docId, state, jobId, errorCount, lastError, startTime, lastUpdated, timer, rep}
 const entryKey = (db, id) => `${db}\0${id}`;
@@ -39,7 +40,91 @@ function replicatorDocChanged(db, docId) {
   removeEntry(key);
   const e = { db: db.name, docId, state: 'initializing', jobId: null, errorCount: 0, lastError: null, startTime: Date.now(), lastUpdated: Date.now(), timer: null, rep };
   entries.set(key, e);
+  // a node that booted less than T_BOOT s ago has not read the document yet: no row
+  const boot = cluster.bootWait(cluster.ownerNode(db.name, docId));
+  if (boot > 0) {
+    e.state = 'booting';
+    bootQueue(cluster.bootedAt(cluster.ownerNode(db.name, docId)), boot).push([key, e]);
+    return;
+  }
   e.timer = after(T_ADD, () => processEntry(key, e));
+}
+
+// The documents booting nodes will read, in the order they were written: one timer per
+// boot moment (nodes booted together share it) reads them all in that order (a timer each
+// could swap two written together, their times differing in the last bit).
+const booting = new Map(); // boot moment -> {timer, list: [[key, entry]]}
+function bootQueue(moment, wait) {
+  let b = booting.get(moment);
+  if (!b) {
+    b = { list: [] };
+    b.timer = after(wait, () => {
+      booting.delete(moment);
+      for (const [key, e] of b.list) {
+        if (entries.get(key) !== e || e.state !== 'booting') continue;
+        e.state = 'initializing';
+        e.startTime = Date.now();
+        e.lastUpdated = Date.now();
+        e.timer = after(T_ADD, () => processEntry(key, e));
+      }
+    });
+    booting.set(moment, b);
+  }
+  return b.list;
+}
+
+// A restarted node drops its jobs and reads its documents again once it has booted.
+cluster.restartListeners.push((node) => {
+  for (const [key, e] of [...entries]) {
+    if (cluster.ownerNode(e.db, e.docId) !== node || e.state === 'finishing' || e.state === 'finished') continue;
+    removeEntry(key);
+    const db = dbs.get(e.db);
+    if (db) replicatorDocChanged(db, e.docId);
+  }
+});
+
+// A _replicator job ended (completed): on one node the document is rewritten at once; on a
+// cluster the row is gone for T_ROW_GONE s, then says what the job ended with, and the
+// document says so only T_DOC_LAG s after the end (as recorded).
+function jobFinished(dbName, docId, jobId, fields) {
+  const key = entryKey(dbName, docId);
+  const e = entries.get(key);
+  if (!cluster.CLUSTER || !e) { writeReplicationState(dbName, docId, jobId, fields); return; }
+  e.state = 'finishing';
+  e.jobId = null;
+  e.final = fields;
+  e.timer = after(cluster.lag(cluster.T_ROW_GONE), () => {
+    e.state = 'finished';
+    e.timer = after(cluster.lag(cluster.T_DOC_LAG - cluster.T_ROW_GONE), () => {
+      e.timer = null;
+      if (entries.get(key) === e) entries.delete(key);
+      writeReplicationState(dbName, docId, jobId, fields);
+    });
+  });
+}
+
+// The state /_scheduler/docs shows for a document without building its row (a listing
+// of 10,000 builds only the rows of its page): a state, 'hidden' (counted, not shown) or
+// null (no row).
+function schedulerDocState(dbName, docId) {
+  const e = entries.get(entryKey(dbName, docId));
+  if (e) {
+    if (e.state === 'booting' || e.state === 'finishing') return 'hidden';
+    if (e.state === 'finished') return e.final._replication_state;
+    if (e.state === 'initializing' || e.state === 'error') return e.state;
+    const j = jobs.get(e.jobId);
+    return j ? j.state : null;
+  }
+  const doc = liveDoc(dbs.get(dbName), docId);
+  if (!doc || docId.startsWith('_design/')) return null;
+  const st = doc.winner.body._replication_state;
+  return st === 'completed' || st === 'failed' ? st : null;
+}
+
+// rows the cluster has but does not show right now (counted in total_rows)
+function hiddenRow(dbName, docId) {
+  const e = entries.get(entryKey(dbName, docId));
+  return Boolean(e && (e.state === 'booting' || e.state === 'finishing'));
 }
 
 function processEntry(key, e) {
@@ -96,7 +181,8 @@ function writeReplicationState(dbName, docId, jobId, fields) {
   }
   Object.assign(body, fields);
   try {
-    updateDoc(db, docId, body, revStr(doc.winner), { name: ADMIN, admin: true });
+    const rev = updateDoc(db, docId, body, revStr(doc.winner), { name: ADMIN, admin: true });
+    cluster.markReplicatorRev(dbName, docId, rev);
   } catch (e) {
     process.stderr.write(`fake_couchdb3: could not write the state of ${docId}: ${e.message}\n`);
   }
@@ -109,18 +195,25 @@ function stripEndpoint(v) {
 // /_scheduler/docs entry for one replicator doc (null: none)
 function schedulerDoc(dbName, docId) {
   const e = entries.get(entryKey(dbName, docId));
+  if (e && (e.state === 'booting' || e.state === 'finishing')) return null;
+  if (e && e.state === 'finished') {
+    const db = dbs.get(dbName);
+    const doc = liveDoc(db, docId);
+    return doc ? stateRow(dbName, docId, { ...doc.winner.body, ...e.final }) : null;
+  }
+  const node = cluster.ownerNode(dbName, docId);
   if (e) {
     if (e.state === 'initializing' || e.state === 'error') {
       return {
         database: dbName, doc_id: docId, id: null, state: e.state,
         info: e.state === 'error' ? { error: e.lastError } : null,
-        error_count: e.errorCount, node: NODE, last_updated: isoSec(e.lastUpdated), start_time: isoSec(e.startTime),
+        error_count: e.errorCount, node, last_updated: isoSec(e.lastUpdated), start_time: isoSec(e.startTime),
       };
     }
     const j = jobs.get(e.jobId);
     if (!j) return null;
     return {
-      database: dbName, doc_id: docId, id: j.id, node: NODE,
+      database: dbName, doc_id: docId, id: j.id, node,
       source: j.rep.source.url, target: j.rep.target.url, state: j.state,
       info: j.state === 'crashing' ? { error: j.lastError } : j.info(),
       error_count: j.errorCount, last_updated: isoSec(j.lastUpdated), start_time: isoSec(j.addedAt),
@@ -130,7 +223,11 @@ function schedulerDoc(dbName, docId) {
   const db = dbs.get(dbName);
   const doc = liveDoc(db, docId);
   if (!doc || docId.startsWith('_design/')) return null;
-  const b = doc.winner.body;
+  return stateRow(dbName, docId, doc.winner.body);
+}
+
+// the row of a document whose job ended, from the fields the replicator wrote into it
+function stateRow(dbName, docId, b) {
   if (b._replication_state === 'completed') {
     const stats = isObj(b._replication_stats) ? b._replication_stats : {};
     const info = Object.create(null);
@@ -154,6 +251,7 @@ function schedulerDoc(dbName, docId) {
 
 hooks.replicatorDocChanged = replicatorDocChanged;
 hooks.writeReplicationState = writeReplicationState;
+hooks.jobFinished = jobFinished;
 hooks.dbDeleted = (db) => {
   if (isReplicatorDb(db.name)) {
     for (const [key, e] of [...entries]) if (e.db === db.name) removeEntry(key);
@@ -161,4 +259,4 @@ hooks.dbDeleted = (db) => {
   for (const j of [...jobs.values()]) j.endpointDbDeleted(db.name);
 };
 
-module.exports = { entries, entryKey, processEntry, removeEntry, replicatorDocChanged, schedulerDoc, stripEndpoint, writeReplicationState };
+module.exports = { entries, entryKey, hiddenRow, schedulerDocState, jobFinished, processEntry, removeEntry, replicatorDocChanged, schedulerDoc, stripEndpoint, writeReplicationState };

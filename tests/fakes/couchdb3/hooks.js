@@ -4,5 +4,6 @@
 module.exports = {
   replicatorDocChanged: () => {}, // (db, docId): a _replicator doc was written
   dbDeleted: () => {}, // (db): a database was deleted
-  writeReplicationState: () => {}, // (dbName, docId, jobId, fields): a job of a doc ended
+  writeReplicationState: () => {}, // (dbName, docId, jobId, fields): the doc says how its job ended
+  jobFinished: () => {}, // (dbName, docId, jobId, fields): a job of a doc completed
 };

@@ -1,6 +1,7 @@
 'use strict';
 // /_node/{node}/_config: the configuration (only [replicator] keys change behaviour).
-const { NODE, opts } = require('./state');
+const { opts } = require('./state');
+const { CLUSTER, LOCAL, NODES } = require('./cluster');
 const { parseJSON } = require('./json');
 const { badRequest, methodNotAllowed, notFound } = require('./errors');
 const { restartTick, sched } = require('./scheduler');
@@ -8,6 +9,7 @@ const { send } = require('./http');
 
 const config = new Map(); // "section/key" -> string
 if (opts.maxJobs !== null) config.set('replicator/max_jobs', String(opts.maxJobs));
+if (CLUSTER) { config.set('cluster/n', String(Math.min(3, NODES.length))); config.set('cluster/q', '2'); }
 
 function configChanged(section, key, value, deleted) {
   if (section !== 'replicator') return;
@@ -21,9 +23,9 @@ function configChanged(section, key, value, deleted) {
 }
 function handleNode(req, res, segs, bodyText) {
   const node = segs[1];
-  if (node !== '_local' && node !== NODE) throw notFound(`Node ${node} does not exist`);
+  if (node !== '_local' && !NODES.includes(node)) throw notFound(`Node ${node} does not exist`);
   if (segs[2] !== '_config') {
-    if (segs.length === 2) return send(req, res, 200, { name: NODE });
+    if (segs.length === 2) return send(req, res, 200, { name: node === '_local' ? LOCAL : node });
     throw notFound('missing');
   }
   const section = segs[3];

@@ -5,7 +5,7 @@ const { HttpError, badRequest, methodNotAllowed, notFound } = require('./errors'
 const { RepError, parseRep } = require('./repparams');
 const { dbs, isReplicatorDb } = require('./store');
 const { Job, addJob, jobs, removeJob, schedulerJob } = require('./scheduler');
-const { schedulerDoc } = require('./docprocessor');
+const { schedulerDoc, schedulerDocState } = require('./docprocessor');
 const { jsonBody, paging, send } = require('./http');
 
 const STATES = ['initializing', 'error', 'running', 'pending', 'crashing', 'completed', 'failed'];
@@ -49,18 +49,21 @@ function handleScheduler(req, res, segs, q) {
       return send(req, res, 200, d);
     }
     const names = [...dbs.keys()].filter((n) => isReplicatorDb(n) && (dbName === null || n === dbName)).sort();
-    const all = [];
+    let total = 0; // a cluster's rows missing for a while are still counted (recorded)
+    const shown = []; // [db, id] of the rows the filter keeps
     for (const n of names) {
       const db = dbs.get(n);
       const ids = [...db.docs.keys()].filter((id) => !id.startsWith('_design/')).sort();
       for (const id of ids) {
-        const d = schedulerDoc(n, id);
-        if (d) all.push(d);
+        const st = schedulerDocState(n, id);
+        if (st === null) continue;
+        total += 1;
+        if (st !== 'hidden' && (!filter || filter.has(st))) shown.push([n, id]);
       }
     }
-    const shown = filter ? all.filter((d) => filter.has(d.state)) : all;
     const { limit, skip } = paging(q);
-    return send(req, res, 200, { total_rows: all.length, offset: skip, docs: shown.slice(skip, skip + limit) });
+    const docs = shown.slice(skip, skip + limit).map(([n, id]) => schedulerDoc(n, id)).filter((d) => d);
+    return send(req, res, 200, { total_rows: total, offset: skip, docs });
   }
   throw notFound('missing');
 }

@@ -2,7 +2,8 @@
 // The replication scheduler: jobs on the recorded timeline, max_jobs, rotation.
 const crypto = require('crypto');
 const net = require('net');
-const { ADMIN, NODE, opts } = require('./state');
+const { ADMIN, opts } = require('./state');
+const cluster = require('./cluster');
 const { enc, isObj, md5, parseJSON } = require('./json');
 const { after, httpDate, isoSec, unixSec, vnow } = require('./clock');
 const { mangoMatch } = require('./mango');
@@ -357,7 +358,7 @@ class Job {
     removeJob(this);
     if (this.doc) {
       const body = { ...stats, start_time: isoSec(startTime) };
-      hooks.writeReplicationState(this.doc.db, this.doc.docId, this.id, { _replication_state: 'completed', _replication_state_time: isoSec(), _replication_stats: body });
+      hooks.jobFinished(this.doc.db, this.doc.docId, this.id, { _replication_state: 'completed', _replication_state_time: isoSec(), _replication_stats: body });
       return;
     }
     if (this.onDone) {
@@ -502,12 +503,14 @@ function restartTick() {
   loop();
 }
 const nextTickAt = () => (tick ? tick.at : null);
+// a document's job runs on the node its id picks; a /_replicate one where it was asked
+const jobNode = (j) => (j.doc ? cluster.ownerNode(j.doc.db, j.doc.docId) : cluster.LOCAL);
 function schedulerJob(j) {
   return {
     database: j.doc ? j.doc.db : null, id: j.id, pid: j.pid,
     source: j.rep.source.url, target: j.rep.target.url,
     user: j.doc ? null : j.user, doc_id: j.doc ? j.doc.docId : null,
-    info: j.info(), history: j.history.map((h) => ({ ...h })), node: NODE, start_time: isoSec(j.addedAt),
+    info: j.info(), history: j.history.map((h) => ({ ...h })), node: jobNode(j), start_time: isoSec(j.addedAt),
   };
 }
 
@@ -520,7 +523,7 @@ function activeTask(j) {
     database = `shards/${range}/${j.doc.db}.${unixSec(db ? db.created : Date.now())}`;
   }
   return {
-    node: NODE, pid: j.pid, process_status: 'waiting',
+    node: jobNode(j), pid: j.pid, process_status: 'waiting',
     bulk_get_attempts: j.stats.bulk_get_attempts, bulk_get_docs: j.stats.bulk_get_docs,
     changes_pending: info.changes_pending, checkpoint_interval: 30000,
     checkpointed_source_seq: info.checkpointed_source_seq, continuous: j.rep.continuous,

@@ -1,7 +1,8 @@
 'use strict';
 // The request router: public endpoints, /_session, /_uuids, /_all_dbs, then the rest.
 const crypto = require('crypto');
-const { ADMIN, NODE, SERVER_UUID, opts } = require('./state');
+const { ADMIN, SERVER_UUID, opts } = require('./state');
+const { NODES } = require('./cluster');
 const { isObj } = require('./json');
 const { HttpError, badRequest, methodNotAllowed } = require('./errors');
 const { SYSTEM_DBS, dbInfo, dbs } = require('./store');
@@ -68,7 +69,7 @@ async function handle(req, res) {
       return send(req, res, 200, body.keys.map((k) => (dbs.has(k) ? { key: k, info: dbInfo(dbs.get(k)) } : { key: k, error: 'not_found' })));
     }
     case '_membership':
-      return send(req, res, 200, { all_nodes: [NODE], cluster_nodes: [NODE] });
+      return send(req, res, 200, { all_nodes: NODES, cluster_nodes: NODES });
     case '_active_tasks': {
       if (m !== 'GET' && m !== 'HEAD') throw methodNotAllowed('GET,HEAD');
       const tasks = [...jobs.values()].filter((j) => j.state === 'running' && j.taskReady).sort((a, b) => (a.id < b.id ? -1 : 1)).map(activeTask);

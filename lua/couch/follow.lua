@@ -1,0 +1,365 @@
+-- Following server-side replications: rep:follow, rep:follow_many and rep:wait. One
+-- long-poll _changes feed on the replicator database per server wakes every follower whose
+-- document changed, and one /_scheduler/docs poll per interval (the active jobs only, a
+-- request per 1000) feeds every follower's transient state; no follower polls on its own.
+-- A follower's last state is consistent: the document's own end wins, and when the
+-- scheduler says a job ended before its document does (a cluster), the follower waits for
+-- the document (at most `settle` seconds, then reads it once).
+return function(couch, Replicator, h)
+  local json = couch.json
+  local redact = require("couch.redact")
+  local scheduler, make_state, terminal = h.scheduler, h.make_state, h.terminal
+  local FROM_DOC, ACTIVE, get_doc = h.FROM_DOC, h.ACTIVE, h.get_doc
+
+  local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
+
+  -- A follower's inputs changed. Followers of one rep:follow_many share a cond and a
+  -- queue of the ones to look at.
+  local function notify(f)
+    local q = f.queue
+    if q and not f.dirty then
+      q.tail = q.tail + 1
+      q[q.tail] = f
+    end
+    f.dirty = true
+    f.cond:signal()
+  end
+
+  -- What a follower would see change in a scheduler row, as one string (cheap: a poll of
+  -- 10,000 rows builds 10,000 of them)
+  local function sched_mark(s)
+    local info = s.info
+    local i = type(info) == "table" and info or {}
+    return table.concat({ tostring(s.state), tostring(s.error_count), tostring(s.last_updated), tostring(s.node),
+      tostring(i.error), tostring(i.docs_read), tostring(i.docs_written), tostring(i.doc_write_failures),
+      tostring(i.changes_pending), tostring(i.checkpointed_source_seq), tostring(i.through_seq) }, "\0")
+  end
+
+  -- One watcher per server and replicator database: a changes feed for all the documents
+  -- and one scheduler poll per interval.
+  local function watcher_for(rep, interval)
+    local key = rep.server:_state()
+    watchers[key] = watchers[key] or {}
+    local w = watchers[key][rep.db_name]
+    if w then return w end
+    -- interval nil: 1 s, stretched by 1 s per 2000 active jobs (a poll of 10,000 rows every
+    -- second would cost a tenth of a core in JSON alone)
+    w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil }
+    watchers[key][rep.db_name] = w
+    local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
+    w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
+      -- a short pause between rounds lets a burst of updates (many replications finishing
+      -- together) arrive in one answer instead of one request each
+      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30,
+                                          coalesce = math.min(0.25, w.interval / 4) } do
+        local list = w.followers[change.id]
+        if list then
+          -- one masked copy per change, shared by its followers and the states they yield
+          local doc = not change.deleted and redact.value(change.doc)
+          for f in pairs(list) do
+            f.doc = doc
+            notify(f)
+          end
+        end
+      end
+    end)
+    if scheduler.supported(rep.server) then
+      w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
+        while true do
+          couch.sleep(w.interval)
+          if w.sched_read and couch.now() - w.sched_read.at > w.interval then w.sched_read = nil end
+          -- Only the jobs that can still change (one page per 1000 of them): a job's end
+          -- comes with its document through the feed. A row that is missing (a cluster
+          -- drops a finishing job's row for a second, or the job ended) keeps the last one.
+          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name, scheduler.ACTIVE)
+          if ok and by_id and w.adaptive then
+            local n = 0
+            for _ in pairs(by_id) do n = n + 1 end
+            w.interval = math.max(1, n / 2000)
+          end
+          if ok and by_id then
+            for id, list in pairs(w.followers) do
+              local s = by_id[id]
+              local mark = s and sched_mark(s)
+              for f in pairs(list) do
+                if not s and f.sched and ACTIVE[f.sched.state] then
+                  -- gone from the active jobs: its document should say how it ended; if
+                  -- it has not after `settle` seconds, the follower reads both once
+                  f.gone_since = f.gone_since or couch.now()
+                  if couch.now() - f.gone_since >= f.settle then
+                    f.gone_since, f.recheck = nil, true
+                    notify(f)
+                  end
+                elseif s then
+                  f.gone_since = nil
+                end
+                if mark and mark ~= f.sched_mark then
+                  f.sched_mark, f.sched = mark, s
+                  notify(f)
+                end
+              end
+            end
+          end
+        end
+      end)
+    end
+    return w
+  end
+
+  -- Followers that start in the same turn of the loop share one read of their documents
+  -- (POST _all_docs with the keys) and one of the scheduler, instead of two requests each.
+  local function read_initial(w, f)
+    w.pending_init = w.pending_init or {}
+    w.pending_init[#w.pending_init + 1] = f
+    if w.init_task then return end
+    w.init_task = couch.spawn("replicator initial read", function()
+      couch.yield() -- every follower starting now joins this batch
+      local batch = w.pending_init
+      w.pending_init, w.init_task = nil, nil
+      local ok, err = pcall(function()
+        -- one read of the scheduler serves every batch that starts within an interval
+        local c = w.sched_read
+        if not c or couch.now() - c.at > w.interval then
+          c = { by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name) }
+          c.at = couch.now()
+          w.sched_read = c
+        end
+        local by_id = c.by_id
+        -- 1000 documents per request, each answer used and dropped before the next: a
+        -- fleet's first read stays a few MB at a time
+        for first = 1, #batch, 1000 do
+          local keys = {}
+          for i = first, math.min(first + 999, #batch) do keys[#keys + 1] = batch[i].id end
+          local rows = w.rep.db:all_docs { keys = keys, include_docs = true }.rows
+          for k = 1, #keys do
+            local x, row = batch[first + k - 1], rows[k]
+            if x.doc ~= nil then -- the feed already brought something newer
+            elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
+            elseif row and row.value and row.value.deleted then x.doc = false
+            else x.missing = true end
+            if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
+          end
+        end
+      end)
+      for _, x in ipairs(batch) do
+        if not ok then x.error = err end
+        x.ready = true
+        notify(x)
+      end
+    end)
+  end
+
+  local function leave(w, f)
+    local list = w.followers[f.id]
+    if not (list and list[f]) then return end
+    list[f] = nil
+    if next(list) == nil then w.followers[f.id] = nil end
+    w.count = w.count - 1
+    if w.count == 0 then
+      w.feed_task:cancel()
+      if w.poll_task then w.poll_task:cancel() end
+      watchers[w.rep.server:_state()][w.rep.db_name] = nil
+    end
+  end
+
+  local function timed_out(what, seconds, state, n, id)
+    local msg
+    if state == "initializing" then
+      msg = ("%s: no job started within %gs (still initializing). A CouchDB node starts replication jobs only ~5 s after it boots, and a cluster only once its membership is stable: see srv:membership() and sch:docs()"):format(what, seconds)
+    else
+      msg = ("%s still %s after %gs"):format(what, state, seconds)
+    end
+    couch._raise("timeout", msg, { seconds = seconds, state = state, unfinished = n, id = id })
+  end
+
+  local function deleted(id)
+    return setmetatable({ id = id, state = "deleted" }, { __tostring = function() return ("replication %s: deleted"):format(id) end })
+  end
+
+  -- The document did not catch up within `settle` seconds: read it once, take what it says.
+  local function reread(self, f)
+    local ok, doc = pcall(get_doc, self, f.id)
+    if ok then f.doc = redact.value(doc) elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+    return ok
+  end
+
+  -- One look at a follower whose inputs changed: the state to yield, or nil (nothing new,
+  -- or waiting for its document). Sets f.finished (and leaves) after the last state.
+  local function step(self, w, f, has_sched, many)
+    if f.recheck then
+      f.recheck = false
+      reread(self, f)
+      if f.doc then
+        local ok, s = pcall(scheduler.doc_or_nil, self.server, self.db_name, f.id)
+        if ok and s then f.sched = s end
+      end
+    end
+    if f.error or f.missing then
+      f.finished = true
+      leave(w, f)
+      if f.error then error(f.error, 0) end
+      if many then return setmetatable({ id = f.id, state = "not_found" }, { __tostring = function() return ("replication %s: not found"):format(f.id) end }) end
+      couch._raise("not_found", ("no replication %q in %s"):format(f.id, self.db_name),
+        { status = 404, id = f.id, error = "not_found" })
+    end
+    if f.doc == false then
+      f.finished = true
+      leave(w, f)
+      return deleted(f.id)
+    end
+    local st = make_state(f.doc, f.sched, true)
+    -- the scheduler says the job ended, its document not yet: wait for the document
+    if terminal(st.state, has_sched) and st.state ~= FROM_DOC[f.doc._replication_state] then
+      if f.hold_until == nil then f.hold_until = couch.now() + f.settle end
+      if f.hold_until then return nil end
+    end
+    f.last_state = st.state
+    local mark = json.encode { st.state, st._replication_state or json.null, st.info or json.null,
+                               st.error_count or 0, st.last_updated or json.null, st.node or json.null }
+    if mark == f.last_mark then return nil end
+    f.last_mark = mark
+    if terminal(st.state, has_sched) then
+      f.finished = true
+      leave(w, f)
+    end
+    return st
+  end
+
+  local FOLLOW_SPEC = { interval = "number", timeout = "number", settle = "number" }
+
+  local function join(self, id, opts, cond, queue)
+    local w = watcher_for(self, opts.interval)
+    local f = { id = id, cond = cond, queue = queue, dirty = false, settle = opts.settle or 10 }
+    w.followers[id] = w.followers[id] or {}
+    w.followers[id][f] = true
+    w.count = w.count + 1
+    read_initial(w, f)
+    return w, f
+  end
+
+  --- for state in rep:follow(id, { interval = 1, timeout = s, settle = 10 }) do ... end
+  -- Yields the state table each time it changes, ending after a terminal state (completed,
+  -- failed), or when the document is deleted (a final state "deleted"). `timeout`: a
+  -- `timeout` error if it has not ended by then, saying so when no job even started.
+  function Replicator:follow(id, opts)
+    opts = opts or {}
+    couch._check_options(opts, "rep:follow", FOLLOW_SPEC)
+    local deadline = opts.timeout and couch.now() + opts.timeout
+    local has_sched = scheduler.supported(self.server)
+    local w, f = join(self, id, opts, couch.cond(), nil)
+    local closer = setmetatable({}, { __close = function() leave(w, f) end })
+    local function iter()
+      while not f.finished do
+        if not f.dirty then
+          local wake = f.hold_until or nil
+          if deadline and (not wake or deadline < wake) then wake = deadline end
+          local now = couch.now()
+          if not wake then
+            f.cond:wait()
+          elseif now >= wake or not f.cond:wait(wake - now) then
+            if f.hold_until and couch.now() >= f.hold_until then
+              f.hold_until = false
+              reread(self, f)
+              f.dirty = true
+            elseif deadline and couch.now() >= deadline then
+              f.finished = true
+              leave(w, f)
+              timed_out(("replication %q"):format(id), opts.timeout, f.last_state or "initializing", 1, id)
+            end
+          end
+        end
+        if f.dirty then
+          f.dirty = false
+          if f.ready then
+            local st = step(self, w, f, has_sched, false)
+            if st then return st end
+          end
+        end
+      end
+      return nil
+    end
+    return iter, nil, nil, closer
+  end
+  Replicator.follow_replication = Replicator.follow
+
+  --- for state in rep:follow_many(ids [, { interval, timeout, settle }]) do ... end
+  -- One loop for many replications, without a task each: yields each state change of any
+  -- of them (state.id says which), until every one has ended ("completed", "failed",
+  -- "deleted", or "not_found" for an id with no document). The cheap way to watch a fleet
+  -- of thousands from one script.
+  function Replicator:follow_many(ids, opts)
+    if type(ids) ~= "table" then couch._raise("usage", "bad argument 'ids': expected a list of replication ids", { argument = "ids" }) end
+    opts = opts or {}
+    couch._check_options(opts, "rep:follow_many", FOLLOW_SPEC)
+    local deadline = opts.timeout and couch.now() + opts.timeout
+    local has_sched = scheduler.supported(self.server)
+    local cond, queue, all, w = couch.cond(), { head = 1, tail = 0 }, {}, nil
+    for i, id in ipairs(ids) do
+      if type(id) ~= "string" then couch._raise("usage", ("bad argument 'ids': entry %d is not a string"):format(i), { argument = "ids" }) end
+      local f
+      w, f = join(self, id, opts, cond, queue)
+      all[i] = f
+    end
+    local left = #all
+    local closer = setmetatable({}, { __close = function() for _, f in ipairs(all) do leave(w, f) end end })
+    local holding = {}
+    local function iter()
+      while left > 0 do
+        local f = queue.head <= queue.tail and queue[queue.head]
+        if f then
+          queue[queue.head] = nil
+          queue.head = queue.head + 1
+          if not f.finished then
+            f.dirty = false
+            if f.ready then
+              local st = step(self, w, f, has_sched, true)
+              if f.hold_until then holding[f] = true else holding[f] = nil end
+              if f.finished then left = left - 1 end
+              if st then return st end
+            end
+          end
+        else
+          local wake = deadline
+          for x in pairs(holding) do if not wake or x.hold_until < wake then wake = x.hold_until end end
+          local now = couch.now()
+          if not wake then
+            cond:wait()
+          elseif now >= wake or not cond:wait(wake - now) then
+            now = couch.now()
+            for x in pairs(holding) do
+              if x.hold_until <= now then
+                holding[x] = nil
+                x.hold_until = false
+                reread(self, x)
+                x.dirty = false
+                notify(x)
+              end
+            end
+            if deadline and now >= deadline and queue.head > queue.tail then
+              local state = "initializing"
+              for _, x in ipairs(all) do
+                if not x.finished then
+                  if x.last_state and x.last_state ~= "initializing" then state = x.last_state end
+                  leave(w, x)
+                end
+              end
+              local n = left
+              left = 0
+              timed_out(("%d of %d replications"):format(n, #all), opts.timeout, state, n)
+            end
+          end
+        end
+      end
+      return nil
+    end
+    return iter, nil, nil, closer
+  end
+
+  --- rep:wait(id [, { timeout = s, interval =, settle = }]) -> the final state
+  -- (a `timeout` error past opts.timeout, saying when no job has started at all)
+  function Replicator:wait(id, opts)
+    local last
+    for st in self:follow(id, opts) do last = st end
+    return last
+  end
+end
