@@ -230,7 +230,11 @@ return function(couch)
       name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, reason = "hook_failed" }), 0)
   end
 
-  -- Run the user's hooks; returns the JSON texts to write.
+  local failed -- below
+
+  -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
+  -- JSON cannot hold (a function in it, bytes that are not UTF-8) is that document's
+  -- failure (errors, on_error), not the job's.
   local function apply_hooks(job, docs)
     local out = {}
     if job.new_revisions then docs = winners_only(job, docs) end
@@ -249,7 +253,13 @@ return function(couch)
               local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
               for _, r in ipairs(list) do
                 if job.new_revisions then r._revisions = nil end
-                out[#out + 1] = { id = r._id, rev = r._rev, json = json.encode(r), doc = r }
+                local ok, text = pcall(json.encode, r)
+                if ok then
+                  out[#out + 1] = { id = r._id, rev = r._rev, json = text, doc = r }
+                else
+                  failed(job, { id = r._id or d.id, rev = r._rev or d.rev, doc = r },
+                    { error = "bad_document", reason = couch.is_error(text) and text.message or tostring(text) })
+                end
               end
             else
               job.info.docs_skipped = job.info.docs_skipped + 1
@@ -263,7 +273,7 @@ return function(couch)
     return out
   end
 
-  local function failed(job, d, err)
+  function failed(job, d, err)
     job.info.doc_write_failures = job.info.doc_write_failures + 1
     local e = couch.error("replication", ("%s %s was not written: %s"):format(d.id or "?", d.rev or "",
       tostring(err.reason or err.error or err)), { id = d.id, rev = d.rev, error = err.error, reason = err.reason, status = err.status })

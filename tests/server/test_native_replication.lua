@@ -144,6 +144,27 @@ end
 -- Two revisions of one id in a batch, one of them refused: only that one is a failure.
 -- pouchdb-server's per-document errors carry the id but no rev, so the answer's order
 -- (one result per document sent) is what tells the siblings apart.
+-- A transform that makes a document JSON cannot hold fails that document only: named in
+-- errors and on_error, the others written.
+function TestNative:test_a_document_that_cannot_be_encoded_fails_alone()
+  seed(self.src, 5)
+  local seen = {}
+  local stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+    transform = function(doc)
+      if doc._id == "doc000002" then doc.bad = "\255not utf-8" end
+      if doc._id == "doc000004" then doc.fn = print end
+      return doc
+    end,
+    on_error = function(doc, err) seen[#seen + 1] = doc._id .. " " .. tostring(err.error) end }
+  table.sort(seen)
+  lu.assertEquals(seen, { "doc000002 bad_document", "doc000004 bad_document" })
+  lu.assertEquals(stats.doc_write_failures, 2)
+  lu.assertEquals(stats.docs_written, 3)
+  lu.assertEquals(#stats.errors, 2)
+  lu.assertStrContains(tostring(stats.errors[1]), "was not written")
+  lu.assertEquals(#self.tgt:all_docs().rows, 3)
+end
+
 function TestNative:test_a_refused_revision_is_told_apart_from_its_siblings()
   seed(self.src, 5)
   self.src:bulk_docs({ { _id = "c", _rev = "1-aaa", n = 3 }, { _id = "c", _rev = "1-bbb", n = 4 } }, { new_edits = false })
