@@ -214,6 +214,7 @@ local function node_tool(tool, db, redirect)
     local f = errfile and io.open(errfile)
     local text = f and f:read("a") or ""
     if f then f:close() end
+    text = text:gsub("//[^/@%s]*@", "//***@")   -- never a credential in a test's output
     lu.fail(("%s failed (exit %s): %s"):format(tool, tostring(code), text:sub(-600)))
   end
 end
