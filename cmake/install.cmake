@@ -38,3 +38,10 @@ install(FILES ${CMAKE_BINARY_DIR}/couchlua.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 
 include(cmake/manpage.cmake)
+
+# couchlua-backup / couchlua-restore: one script (examples/couchlua-backup.lua, run by
+# couchlua through its #! line) that picks its direction from the name it is called by.
+install(PROGRAMS examples/couchlua-backup.lua DESTINATION ${CMAKE_INSTALL_BINDIR}
+  RENAME couchlua-backup COMPONENT cli)
+install(PROGRAMS examples/couchlua-backup.lua DESTINATION ${CMAKE_INSTALL_BINDIR}
+  RENAME couchlua-restore COMPONENT cli)

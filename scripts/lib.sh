@@ -5,6 +5,7 @@
 #
 #   couchlua_deps [EXTRA_PKG...]     check/install the Debian packages
 #   couchlua_pouchdb_install         npm ci pouchdb-server 4.2.0 into .deps/pouchdb + patch
+#   couchlua_couchbackup_install     npm ci @cloudant/couchbackup 2.11.12 into .deps/couchbackup
 #   couchlua_build DIR [CMAKE_ARG...] configure DIR once (with the args), then build it
 #   couchlua_pouchdb_start [--detach] start a server; sets COUCHLUA_POUCHDB_URL, _PID, _DIR, _PORT
 #   couchlua_pouchdb_stop [PID DIR]  stop it by PID (TERM, then KILL) and remove its temp dir
@@ -97,6 +98,33 @@ couchlua_pouchdb_install() {
     printf '%s\n' "$key" >"$stamp"
   fi
   couchlua_pouchdb_patch
+}
+
+# IBM's couchbackup/couchrestore, pinned for the interop tests (tests/server/test_backup.lua).
+COUCHLUA_COUCHBACKUP_VERSION=2.11.12
+COUCHLUA_COUCHBACKUP_SRC=$COUCHLUA_ROOT/tests/support/couchbackup
+COUCHLUA_COUCHBACKUP_HOME=$COUCHLUA_ROOT/.deps/couchbackup
+couchlua_couchbackup_install() {
+  local key stamp=$COUCHLUA_COUCHBACKUP_HOME/.installed log version
+  key=$(cat "$COUCHLUA_COUCHBACKUP_SRC/package.json" "$COUCHLUA_COUCHBACKUP_SRC/package-lock.json" \
+        | sha256sum) || couchlua_die "cannot read $COUCHLUA_COUCHBACKUP_SRC/package*.json"
+  key=${key%% *}
+  if [[ ! -f $stamp || $(<"$stamp") != "$key" ]]; then
+    couchlua_err "installing @cloudant/couchbackup $COUCHLUA_COUCHBACKUP_VERSION into .deps/couchbackup (npm ci)..."
+    mkdir -p "$COUCHLUA_COUCHBACKUP_HOME" || couchlua_die "cannot create $COUCHLUA_COUCHBACKUP_HOME"
+    rm -f "$stamp"
+    cp "$COUCHLUA_COUCHBACKUP_SRC/package.json" "$COUCHLUA_COUCHBACKUP_SRC/package-lock.json" \
+       "$COUCHLUA_COUCHBACKUP_HOME/" || couchlua_die "cannot copy the package files"
+    log=$COUCHLUA_COUCHBACKUP_HOME/npm-ci.log
+    if ! (cd "$COUCHLUA_COUCHBACKUP_HOME" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+      cat "$log" >&2
+      couchlua_die "npm ci failed in $COUCHLUA_COUCHBACKUP_HOME (log above, also in $log)"
+    fi
+    version=$(node -p "require('$COUCHLUA_COUCHBACKUP_HOME/node_modules/@cloudant/couchbackup/package.json').version" 2>&1)
+    [[ $version == "$COUCHLUA_COUCHBACKUP_VERSION" ]] ||
+      couchlua_die "expected @cloudant/couchbackup $COUCHLUA_COUCHBACKUP_VERSION, npm installed '$version'"
+    printf '%s\n' "$key" >"$stamp"
+  fi
 }
 
 # pouchdb-merge's latest() throws when _bulk_get / open_revs with latest=true asks for a

@@ -8,6 +8,7 @@ return function(couch)
   require("couch.replicator")(couch)
   require("couch.replicate")(couch)
   require("couch.compare")(couch)
+  require("couch.backup")(couch)
 
   -- every server method, wherever it was defined, checks it was called with a colon
   local S = couch._server_methods

@@ -1,0 +1,136 @@
+#!/usr/bin/env couchlua
+-- couchlua-backup / couchlua-restore: couchbackup's command lines on couch.backup and
+-- couch.restore. Installed twice; the name it is called by picks the direction (or the
+-- first argument "backup" / "restore" when run as `couchlua couchlua-backup.lua ...`).
+local couch = require "couch"
+
+local EXIT = { Error = 1, InvalidOption = 2, DatabaseNotFound = 10, Unauthorized = 11, Forbidden = 12,
+               DatabaseNotEmpty = 13, NoLogFileName = 20, LogDoesNotExist = 21, LogFileExists = 23,
+               HTTPFatalError = 40, BackupFileJsonError = 1, RestoreError = 1, FileError = 1 }
+
+local args = { table.unpack(arg) }
+local direction = (arg[0] or ""):match("restore[^/]*$") and "restore" or "backup"
+if args[1] == "backup" or args[1] == "restore" then direction = table.remove(args, 1) end
+local prog = "couchlua-" .. direction
+
+local HELP = {
+  backup = [[
+usage: couchlua-backup [options...]
+Backs up a CouchDB database to a file in couchbackup's format (JSON arrays of documents,
+one batch per line), restorable with couchlua-restore or IBM's couchrestore.
+
+  -u, --url URL           the server (default: $COUCH_URL, else http://localhost:5984)
+  -d, --db NAME           the database (default: $COUCH_DATABASE)
+  -o, --output FILE       the backup file (default: standard output)
+  -m, --mode MODE         full (default: winning revisions with their history) or shallow
+                          (winning revisions from _all_docs, faster, no history)
+  -b, --buffer-size N     documents per batch and per line (default: 500)
+  -p, --parallelism N     accepted for couchbackup compatibility; batches run one at a time
+  -l, --log FILE          keep couchbackup's log in FILE (full mode), so the backup can resume
+  -r, --resume            continue the interrupted backup that --log and --output name
+  -q, --quiet             no progress on standard error
+  -h, --help              this text
+
+Credentials belong in the URL (http://user:pass@host:5984); they are never printed.
+Exit codes (couchbackup's): 0 done, 1 other error, 2 bad option, 10 database not found,
+11 unauthorized, 12 forbidden, 20 --resume without --log, 21 the log does not exist,
+23 the log exists but --resume was not given, 40 fatal HTTP error.
+]],
+  restore = [[
+usage: couchlua-restore [options...] < backup-file
+Restores a couchbackup-format backup (written by couchlua-backup or IBM's couchbackup) into
+an existing, empty database. Documents with revisions are written with _bulk_docs
+new_edits=false, keeping their revision ids.
+
+  -u, --url URL           the server (default: $COUCH_URL, else http://localhost:5984)
+  -d, --db NAME           the database (default: $COUCH_DATABASE); it must exist and be empty
+  -i, --input FILE        read FILE instead of standard input (couchlua's addition)
+  -b, --buffer-size N     documents per _bulk_docs request (default: 500)
+  -p, --parallelism N     accepted for couchbackup compatibility; batches run one at a time
+  -q, --quiet             no progress on standard error
+  -h, --help              this text
+
+Exit codes (couchrestore's): 0 done, 1 other error (a corrupt line: the message names it),
+2 bad option, 10 database not found, 11 unauthorized, 12 forbidden, 13 database not empty,
+40 fatal HTTP error.
+]],
+}
+
+local function die(code, msg)
+  io.stderr:write(prog, ": ", msg, "\n")
+  os.exit(code)
+end
+local function bad(msg) die(EXIT.InvalidOption, msg .. " (see --help)") end
+
+local o = { url = os.getenv("COUCH_URL") or "http://localhost:5984", db = os.getenv("COUCH_DATABASE"),
+            mode = os.getenv("COUCH_MODE") or "full", buffer_size = 500, parallelism = 1 }
+local SHORT = { u = "url", d = "db", o = "output", i = "input", m = "mode", b = "buffer-size",
+                p = "parallelism", l = "log", r = "resume", q = "quiet", h = "help" }
+local FLAGS = { resume = "backup", quiet = true, help = true }
+local VALUES = { url = true, db = true, output = "backup", input = "restore", mode = "backup",
+                 ["buffer-size"] = true, parallelism = true, log = "backup" }
+local i = 1
+while args[i] do
+  local a = args[i]
+  local name = a:match("^%-%-([%w-]+)$") or SHORT[a:match("^%-(%a)$") or ""]
+  if not name then bad("unexpected argument " .. a) end
+  local scope = FLAGS[name] or VALUES[name]
+  if not scope or (scope ~= true and scope ~= direction) then bad("unknown option " .. a) end
+  if FLAGS[name] then
+    o[name] = true
+  else
+    local v = args[i + 1]
+    if v == nil then bad(a .. " needs a value") end
+    i = i + 1
+    if name == "buffer-size" or name == "parallelism" then
+      local n = math.tointeger(tonumber(v))
+      if not n or n < 1 then bad(a .. " needs a positive whole number") end
+      o[name == "buffer-size" and "buffer_size" or name] = n
+    else
+      o[name] = v
+    end
+  end
+  i = i + 1
+end
+if o.help then io.stdout:write(HELP[direction]); os.exit(0) end
+if not o.db or o.db == "" then bad("no database: give --db or set COUCH_DATABASE") end
+if o.mode ~= "full" and o.mode ~= "shallow" then bad("--mode must be full or shallow") end
+if o.resume and not o.log then die(EXIT.NoLogFileName, "--resume needs --log FILE") end
+if o.resume and o.mode ~= "full" then bad("--resume works in full mode only") end
+if o.resume and not o.output then bad("--resume appends to the backup file: give --output FILE") end
+if o.log and o.resume and not io.open(o.log) then die(EXIT.LogDoesNotExist, "the log file " .. o.log .. " does not exist") end
+if o.log and not o.resume and io.open(o.log) then die(EXIT.LogFileExists, "the log file " .. o.log .. " exists: add --resume to continue that backup") end
+
+local function code_of(err)
+  if type(err) ~= "table" then return EXIT.Error end
+  if err.kind == "usage" then return EXIT.InvalidOption end
+  if err.code and EXIT[err.code] then return EXIT[err.code] end
+  if err.status == 404 then return EXIT.DatabaseNotFound end
+  if err.status == 401 then return EXIT.Unauthorized end
+  if err.status == 403 then return EXIT.Forbidden end
+  if err.kind == "http" then return EXIT.HTTPFatalError end
+  return EXIT.Error
+end
+
+local ok, err = pcall(function()
+  local db = couch.connect(o.url):db(o.db)
+  local progress
+  if not o.quiet then
+    progress = function(s)
+      io.stderr:write(("%s: %d documents in %d batches\n"):format(prog, s.docs, s.batches))
+    end
+  end
+  if direction == "backup" then
+    local st = couch.backup { source = db, file = o.output or io.stdout, mode = o.mode, buffer_size = o.buffer_size,
+                              log = o.log, resume = o.resume, progress = progress }
+    if not o.quiet then io.stderr:write(("%s: finished, %d documents\n"):format(prog, st.docs)) end
+  else
+    local info = db:info()
+    if (info.doc_count or 0) ~= 0 or (info.doc_del_count or 0) ~= 0 then
+      die(EXIT.DatabaseNotEmpty, "the database " .. o.db .. " is not empty: restore into a new, empty database")
+    end
+    local st = couch.restore { target = db, file = o.input or io.stdin, buffer_size = o.buffer_size, progress = progress }
+    if not o.quiet then io.stderr:write(("%s: finished, %d documents\n"):format(prog, st.docs)) end
+  end
+end)
+if not ok then die(code_of(err), tostring(err)) end
