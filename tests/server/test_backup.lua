@@ -185,7 +185,7 @@ end
 -- interop with IBM's couchbackup / couchrestore (node, pinned in tests/support/couchbackup)
 local function couchbackup_ready()
   if not have_node() then lu.skip("node is not installed: couchbackup interop not tested") end
-  if ts.kind == "couchdb3fake" then lu.skip("the fake CouchDB 3 does not answer couchbackup's requests; interop runs on pouchdb-server and CouchDB") end
+  if ts.kind == "couchdb3fake" or ts.kind == "couchdb3cluster" then lu.skip("the fake CouchDB 3 does not answer couchbackup's requests; interop runs on pouchdb-server and CouchDB") end
   local f = io.open(CB .. "couchbackup.bin.js")
   if not f then error("couchbackup is not installed in .deps/couchbackup: run scripts/setup") end
   f:close()
