@@ -76,27 +76,32 @@ couchlua_deps() {
 
 # --- pouchdb-server --------------------------------------------------------------------
 
-couchlua_pouchdb_install() {
-  local key stamp=$COUCHLUA_POUCHDB_HOME/.installed log version
-  key=$(cat "$COUCHLUA_POUCHDB_SRC/package.json" "$COUCHLUA_POUCHDB_SRC/package-lock.json" \
-        | sha256sum) || couchlua_die "cannot read $COUCHLUA_POUCHDB_SRC/package*.json"
+# couchlua_npm_install SRC HOME PACKAGE VERSION
+# npm ci of the package.json + package-lock.json in SRC into HOME, redone only when those
+# files change (a stamp holds their hash) or PACKAGE is missing; checks that npm installed
+# PACKAGE at VERSION.
+couchlua_npm_install() {
+  local src=$1 home=$2 package=$3 want=$4 key stamp=$2/.installed log version
+  key=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum) ||
+    couchlua_die "cannot read $src/package*.json"
   key=${key%% *}
-  if [[ ! -f $stamp || $(<"$stamp") != "$key" || ! -f $COUCHLUA_POUCHDB_BIN ]]; then
-    couchlua_err "installing pouchdb-server $COUCHLUA_POUCHDB_VERSION into .deps/pouchdb (npm ci)..."
-    mkdir -p "$COUCHLUA_POUCHDB_HOME" || couchlua_die "cannot create $COUCHLUA_POUCHDB_HOME"
-    rm -f "$stamp"
-    cp "$COUCHLUA_POUCHDB_SRC/package.json" "$COUCHLUA_POUCHDB_SRC/package-lock.json" \
-       "$COUCHLUA_POUCHDB_HOME/" || couchlua_die "cannot copy the package files"
-    log=$COUCHLUA_POUCHDB_HOME/npm-ci.log
-    if ! (cd "$COUCHLUA_POUCHDB_HOME" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
-      cat "$log" >&2
-      couchlua_die "npm ci failed in $COUCHLUA_POUCHDB_HOME (log above, also in $log)"
-    fi
-    version=$(node -p "require('$COUCHLUA_POUCHDB_HOME/node_modules/pouchdb-server/package.json').version" 2>&1)
-    [[ $version == "$COUCHLUA_POUCHDB_VERSION" ]] ||
-      couchlua_die "expected pouchdb-server $COUCHLUA_POUCHDB_VERSION, npm installed '$version'"
-    printf '%s\n' "$key" >"$stamp"
+  [[ -f $stamp && $(<"$stamp") == "$key" && -f $home/node_modules/$package/package.json ]] && return 0
+  couchlua_err "installing $package $want into ${home#"$COUCHLUA_ROOT"/} (npm ci)..."
+  mkdir -p "$home" || couchlua_die "cannot create $home"
+  rm -f "$stamp"
+  cp "$src/package.json" "$src/package-lock.json" "$home/" || couchlua_die "cannot copy the package files"
+  log=$home/npm-ci.log
+  if ! (cd "$home" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+    cat "$log" >&2
+    couchlua_die "npm ci failed in $home (log above, also in $log)"
   fi
+  version=$(node -p "require('$home/node_modules/$package/package.json').version" 2>&1)
+  [[ $version == "$want" ]] || couchlua_die "expected $package $want, npm installed '$version'"
+  printf '%s\n' "$key" >"$stamp"
+}
+
+couchlua_pouchdb_install() {
+  couchlua_npm_install "$COUCHLUA_POUCHDB_SRC" "$COUCHLUA_POUCHDB_HOME" pouchdb-server "$COUCHLUA_POUCHDB_VERSION"
   couchlua_pouchdb_patch
 }
 
@@ -105,26 +110,8 @@ COUCHLUA_COUCHBACKUP_VERSION=2.11.12
 COUCHLUA_COUCHBACKUP_SRC=$COUCHLUA_ROOT/tests/support/couchbackup
 COUCHLUA_COUCHBACKUP_HOME=$COUCHLUA_ROOT/.deps/couchbackup
 couchlua_couchbackup_install() {
-  local key stamp=$COUCHLUA_COUCHBACKUP_HOME/.installed log version
-  key=$(cat "$COUCHLUA_COUCHBACKUP_SRC/package.json" "$COUCHLUA_COUCHBACKUP_SRC/package-lock.json" \
-        | sha256sum) || couchlua_die "cannot read $COUCHLUA_COUCHBACKUP_SRC/package*.json"
-  key=${key%% *}
-  if [[ ! -f $stamp || $(<"$stamp") != "$key" ]]; then
-    couchlua_err "installing @cloudant/couchbackup $COUCHLUA_COUCHBACKUP_VERSION into .deps/couchbackup (npm ci)..."
-    mkdir -p "$COUCHLUA_COUCHBACKUP_HOME" || couchlua_die "cannot create $COUCHLUA_COUCHBACKUP_HOME"
-    rm -f "$stamp"
-    cp "$COUCHLUA_COUCHBACKUP_SRC/package.json" "$COUCHLUA_COUCHBACKUP_SRC/package-lock.json" \
-       "$COUCHLUA_COUCHBACKUP_HOME/" || couchlua_die "cannot copy the package files"
-    log=$COUCHLUA_COUCHBACKUP_HOME/npm-ci.log
-    if ! (cd "$COUCHLUA_COUCHBACKUP_HOME" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
-      cat "$log" >&2
-      couchlua_die "npm ci failed in $COUCHLUA_COUCHBACKUP_HOME (log above, also in $log)"
-    fi
-    version=$(node -p "require('$COUCHLUA_COUCHBACKUP_HOME/node_modules/@cloudant/couchbackup/package.json').version" 2>&1)
-    [[ $version == "$COUCHLUA_COUCHBACKUP_VERSION" ]] ||
-      couchlua_die "expected @cloudant/couchbackup $COUCHLUA_COUCHBACKUP_VERSION, npm installed '$version'"
-    printf '%s\n' "$key" >"$stamp"
-  fi
+  couchlua_npm_install "$COUCHLUA_COUCHBACKUP_SRC" "$COUCHLUA_COUCHBACKUP_HOME" @cloudant/couchbackup \
+    "$COUCHLUA_COUCHBACKUP_VERSION"
 }
 
 # pouchdb-merge's latest() throws when _bulk_get / open_revs with latest=true asks for a
