@@ -6,6 +6,7 @@
 #   couchlua_deps [EXTRA_PKG...]     check/install the Debian packages
 #   couchlua_pouchdb_install         npm ci pouchdb-server 4.2.0 into .deps/pouchdb + patch
 #   couchlua_couchbackup_install     npm ci @cloudant/couchbackup 2.11.12 into .deps/couchbackup
+#   couchlua_pouchdb_peer_install    npm ci pouchdb 9.0.0 (the client-side peer) into .deps/pouchdb-peer
 #   couchlua_build DIR [CMAKE_ARG...] configure DIR once (with the args), then build it
 #   couchlua_pouchdb_start [--detach] start a server; sets COUCHLUA_POUCHDB_URL, _PID, _DIR, _PORT
 #   couchlua_pouchdb_stop [PID DIR]  stop it by PID (TERM, then KILL) and remove its temp dir
@@ -112,6 +113,17 @@ COUCHLUA_COUCHBACKUP_HOME=$COUCHLUA_ROOT/.deps/couchbackup
 couchlua_couchbackup_install() {
   couchlua_npm_install "$COUCHLUA_COUCHBACKUP_SRC" "$COUCHLUA_COUCHBACKUP_HOME" @cloudant/couchbackup \
     "$COUCHLUA_COUCHBACKUP_VERSION"
+}
+
+# PouchDB 9, the client-side replicator users would pick instead of couchlua: pinned for
+# the interop tests (tests/server/test_pouchdb_peer.lua) and bench/run replicate, driven
+# through tests/support/pouchdb-peer/replicate.js.
+COUCHLUA_POUCHDB_PEER_VERSION=9.0.0
+COUCHLUA_POUCHDB_PEER_SRC=$COUCHLUA_ROOT/tests/support/pouchdb-peer
+COUCHLUA_POUCHDB_PEER_HOME=$COUCHLUA_ROOT/.deps/pouchdb-peer
+couchlua_pouchdb_peer_install() {
+  couchlua_npm_install "$COUCHLUA_POUCHDB_PEER_SRC" "$COUCHLUA_POUCHDB_PEER_HOME" pouchdb \
+    "$COUCHLUA_POUCHDB_PEER_VERSION"
 }
 
 # pouchdb-merge's latest() throws when _bulk_get / open_revs with latest=true asks for a
