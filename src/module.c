@@ -1,6 +1,7 @@
 /* luaopen_couch: registers every type and function of the `couch` module, nothing else. */
 #include "couchlua.h"
 #include "abort.h"
+#include "budget.h"
 #include "log.h"
 #include "output.h"
 #include "cond.h"
@@ -73,6 +74,7 @@ int luaopen_couch(lua_State *L) {
   couch_task_open(L);
   couch_cond_open(L);
   couch_abort_open(L);
+  couch_budget_open(L);
   couch_options_open(L);
   couch_output_open(L);
   couch_log_open(L);

@@ -1,5 +1,6 @@
 /* The one resume routine (as lua-nginx-module's run_thread): resume a task's coroutine and
  * handle the three outcomes in one place. */
+#include "budget.h"
 #include "error.h"
 #include "loop/task.h"
 #include "traceback.h"
@@ -59,6 +60,7 @@ void couch_task_resume(couch_task *t, lua_State *from) {
   int nres = 0;
   t->state = TASK_RUNNING;
   couch_loop_set_running(t->loop, t->co);
+  couch_budget_rearm(t->co); /* a hook with a budget that waited: count on */
   int rc = lua_resume(t->co, from, t->nargs, &nres);
   couch_loop_set_running(t->loop, NULL);
   lua_sethook(t->co, NULL, 0, 0); /* an interrupt's hook must not outlive this resume */
