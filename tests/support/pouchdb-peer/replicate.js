@@ -1,8 +1,9 @@
 // PouchDB 9's client-side replication between two server databases, driven from the
 // command line for couchlua's interop tests and bench/run replicate:
 //   node replicate.js [--sync] [--batch-size N] [--batches-limit N] SOURCE_URL TARGET_URL
-// Prints one JSON line: {"ok":true,"ms":..,"docs_read":..,"docs_written":..,"doc_write_failures":..}
-// (for --sync, "push" and "pull" hold each direction's counts). On failure: {"ok":false,
+// Prints one JSON line: {"ok":true,"ms":..,"docs_read":..,"docs_written":..,"doc_write_failures":..,
+// "max_rss_kb":..,"cpu_ms":..} (for --sync, "push" and "pull" hold each direction's counts;
+// max_rss_kb and cpu_ms are this process's, for the benchmark). On failure: {"ok":false,
 // "status":..,"name":..,"reason":..} and exit status 1. Never prints a URL: they may hold
 // credentials.
 'use strict';
@@ -39,7 +40,9 @@ const source = new PouchDB(urls[0], {skip_setup: true});
 const target = new PouchDB(urls[1], {skip_setup: true});
 const run = sync ? PouchDB.sync(source, target, opts) : PouchDB.replicate(source, target, opts);
 run.then((r) => {
-  const out = {ok: true, ms: Date.now() - started};
+  const usage = process.resourceUsage();
+  const out = {ok: true, ms: Date.now() - started, max_rss_kb: usage.maxRSS,
+               cpu_ms: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000)};
   if (sync) { out.push = counts(r.push); out.pull = counts(r.pull); }
   else Object.assign(out, counts(r));
   process.stdout.write(JSON.stringify(out) + '\n');
