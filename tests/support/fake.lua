@@ -16,24 +16,15 @@
 local couch = require "couch"
 local json = couch.json
 
-local M = {}
-local Fake = {}
-Fake.__index = Fake
-
 local node = require "node_process"
+
+local M = {}
+local Fake = node.class()
 
 --- fake.start([config]) -> a running fake
 function M.start(config)
-  local port, pipe, out = node.start("fake_couch.js", config and node.shell_quote(json.encode(config)) or "",
+  return node.spawn(Fake, "fake_couch.js", config and node.shell_quote(json.encode(config)) or "",
     "the fake CouchDB")
-  local self = setmetatable({ port = tonumber(port), url = "http://127.0.0.1:" .. port,
-                              pipe = pipe, out = out }, Fake)
-  self.control = couch.connect(self.url, { retries = 0, timeout = 10 })
-  return self
-end
-
-function Fake:call(method, path, body)
-  return (self.control:request(method, path, { body = body }))
 end
 
 --- f:script(path, responses [, method]): scripted answers for a path (query ignored)
@@ -45,26 +36,10 @@ end
 
 function Fake:log() return self:call("GET", "/_fake/log") end
 
---- f:requests([path [, method]]) -> the logged requests (for that path / method)
-function Fake:requests(path, method)
-  local out = {}
-  for _, r in ipairs(self:log().requests) do
-    if (not path or r.path == path) and (not method or r.method == method) then out[#out + 1] = r end
-  end
-  return out
-end
-
 function Fake:reset() return self:call("POST", "/_fake/reset", json.object {}) end
 function Fake:config(c) return self:call("POST", "/_fake/config", c) end
 function Fake:expire_sessions() return self:call("POST", "/_fake/expire_sessions", json.object {}) end
 function Fake:expire_tokens() return self:call("POST", "/_fake/expire_tokens", json.object {}) end
 function Fake:closed_port() return self:call("GET", "/_fake/closed_port").port end
-
-function Fake:stop()
-  if not self.pipe then return end
-  self.pipe:close() -- node sees end of stdin and exits; pclose waits for it
-  self.pipe = nil
-  os.remove(self.out)
-end
 
 return M

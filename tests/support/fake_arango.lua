@@ -17,29 +17,22 @@
 local couch = require "couch"
 local json = couch.json
 
-local M = {}
-local Fake = {}
-Fake.__index = Fake
-
 local node = require "node_process"
+
+local M = {}
+local Fake = node.class()
 
 function Fake:__tostring() return ("fake_arango <%s>"):format(self.url) end
 
 --- fake_arango.start([config]) -> a running fake
 function M.start(config)
-  local port, pipe, out = node.start("fake_arango.js", config and node.shell_quote(json.encode(config)) or "",
+  local self = node.spawn(Fake, "fake_arango.js", config and node.shell_quote(json.encode(config)) or "",
     "the fake ArangoDB")
-  local self = setmetatable({ port = tonumber(port), url = "http://127.0.0.1:" .. port,
-                              endpoint = "tcp://127.0.0.1:" .. port, pipe = pipe, out = out }, Fake)
-  self.control = couch.connect(self.url, { retries = 0, timeout = 10 })
+  self.endpoint = "tcp://127.0.0.1:" .. self.port
   local users = config and config.users or { root = "secret" }
   local user = next(users)
   self.data = couch.connect(self.url, { user = user, password = users[user], retries = 0, timeout = 10 })
   return self
-end
-
-function Fake:call(method, path, body)
-  return (self.control:request(method, path, { body = body }))
 end
 
 function Fake:reset() return self:call("POST", "/_fake/reset", json.object {}) end
@@ -49,15 +42,6 @@ function Fake:state() return self:call("GET", "/_fake/state") end
 function Fake:expire_tokens() return self:call("POST", "/_fake/expire_tokens", json.object {}) end
 function Fake:advance_time(seconds) return self:call("POST", "/_fake/advance_time", { seconds = seconds }) end
 function Fake:prune_wal(before) return self:call("POST", "/_fake/prune_wal", { before = tostring(before) }) end
-
---- f:requests([path [, method]]) -> the logged requests (for that path / method)
-function Fake:requests(path, method)
-  local out = {}
-  for _, r in ipairs(self:log().requests) do
-    if (not path or r.path == path) and (not method or r.method == method) then out[#out + 1] = r end
-  end
-  return out
-end
 
 local function db_path(db) return "/_db/" .. couch.escape(db or "_system") end
 
@@ -79,13 +63,6 @@ end
 function Fake:remove(db, collection, key)
   return (self.data:request("DELETE", db_path(db) .. "/_api/document/" .. couch.escape(collection) .. "/"
     .. couch.escape(key)))
-end
-
-function Fake:stop()
-  if not self.pipe then return end
-  self.pipe:close() -- node sees end of stdin and exits; pclose waits for it
-  self.pipe = nil
-  os.remove(self.out)
 end
 
 return M

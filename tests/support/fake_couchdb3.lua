@@ -23,11 +23,10 @@
 -- line) and stderr go to a temporary file.
 local couch = require "couch"
 
-local M = {}
-local Fake = {}
-Fake.__index = Fake
-
 local node = require "node_process"
+
+local M = {}
+local Fake = node.class()
 
 --- fake.start([opts]) -> a running fake
 function M.start(o)
@@ -39,17 +38,10 @@ function M.start(o)
   if o.nodes then args[#args + 1] = "--nodes"; args[#args + 1] = tostring(o.nodes) end
   if o.verbose then args[#args + 1] = "--verbose" end
   for i, a in ipairs(args) do args[i] = node.shell_quote(a) end
-  local port, pipe, out = node.start("fake_couchdb3.js", table.concat(args, " "), "the fake CouchDB 3")
   local password = o.password or "pass"
-  local f = setmetatable({
-    port = tonumber(port),
-    password = password,
-    time_scale = o.time_scale or 0.01,
-    url = "http://127.0.0.1:" .. port,
-    admin_url = ("http://admin:%s@127.0.0.1:%s"):format(password, port),
-    _pipe = pipe,
-    _out = out,
-  }, Fake)
+  local f = node.spawn(Fake, "fake_couchdb3.js", table.concat(args, " "), "the fake CouchDB 3",
+    { password = password, time_scale = o.time_scale or 0.01 })
+  f.admin_url = ("http://admin:%s@127.0.0.1:%s"):format(password, f.port)
   return f
 end
 
@@ -69,19 +61,6 @@ function Fake:restart(node) return self:_control({ restart = node or "all" }, "c
 function Fake:freeze() return self:_control({ freeze = true }) end
 function Fake:thaw() return self:_control({ freeze = false }) end
 function Fake:advance(seconds) return self:_control({ advance = seconds }) end
-
---- the fake's own log (stdout/stderr) so far
-function Fake:output() return node.read_file(self._out) end
-
-function Fake:stop()
-  if not self._pipe then return end
-  self._pipe:close() -- node sees EOF on stdin and exits; close waits for it
-  self._pipe = nil
-  os.remove(self._out)
-end
-
-Fake.__gc = Fake.stop
-Fake.__close = Fake.stop
 Fake.__tostring = function(self) return "fake CouchDB 3 at " .. self.url end
 
 return M

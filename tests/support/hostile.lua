@@ -14,15 +14,9 @@ local couch = require "couch"
 local node = require "node_process"
 
 local M = {}
-local Hostile = {}
-Hostile.__index = Hostile
+local Hostile = node.class()
 
-function M.start()
-  local port, pipe, out = node.start("hostile.js", "", "the hostile CouchDB")
-  local self = setmetatable({ port = port, url = "http://127.0.0.1:" .. port, pipe = pipe, out = out }, Hostile)
-  self.control = couch.connect(self.url, { retries = 0, timeout = 10 })
-  return self
-end
+function M.start() return node.spawn(Hostile, "hostile.js", "", "the hostile CouchDB") end
 
 function Hostile:mode(db, mode)
   return (self.control:request("PUT", "/_hostile/mode/" .. couch.escape(db), { body = { mode = mode } }))
@@ -38,15 +32,5 @@ end
 
 function Hostile:log() return (self.control:request("GET", "/_hostile/log")).requests end
 function Hostile:reset() return (self.control:request("POST", "/_hostile/reset", { body = {} })) end
-
-function Hostile:stop()
-  if not self.pipe then return end
-  self.pipe:close() -- node sees end of stdin and exits; pclose waits for it
-  self.pipe = nil
-  os.remove(self.out)
-end
-
-Hostile.__gc = Hostile.stop
-Hostile.__close = Hostile.stop
 
 return M
