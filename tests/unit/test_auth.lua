@@ -11,19 +11,7 @@ local fake = require "fake"
 
 local f = fake.start()
 
-local function b64(s)
-  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  return ((s:gsub(".", function(c)
-    local bits, b = "", c:byte()
-    for i = 8, 1, -1 do bits = bits .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return bits
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return chars:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local b64 = require "b64"
 
 local function fails(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -211,6 +199,89 @@ function TestAuth:test_explicit_login_returns_the_session()
   lu.assertEquals(#f:requests("/_session", "POST"), 1)
 end
 
+function TestAuth:test_a_failed_login_is_an_auth_error_naming_the_server_without_the_password()
+  local srv = cookie_server("Wrong-Pw-4471")
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  lu.assertEquals(e.kind, "auth")
+  lu.assertEquals(e.status, 401)
+  lu.assertEquals(e.url, f.url .. "/_session") -- what failed: the login
+  lu.assertEquals(e.method, "POST")
+  lu.assertStrContains(tostring(e), f.url)
+  lu.assertStrContains(tostring(e), "Name or password is incorrect.")
+  lu.assertNotStrContains(tostring(e), "Wrong-Pw-4471")
+  for _, v in pairs(e) do lu.assertNotStrContains(tostring(v), "Wrong-Pw-4471") end
+end
+
+function TestAuth:test_a_login_answered_without_a_session_cookie_is_an_auth_error()
+  f:script("/_session", { { status = 200, body = { ok = true, name = "admin", roles = {} } } }, "POST")
+  local srv = cookie_server()
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  lu.assertEquals(e.kind, "auth")
+  lu.assertStrContains(tostring(e), "cookie")
+  lu.assertStrContains(tostring(e), f.url)
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_requests_waiting_for_a_failed_login_all_fail_with_it()
+  local srv = cookie_server("wrong")
+  local tasks = {}
+  for i = 1, 6 do tasks[i] = couch.spawn(function() return srv:request("GET", "/db/doc1") end) end
+  for i = 1, 6 do
+    local e = fails(tasks[i].wait, tasks[i])
+    lu.assertEquals(e.kind, "auth")
+    lu.assertEquals(e.status, 401)
+  end
+  lu.assertEquals(#f:requests("/_session", "POST"), 1) -- one shared login, failed once
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_requests_that_meet_an_expired_session_together_share_one_new_login()
+  local srv = cookie_server()
+  srv:request("GET", "/db/doc1")
+  f:expire_sessions()
+  local tasks = {}
+  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
+  lu.assertEquals(#f:requests("/_session", "POST"), 2)
+  lu.assertEquals(#f:requests("/db/doc1"), 17) -- 1 + 8 refused + 8 retried
+end
+
+function TestAuth:test_a_401_to_an_old_session_after_a_new_login_retries_without_logging_in_again()
+  local srv = cookie_server()
+  srv:request("GET", "/db/doc1")
+  -- the first GET /db/doc2 answers 401 late: by then another request has logged in again
+  f:script("/db/doc2", { { status = 401, delay = 400,
+                           body = { error = "unauthorized", reason = "You are not authorized to access this db." } } }, "GET")
+  local slow = couch.spawn(function() return (srv:request("GET", "/db/doc2"))._id end)
+  couch.sleep(0.1)
+  f:expire_sessions()
+  lu.assertEquals((srv:request("GET", "/db/doc1"))._id, "doc1") -- 401, login, retried
+  lu.assertEquals(slow:wait(), "doc2")
+  lu.assertEquals(#f:requests("/_session", "POST"), 2) -- not a third: the new session is kept
+  lu.assertEquals(#f:requests("/db/doc2"), 2)
+end
+
+function TestAuth:test_a_request_cancelled_while_it_waits_for_the_login_leaves_the_others_waiting()
+  f:script("/_session", { { delay = 300 } }, "POST")
+  local srv = cookie_server()
+  local t1 = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end)
+  local t2 = couch.spawn(function() return (srv:request("GET", "/db/doc2"))._id end)
+  couch.sleep(0.05)
+  t1:cancel()
+  lu.assertEquals(t2:wait(), "doc2")
+  lu.assertEquals(#f:requests("/_session", "POST"), 1)
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_the_request_primitive_logs_in_by_itself()
+  -- auth is the request layer's: the C primitive under srv:request needs no Lua around it
+  local srv = cookie_server()
+  local status, body = srv:_send("GET", "/db/doc1")
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body._id, "doc1")
+  lu.assertEquals(#f:requests("/_session", "POST"), 1)
+end
+
 -- ---- IAM ----
 
 local function iam_server(key, opts)
@@ -289,6 +360,45 @@ function TestAuth:test_iam_with_an_unknown_api_key_fails_once_and_sends_nothing_
   lu.assertEquals(e.url, TOKEN_URL)
   lu.assertEquals(#f:requests("/identity/token"), 1)
   lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_a_failed_token_fetch_is_an_auth_error_naming_the_server_without_the_key()
+  local srv = iam_server("Bad-Key-8812")
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  lu.assertEquals(e.kind, "auth")
+  lu.assertEquals(e.status, 400)
+  lu.assertStrContains(tostring(e), f.url)
+  lu.assertStrContains(tostring(e), "Provided API key could not be found.")
+  for _, v in pairs(e) do lu.assertNotStrContains(tostring(v), "Bad-Key-8812") end
+end
+
+function TestAuth:test_a_token_answer_without_an_access_token_is_an_auth_error()
+  f:script("/identity/token", { { status = 200, body = { token_type = "Bearer" } } }, "POST")
+  local srv = iam_server()
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  lu.assertEquals(e.kind, "auth")
+  lu.assertStrContains(tostring(e), "access_token")
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_iam_allow_401_is_returned_not_retried()
+  local srv = iam_server()
+  srv:request("GET", "/db/doc1")
+  f:expire_tokens()
+  local _, status = srv:request("GET", "/db/doc1", { allow = { [401] = true } })
+  lu.assertEquals(status, 401)
+  lu.assertEquals(#f:requests("/identity/token"), 1)
+end
+
+function TestAuth:test_explicit_login_with_iam_fetches_a_new_token()
+  local srv = iam_server()
+  srv:request("GET", "/db/doc1")
+  srv:login()
+  lu.assertEquals(#f:requests("/identity/token"), 2)
+  local gets = f:requests("/db/doc1")
+  srv:request("GET", "/db/doc1")
+  gets = f:requests("/db/doc1")
+  lu.assertNotEquals(gets[1].headers.authorization, gets[2].headers.authorization)
 end
 
 function TestAuth:test_iam_needs_an_api_key()
