@@ -2,6 +2,7 @@
  * (the login body), Lua bindings at the end. */
 #include "http/url.h"
 
+#include "hex.h"
 #include "json/json.h"
 
 #include <ctype.h>
@@ -15,17 +16,11 @@ static int unreserved(unsigned char c) {
 }
 
 size_t couch_url_escape(char *out, const char *s, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
   size_t n = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (unreserved(c)) {
-      out[n++] = (char)c;
-    } else {
-      out[n++] = '%';
-      out[n++] = hex[c >> 4];
-      out[n++] = hex[c & 15];
-    }
+    if (unreserved(c)) out[n++] = (char)c;
+    else n += couch_hex_percent(out + n, c);
   }
   return n;
 }
@@ -36,18 +31,12 @@ void couch_url_push_escaped(lua_State *L, const char *s, size_t len) {
   luaL_pushresultsize(&b, couch_url_escape(out, s, len));
 }
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 size_t couch_url_unescape(char *out, const char *s, size_t len) {
   size_t n = 0;
   for (size_t i = 0; i < len; i++) {
     int hi, lo;
-    if (s[i] == '%' && i + 2 < len && (hi = hex_digit(s[i + 1])) >= 0 && (lo = hex_digit(s[i + 2])) >= 0) {
+    if (s[i] == '%' && i + 2 < len && (hi = couch_hex_value(s[i + 1])) >= 0 &&
+        (lo = couch_hex_value(s[i + 2])) >= 0) {
       out[n++] = (char)(hi << 4 | lo);
       i += 2;
     } else {

@@ -24,6 +24,13 @@ local host = f.url:match("^http://(.*)$")
 local TOKEN_URL = f.url .. "/identity/token"
 local IAM_FORM_PREFIX = "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey&apikey="
 
+-- n tasks that each GET path at the same time (the id of what they read is their result)
+local function spawn_gets(srv, n, path)
+  local tasks = {}
+  for i = 1, n do tasks[i] = couch.spawn(function() return (srv:request("GET", path))._id end) end
+  return tasks
+end
+
 TestAuth = {}
 
 function TestAuth:setUp()
@@ -127,8 +134,7 @@ end
 
 function TestAuth:test_cookie_auth_logs_in_once_when_many_tasks_start_together()
   local srv = cookie_server()
-  local tasks = {}
-  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/_session", "POST")
   lu.assertEquals(n, 1)
@@ -224,8 +230,7 @@ end
 
 function TestAuth:test_requests_waiting_for_a_failed_login_all_fail_with_it()
   local srv = cookie_server("wrong")
-  local tasks = {}
-  for i = 1, 6 do tasks[i] = couch.spawn(function() return srv:request("GET", "/db/doc1") end) end
+  local tasks = spawn_gets(srv, 6, "/db/doc1")
   for i = 1, 6 do
     local e = fails(tasks[i].wait, tasks[i])
     lu.assertEquals(e.kind, "auth")
@@ -239,8 +244,7 @@ function TestAuth:test_requests_that_meet_an_expired_session_together_share_one_
   local srv = cookie_server()
   srv:request("GET", "/db/doc1")
   f:expire_sessions()
-  local tasks = {}
-  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   lu.assertEquals(#f:requests("/_session", "POST"), 2)
   lu.assertEquals(#f:requests("/db/doc1"), 17) -- 1 + 8 refused + 8 retried
@@ -309,8 +313,7 @@ end
 
 function TestAuth:test_iam_fetches_one_token_when_many_tasks_start_together()
   local srv = iam_server()
-  local tasks = {}
-  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/identity/token")
   lu.assertEquals(n, 1)
