@@ -10,6 +10,7 @@
 #include "http/url.h"
 #include "log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
@@ -198,6 +199,7 @@ int couch_auth_hold(couch_request *r) {
     couch_request *login = start_login(r);
     if (!login) { /* finish r with the failure rather than send it without credentials */
       r->result = CURLE_OUT_OF_MEMORY;
+      snprintf(r->errbuf, sizeof r->errbuf, "out of memory preparing the login");
       couch_request_finish(r);
       return 1;
     }

@@ -338,6 +338,7 @@ void couch_request_clear(couch_request *r) {
   curl_easy_cleanup(r->tr.easy);
   curl_slist_free_all(r->headers);
   free(r->url);
+  if (r->is_login && r->resp) memset(r->resp, 0, r->resp_cap); /* a token answer */
   free(r->resp);
   free(r->resp_headers);
   if (r->owned_body) memset(r->owned_body, 0, r->body_len);
