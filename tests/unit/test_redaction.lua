@@ -204,6 +204,33 @@ print("done")
   lu.assertStrContains(f:requests("/identity/token")[1].body, "apikey=" .. KEY)
 end
 
+function TestRedaction:test_logins_renewals_and_failed_logins_logged_at_debug()
+  local out, ok = run [[
+couch.log { level = "debug" }
+local control = couch.connect(URL)
+local srv = couch.connect(URL, { user = "admin", password = PW, auth = "cookie" })
+show("response", srv:request("GET", "/db/doc1"))
+control:request("POST", "/_fake/expire_sessions", { body = {} })
+show("renewed", srv:request("GET", "/db/doc1"))
+local iam = couch.connect(URL, { api_key = KEY, token_url = URL .. "/identity/token" })
+show("iam", iam:request("GET", "/db/doc1"))
+control:request("POST", "/_fake/expire_tokens", { body = {} })
+show("iam renewed", iam:request("GET", "/db/doc1"))
+local bad = couch.connect(URL, { user = "admin", password = PW .. "-wrong", auth = "cookie" })
+show_error("elogin", bad.request, bad, "GET", "/db/doc1")
+local badkey = couch.connect(URL, { api_key = KEY .. "-wrong", token_url = URL .. "/identity/token" })
+show_error("etoken", badkey.request, badkey, "GET", "/db/doc1")
+print("done")
+]]
+  lu.assertNotEquals(ok, false, out)
+  if os.getenv("COUCHLUA_TEST_SHOW") then print(out) end
+  for _, want in ipairs { "logging in to " .. f.url, "expired, sending it again", "POST " .. f.url .. "/_session",
+                          "/identity/token", "Name or password is incorrect.", "done" } do
+    lu.assertStrContains(out, want)
+  end
+  assert_clean(out)
+end
+
 function TestRedaction:test_errors_inside_tasks()
   local out, ok = run [[
 local bad = couch.connect("http://admin:" .. PW .. "-wrong@" .. HOSTPORT)
