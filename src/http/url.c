@@ -193,10 +193,8 @@ static int l_redact_value(lua_State *L) {
 }
 
 void couch_url_open(lua_State *L) {
-  lua_pushcfunction(L, l_escape);
-  lua_setfield(L, -2, "escape");
-  lua_pushcfunction(L, l_redact);
-  lua_setfield(L, -2, "redact");
+  static const luaL_Reg fns[] = {{"escape", l_escape}, {"redact", l_redact}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
 }
 
 int luaopen_couch_url(lua_State *L) {
