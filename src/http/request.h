@@ -74,8 +74,8 @@ void couch_request_add_header(couch_request *r, const char *header);
  * in-flight limit). Its wait completes with the final answer. */
 void couch_request_start(couch_request *r);
 
-/* Lowercased header value of the final response, or NULL (pushes nothing). Copies into
- * buf. */
+/* The value of header `name` (lowercase) of the final response, copied into buf, or
+ * NULL. Pushes nothing. */
 const char *couch_request_header(const couch_request *r, const char *name, char *buf, size_t size);
 
 /* Walk the final response's headers: start with *pos = 0; 0 at the end. */

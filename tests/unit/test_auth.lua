@@ -277,6 +277,35 @@ function TestAuth:test_a_request_cancelled_while_it_waits_for_the_login_leaves_t
   lu.assertEquals(#f:requests("/db/doc1"), 0)
 end
 
+function TestAuth:test_a_login_nobody_waits_for_any_more_is_dropped_with_its_server()
+  f:script("/_session", { { delay = 300 } }, "POST")
+  local t = couch.spawn(function() return cookie_server():request("GET", "/db/doc1") end)
+  couch.sleep(0.05)
+  t:cancel()
+  t = nil
+  collectgarbage()
+  collectgarbage() -- the server, the waiting request and the login under way all go
+  couch.sleep(0.4) -- the fake's late answer finds no one
+  local srv = cookie_server() -- and the next server logs in as usual
+  lu.assertEquals((srv:request("GET", "/db/doc1"))._id, "doc1")
+  lu.assertEquals(#f:requests("/db/doc1"), 1)
+end
+
+function TestAuth:test_a_failed_login_outlives_its_server_in_the_errors_it_gave()
+  local errs = {}
+  do
+    local srv = cookie_server("wrong")
+    local tasks = spawn_gets(srv, 3, "/db/doc1")
+    for i = 1, 3 do errs[i] = select(2, pcall(tasks[i].wait, tasks[i])) end
+  end
+  collectgarbage()
+  collectgarbage()
+  for i = 1, 3 do
+    lu.assertEquals(errs[i].kind, "auth")
+    lu.assertStrContains(tostring(errs[i]), "Name or password is incorrect.")
+  end
+end
+
 function TestAuth:test_the_request_primitive_logs_in_by_itself()
   -- auth is the request layer's: the C primitive under srv:request needs no Lua around it
   local srv = cookie_server()
