@@ -9,14 +9,12 @@
 #include "http/url.h"
 #include "log.h"
 
-#include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-static int grow(char **buf, size_t *cap, size_t need) {
+int couch_request_grow(char **buf, size_t *cap, size_t need) {
   if (need <= *cap) return 0;
   size_t cap2 = *cap ? *cap : 4096;
   while (cap2 < need) cap2 *= 2;
@@ -47,76 +45,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   couch_request *r = ud;
   size_t len = size * n;
   if ((r->limit_hit = over_limit(r, r->resp_len + len))) return 0; /* aborts the transfer */
-  if (grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
+  if (couch_request_grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
   memcpy(r->resp + r->resp_len, data, len);
   r->resp_len += len;
   r->resp[r->resp_len] = '\0';
   return len;
-}
-
-/* A session cookie is the connection's business, not the caller's: kept there, never
- * among the response's headers. */
-static void take_cookie(couch_request *r, const char *v, size_t len) {
-  if (len < 12 || strncmp(v, "AuthSession=", 12) != 0) return;
-  char *cookie = strndup(v, strcspn(v, ";"));
-  if (!cookie) return;
-  if (r->conn->cookie) memset(r->conn->cookie, 0, strlen(r->conn->cookie));
-  free(r->conn->cookie);
-  r->conn->cookie = cookie;
-}
-
-/* Parse each header line once, as it arrives, into "name\0value\0" with the name
- * lowercased; keep the last response's only (a redirect or 100-continue starts anew). */
-static size_t on_header(char *data, size_t size, size_t n, void *ud) {
-  couch_request *r = ud;
-  size_t len = size * n;
-  if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-    r->hdr_len = 0;
-    return len;
-  }
-  const char *colon = memchr(data, ':', len);
-  if (!colon) return len; /* the blank line after the headers, or junk */
-  size_t nl = (size_t)(colon - data);
-  const char *v = colon + 1, *end = data + len;
-  while (v < end && (*v == ' ' || *v == '\t')) v++;
-  while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
-  size_t vl = (size_t)(end - v);
-  if (nl == 10 && strncasecmp(data, "set-cookie", 10) == 0) {
-    char value[4096];
-    if (vl < sizeof value) {
-      memcpy(value, v, vl);
-      value[vl] = '\0';
-      take_cookie(r, value, vl);
-    }
-    return len;
-  }
-  if (grow(&r->resp_headers, &r->hdr_cap, r->hdr_len + nl + vl + 2)) return 0;
-  char *out = r->resp_headers + r->hdr_len;
-  for (size_t i = 0; i < nl; i++) out[i] = (char)tolower((unsigned char)data[i]);
-  out[nl] = '\0';
-  memcpy(out + nl + 1, v, vl);
-  out[nl + 1 + vl] = '\0';
-  r->hdr_len += nl + vl + 2;
-  return len;
-}
-
-int couch_request_next_header(const couch_request *r, size_t *pos, const char **name, const char **value) {
-  if (*pos >= r->hdr_len) return 0;
-  *name = r->resp_headers + *pos;
-  *value = *name + strlen(*name) + 1;
-  *pos = (size_t)(*value - r->resp_headers) + strlen(*value) + 1;
-  return 1;
-}
-
-const char *couch_request_header(const couch_request *r, const char *name, char *buf, size_t size) {
-  size_t pos = 0;
-  const char *k, *v;
-  while (couch_request_next_header(r, &pos, &k, &v)) {
-    if (strcmp(k, name) != 0) continue;
-    snprintf(buf, size, "%s", v);
-    return buf;
-  }
-  return NULL;
 }
 
 static void reset_response(couch_request *r) {
@@ -399,7 +332,7 @@ static void configure(couch_request *r) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, couch_request_on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   /* gzip where the server offers it, but not on long-polls: a server then holds the

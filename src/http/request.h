@@ -81,7 +81,12 @@ const char *couch_request_header(const couch_request *r, const char *name, char 
 /* Walk the final response's headers: start with *pos = 0; 0 at the end. */
 int couch_request_next_header(const couch_request *r, size_t *pos, const char **name, const char **value);
 
-/* ---- for the request layer's own files (auth.c) ---- */
+/* ---- for the request layer's own files (auth.c, headers.c) ---- */
+
+/* libcurl's header callback (headers.c). */
+size_t couch_request_on_header(char *data, size_t size, size_t n, void *ud);
+/* Make *buf hold at least need bytes: 0, or -1 when out of memory. */
+int couch_request_grow(char **buf, size_t *cap, size_t need);
 
 /* A request owned by C alone (no userdata, no waiter): r zeroed by the caller. 0 on
  * success, -1 when out of memory. Freed with couch_request_clear + free. */
