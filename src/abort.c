@@ -4,6 +4,7 @@
 #include "abort.h"
 
 #include "error.h"
+#include "meta.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -74,14 +75,8 @@ static int l_tostring(lua_State *L) {
 }
 
 void couch_abort_open(lua_State *L) {
-  if (luaL_newmetatable(L, ABORT_MT)) {
-    lua_pushcfunction(L, l_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const couch_meta meta = {.index = l_index, .gc = l_gc, .tostring = l_tostring};
+  couch_meta_new(L, ABORT_MT, &meta);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "_abort");

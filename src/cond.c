@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "loop/loop.h"
+#include "meta.h"
 
 #include <lauxlib.h>
 
@@ -64,14 +65,8 @@ static int l_tostring(lua_State *L) {
 void couch_cond_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"wait", l_wait}, {"signal", l_signal}, {"broadcast", l_broadcast}, {NULL, NULL}};
-  if (luaL_newmetatable(L, COND_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const couch_meta meta = {.methods = methods, .gc = l_gc, .tostring = l_tostring};
+  couch_meta_new(L, COND_MT, &meta);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "cond");

@@ -53,6 +53,8 @@ void couchlua_openlibs(lua_State *L) {
   lua_setfield(L, -2, "couch");
   lua_pushcfunction(L, luaopen_couch_json);
   lua_setfield(L, -2, "couch.json");
+  lua_pushcfunction(L, luaopen_couch_url);
+  lua_setfield(L, -2, "couch.url");
   lua_pop(L, 1);
   couch_embedded_preload(L);
 }

@@ -147,9 +147,7 @@ local PASS_THROUGH = { "headers", "timeout", "connect_timeout", "retries", "back
 local KNOWN_OPTIONS = { user = true, username = true, password = true, auth = true, database = true }
 for _, k in ipairs(PASS_THROUGH) do KNOWN_OPTIONS[k] = true end
 
-local function percent_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
+local percent_decode = require("couch.url").unescape
 
 -- Take user:password@ out of a URL (only for JWT, where Lua must send them to /_open/auth).
 local function split_userinfo(url)

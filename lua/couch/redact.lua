@@ -8,21 +8,9 @@ local SECRET_KEYS = {
   refresh_token = true, authorization = true, cookie = true, secret = true,
 }
 
--- scheme://user:pass@host -> scheme://host. A password with a raw '/' ("admin:pa/ss@host")
--- makes the authority look like "admin:pa": a ':' followed by something that is not a port
--- means credentials, which then run to the last '@' before any query.
-local function redact_url(s)
-  local scheme, rest = s:match("^(%a[%w+.-]*://)(.*)$")
-  if not scheme then return s end
-  local authority = rest:match("^[^/?#]*")
-  if authority:find("@", 1, true) then return scheme .. rest:gsub("^[^/?#]*@", "", 1) end
-  local after = authority:match("^[^:]*:(.*)$")
-  if after and not after:match("^%d*$") then
-    local at = rest:match("^[^?#]*"):match(".*()@")
-    if at then return scheme .. rest:sub(at + 1) end
-  end
-  return s
-end
+-- scheme://user:pass@host -> scheme://host: the request layer's redactor (src/http/url.c),
+-- one implementation for what C and Lua print.
+local redact_url = require("couch.url").redact_value
 M.url = redact_url
 
 --- A deep copy of v with secrets masked as "***" and URL userinfo removed. Metatables

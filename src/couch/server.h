@@ -1,5 +1,6 @@
-/* The server object: couch.connect(url, opts) and the request primitive every other
- * call is built on, srv:_send(method, path, opts). */
+/* The server object: couch.connect(url, opts) — a connection profile (http/conn.h) in a
+ * userdata — and the request primitive every other call is built on,
+ * srv:_send(method, path, opts). */
 #ifndef COUCH_SERVER_H
 #define COUCH_SERVER_H
 

@@ -1,23 +1,33 @@
 /* A connection profile: everything one server's requests share — base URL (never with
- * credentials in it), credentials, TLS, proxy, timeouts, retry policy and the limit on
- * requests in flight. Owned by the server userdata (src/couch/server.c). */
+ * credentials in it), credentials and the login state built on them, TLS, proxy, timeouts,
+ * retry policy and the limit on requests in flight. Built from couch.connect's URL and
+ * options (conn.c), embedded in the server userdata (src/couch/server.c). */
 #ifndef COUCH_CONN_H
 #define COUCH_CONN_H
 
 #include <curl/curl.h>
+#include <lua.h>
 #include <stdint.h>
 
 typedef struct couch_request couch_request;
 
+typedef enum { COUCH_AUTH_NONE, COUCH_AUTH_BASIC, COUCH_AUTH_COOKIE, COUCH_AUTH_IAM } couch_auth_mode;
+
 typedef struct couch_conn {
   char *base_url;        /* scheme://host[:port][/prefix], no userinfo, no trailing slash */
+  couch_auth_mode auth;
   char *username;        /* basic auth / session login; never printed */
   char *password;
   char *cookie;          /* "AuthSession=..." once a session login succeeded */
   char *bearer;          /* IAM access token */
   char *api_key;         /* IAM API key */
+  char *token_url;       /* where the API key is exchanged for a bearer token */
+  int64_t token_expires_ms; /* monotonic (couch_now_ms) */
+  unsigned auth_gen;     /* counts logins: a 401 to credentials older than the last one
+                            needs no new login, only a retry */
+  couch_request *login;  /* the login under way, shared by every request that needs it */
+  couch_request *auth_head, *auth_tail; /* the requests waiting for it (auth.c) */
   struct curl_slist *headers; /* custom headers from the options */
-  int basic_auth;        /* send username/password as HTTP basic auth */
   char *proxy;
   char *ca_file;
   int insecure;          /* TLS verification off: asked for explicitly */
@@ -43,6 +53,18 @@ typedef struct couch_conn {
   couch_request *queue_head, *queue_tail; /* requests waiting for a free slot */
 } couch_conn;
 
+/* The option names couch.connect takes (for its unknown-option check). */
+extern const char *const couch_conn_options[];
+
+/* Fill the zeroed c from couch.connect(url, opts) (opts at stack index `opts`, nil or a
+ * table). Raises `usage` errors; c must already be owned by something whose __gc calls
+ * couch_conn_free, so a raise leaks nothing. */
+void couch_conn_init(lua_State *L, couch_conn *c, const char *url, int opts);
+
+/* Wipe the credentials, stop a login under way, free everything. */
 void couch_conn_free(couch_conn *c);
+
+/* "basic", "cookie", "iam" or "none". */
+const char *couch_conn_auth_name(const couch_conn *c);
 
 #endif

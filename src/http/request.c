@@ -1,21 +1,20 @@
-/* The life of one request: configure an easy handle, wait for a free slot on its
- * connection, run on the multi handle, and on completion either schedule a retry
- * (exponential backoff with jitter, Retry-After honoured) or complete the wait. */
+/* The life of one request: configure an easy handle, wait for a login when the
+ * connection needs one (auth.c), wait for a free slot on its connection, run on the multi
+ * handle, and on completion either schedule a retry (exponential backoff with jitter,
+ * Retry-After honoured), log in again after a 401 (auth.c), or complete. */
 #include "http/request.h"
 
+#include "http/auth.h"
+#include "http/retry_after.h"
 #include "http/url.h"
 #include "log.h"
 
-#include "http/retry_after.h"
-
-#include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-static int grow(char **buf, size_t *cap, size_t need) {
+int couch_request_grow(char **buf, size_t *cap, size_t need) {
   if (need <= *cap) return 0;
   size_t cap2 = *cap ? *cap : 4096;
   while (cap2 < need) cap2 *= 2;
@@ -46,97 +45,31 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   couch_request *r = ud;
   size_t len = size * n;
   if ((r->limit_hit = over_limit(r, r->resp_len + len))) return 0; /* aborts the transfer */
-  if (grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
+  if (couch_request_grow(&r->resp, &r->resp_cap, r->resp_len + len + 1)) return 0; /* aborts: out of memory */
   memcpy(r->resp + r->resp_len, data, len);
   r->resp_len += len;
   r->resp[r->resp_len] = '\0';
   return len;
 }
 
-/* Keep the headers of the last response only (a redirect or 100-continue starts anew). */
-static size_t on_header(char *data, size_t size, size_t n, void *ud) {
-  couch_request *r = ud;
-  size_t len = size * n;
-  if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-    r->hdr_len = 0;
-    return len;
-  }
-  if (len <= 2) return len;
-  if (grow(&r->resp_headers, &r->hdr_cap, r->hdr_len + len + 1)) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = data[i];
-    if (c == '\r') continue;
-    r->resp_headers[r->hdr_len++] = c;
-  }
-  r->resp_headers[r->hdr_len] = '\0';
-  /* A session cookie is the connection's business, not the caller's. */
-  if (len > 12 && strncasecmp(data, "set-cookie:", 11) == 0) {
-    const char *v = data + 11;
-    while (*v == ' ') v++;
-    if (strncmp(v, "AuthSession=", 12) == 0) {
-      size_t vl = strcspn(v, ";\r\n");
-      free(r->conn->cookie);
-      r->conn->cookie = strndup(v, vl);
-    }
-  }
-  return len;
-}
-
-const char *couch_request_header(const couch_request *r, const char *name, char *buf, size_t size) {
-  size_t nl = strlen(name);
-  const char *p = r->resp_headers;
-  while (p && *p) {
-    const char *eol = strchr(p, '\n');
-    size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-    if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-      const char *v = p + nl + 1;
-      while (*v == ' ') v++;
-      size_t vl = (size_t)(p + ll - v);
-      if (vl >= size) vl = size - 1;
-      memcpy(buf, v, vl);
-      buf[vl] = '\0';
-      return buf;
-    }
-    p = eol ? eol + 1 : NULL;
-  }
-  return NULL;
-}
-
 static void reset_response(couch_request *r) {
   r->resp_len = r->hdr_len = 0;
   if (r->resp) r->resp[0] = '\0';
-  if (r->resp_headers) r->resp_headers[0] = '\0';
   r->status = 0;
   r->errbuf[0] = '\0';
   r->limit_hit = NULL;
 }
 
-/* Auth and cookies can change between attempts (a session login, a refreshed token). */
-static void apply_auth(couch_request *r) {
-  couch_conn *c = r->conn;
-  CURL *e = r->tr.easy;
-  if (c->basic_auth && c->username) {
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(e, CURLOPT_USERNAME, c->username);
-    curl_easy_setopt(e, CURLOPT_PASSWORD, c->password ? c->password : "");
-  }
-  curl_easy_setopt(e, CURLOPT_COOKIE, c->cookie);
-  if (c->bearer) {
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-    curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, c->bearer);
-  }
-}
-
 static void add_to_multi(couch_request *r) {
   reset_response(r);
-  apply_auth(r);
+  couch_auth_apply(r); /* a login may have changed them since the last attempt */
   r->attempt++;
   r->conn->requests++;
   if (couch_loop_add_transfer(r->loop, &r->tr) == 0) {
     r->in_multi = 1;
   } else {
     r->result = CURLE_FAILED_INIT;
-    couch_wait_complete(r->loop, &r->w);
+    couch_request_finish(r);
   }
 }
 
@@ -308,28 +241,63 @@ static void on_done(couch_transfer *tr, CURLcode result) {
     return;
   }
   release_slot(r);
-  couch_wait_complete(r->loop, &r->w);
+  if (couch_auth_renew(r)) return; /* a 401 to an expired session or token: log in, retry */
+  couch_request_finish(r);
 }
 
-static void cancel(couch_wait *w) {
-  couch_request *r = (couch_request *)w;
+void couch_request_finish(couch_request *r) {
+  if (r->then) r->then(r);
+  else couch_wait_complete(r->loop, &r->w);
+}
+
+void couch_request_stop(couch_request *r) {
   if (r->in_multi) couch_loop_remove_transfer(r->loop, &r->tr);
   r->in_multi = 0;
   couch_timer_stop(&r->loop->timers, &r->retry_timer);
   if (r->queued) unqueue(r);
   release_slot(r);
+  couch_auth_unhold(r);
+}
+
+static void cancel(couch_wait *w) {
+  couch_request *r = (couch_request *)w;
+  couch_request_stop(r);
   r->result = CURLE_ABORTED_BY_CALLBACK;
 }
 
-static void finalize(couch_wait *w) {
-  couch_request *r = (couch_request *)w;
-  cancel(w);
+void couch_request_clear(couch_request *r) {
+  couch_request_stop(r);
+  couch_auth_release(r);
   curl_easy_cleanup(r->tr.easy);
   curl_slist_free_all(r->headers);
   free(r->url);
+  if (r->is_login && r->resp) memset(r->resp, 0, r->resp_cap); /* a token answer */
   free(r->resp);
   free(r->resp_headers);
+  if (r->owned_body) memset(r->owned_body, 0, r->body_len);
+  free(r->owned_body);
   r->tr.easy = NULL;
+  r->headers = NULL;
+  r->url = r->resp = r->resp_headers = r->owned_body = NULL;
+}
+
+static void finalize(couch_wait *w) { couch_request_clear((couch_request *)w); }
+
+int couch_request_init(couch_request *r, couch_loop *loop, couch_conn *conn, const char *method,
+                       const char *url) {
+  r->loop = loop;
+  r->conn = conn;
+  couch_timer_init(&r->retry_timer, on_retry_timer, r);
+  snprintf(r->method, sizeof r->method, "%s", method);
+  r->url = strdup(url);
+  r->retries = conn->retries;
+  r->timeout_ms = conn->timeout_ms;
+  r->idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  r->tr.easy = curl_easy_init();
+  r->tr.done = on_done;
+  if (!r->url || !r->tr.easy) return -1;
+  for (struct curl_slist *h = conn->headers; h; h = h->next) couch_request_add_header(r, h->data);
+  return 0;
 }
 
 couch_request *couch_request_new(lua_State *L, int conn_idx, couch_conn *conn, const char *method,
@@ -339,25 +307,15 @@ couch_request *couch_request_new(lua_State *L, int conn_idx, couch_conn *conn, c
   couch_request *r = (couch_request *)couch_wait_new(L, sizeof *r);
   lua_pushvalue(L, conn_idx);
   lua_setiuservalue(L, -2, 1);
-  r->loop = couch_loop_get(L);
-  r->conn = conn;
   r->w.cancel = cancel;
   r->w.finalize = finalize;
-  couch_timer_init(&r->retry_timer, on_retry_timer, r);
-  snprintf(r->method, sizeof r->method, "%s", method);
-  r->url = strdup(url);
-  r->retries = conn->retries;
-  r->timeout_ms = conn->timeout_ms;
-  r->idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-  r->tr.easy = curl_easy_init();
-  r->tr.done = on_done;
-  if (!r->url || !r->tr.easy) luaL_error(L, "out of memory creating a request");
+  if (couch_request_init(r, couch_loop_get(L), conn, method, url) != 0)
+    luaL_error(L, "out of memory creating a request");
   if (body_idx) {
     r->body = lua_tolstring(L, body_idx, &r->body_len);
     lua_pushvalue(L, body_idx);
     lua_setiuservalue(L, -2, 2);
   }
-  for (struct curl_slist *h = conn->headers; h; h = h->next) couch_request_add_header(r, h->data);
   return r;
 }
 
@@ -374,7 +332,7 @@ static void configure(couch_request *r) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, couch_request_on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   /* gzip where the server offers it, but not on long-polls: a server then holds the
@@ -405,6 +363,10 @@ static void configure(couch_request *r) {
 
 void couch_request_start(couch_request *r) {
   configure(r);
+  if (!couch_auth_hold(r)) couch_request_admit(r);
+}
+
+void couch_request_admit(couch_request *r) {
   couch_conn *c = r->conn;
   if (r->unlimited) {
     add_to_multi(r);

@@ -1,7 +1,11 @@
+/* URL pieces: escaping, query strings, redaction (url.h). Pure C where credentials pass
+ * (the login body), Lua bindings at the end. */
 #include "http/url.h"
 
+#include "hex.h"
 #include "json/json.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +15,35 @@ static int unreserved(unsigned char c) {
          c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-void couch_url_push_escaped(lua_State *L, const char *s, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
+size_t couch_url_escape(char *out, const char *s, size_t len) {
+  size_t n = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (unreserved(c)) {
-      luaL_addchar(&b, (char)c);
+    if (unreserved(c)) out[n++] = (char)c;
+    else n += couch_hex_percent(out + n, c);
+  }
+  return n;
+}
+
+void couch_url_push_escaped(lua_State *L, const char *s, size_t len) {
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, 3 * len);
+  luaL_pushresultsize(&b, couch_url_escape(out, s, len));
+}
+
+size_t couch_url_unescape(char *out, const char *s, size_t len) {
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < len && (hi = couch_hex_value(s[i + 1])) >= 0 &&
+        (lo = couch_hex_value(s[i + 2])) >= 0) {
+      out[n++] = (char)(hi << 4 | lo);
+      i += 2;
     } else {
-      luaL_addchar(&b, '%');
-      luaL_addchar(&b, hex[c >> 4]);
-      luaL_addchar(&b, hex[c & 15]);
+      out[n++] = s[i];
     }
   }
-  luaL_pushresult(&b);
+  return n;
 }
 
 /* Query parameters whose values CouchDB parses as JSON even when they are strings. */
@@ -110,6 +128,14 @@ void couch_url_append_query(lua_State *L, int idx) {
 /* scheme://user:pass@host -> scheme://host. A password with a raw '/' makes the authority
  * look like "admin:pa" (a ':' not followed by a port): then the credentials run to the last
  * '@' before any query or fragment. */
+/* Length of "scheme://" at the start of s (ALPHA *(ALPHA / DIGIT / + - .)), or 0. */
+static size_t scheme_len(const char *s) {
+  size_t i = 0;
+  if (!isalpha((unsigned char)s[0])) return 0;
+  while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.') i++;
+  return strncmp(s + i, "://", 3) == 0 ? i + 3 : 0;
+}
+
 void couch_url_push_redacted(lua_State *L, const char *url) {
   const char *scheme = strstr(url, "://");
   const char *start = scheme ? scheme + 3 : url;
@@ -143,14 +169,37 @@ static int l_escape(lua_State *L) {
   return 1;
 }
 
+static int l_unescape(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  luaL_pushresultsize(&b, couch_url_unescape(out, s, n));
+  return 1;
+}
+
 static int l_redact(lua_State *L) {
   couch_url_push_redacted(L, luaL_checkstring(L, 1));
   return 1;
 }
 
+/* Any string of a value (a replication document): only one that starts with a scheme is a
+ * URL; "n1@127.0.0.1", a node name, keeps its '@'. */
+static int l_redact_value(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  if (scheme_len(s)) couch_url_push_redacted(L, s);
+  else lua_settop(L, 1);
+  return 1;
+}
+
 void couch_url_open(lua_State *L) {
-  lua_pushcfunction(L, l_escape);
-  lua_setfield(L, -2, "escape");
-  lua_pushcfunction(L, l_redact);
-  lua_setfield(L, -2, "redact");
+  static const luaL_Reg fns[] = {{"escape", l_escape}, {"redact", l_redact}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+}
+
+int luaopen_couch_url(lua_State *L) {
+  static const luaL_Reg fns[] = {{"escape", l_escape}, {"unescape", l_unescape}, {"redact", l_redact},
+                                 {"redact_value", l_redact_value}, {NULL, NULL}};
+  luaL_newlib(L, fns);
+  return 1;
 }

@@ -25,7 +25,8 @@
 //   POST /_fake/script   {"path": "/db/doc", "method": "GET" (optional),
 //                         "responses": [ {...}, ... ]}
 //       Each response is used once (or "times": n; -1 = forever), then the next one;
-//       when a script is used up the default handler answers again. A response:
+//       when a script is used up the default handler answers again (logins, POST
+//       /_session and /identity/token, included). A response:
 //         status (200), body (JSON value; a string is sent as is), headers {name: value},
 //         delay (ms before answering), retry_after (seconds: Retry-After header),
 //         behaviour: "stall"    send the headers, never finish the body
@@ -414,8 +415,11 @@ const server = http.createServer(async (req, res) => {
   void counted;
 
   const who = identify(req);
-  if (path === '/identity/token') return handleToken(req, res, text);
-  if (path === '/_session') return handleSession(req, res, text, who);
+  if (path === '/identity/token' || path === '/_session') { // scripts apply to logins too
+    const login = () => (path === '/_session' ? handleSession(req, res, text, who) : handleToken(req, res, text));
+    const r = takeScripted(req.method, path);
+    return r ? playScripted(req, res, r, login) : login();
+  }
   if (path !== '/_up' && path !== '/') {
     if (who.fail) return err(res, 401, 'unauthorized', who.fail);
     if (config.require_auth && !who.user) return err(res, 401, 'unauthorized', UNAUTHORIZED_DB);

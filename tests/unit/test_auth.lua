@@ -11,19 +11,7 @@ local fake = require "fake"
 
 local f = fake.start()
 
-local function b64(s)
-  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  return ((s:gsub(".", function(c)
-    local bits, b = "", c:byte()
-    for i = 8, 1, -1 do bits = bits .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return bits
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return chars:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local b64 = require "b64"
 
 local function fails(fn, ...)
   local ok, err = pcall(fn, ...)
@@ -35,6 +23,25 @@ end
 local host = f.url:match("^http://(.*)$")
 local TOKEN_URL = f.url .. "/identity/token"
 local IAM_FORM_PREFIX = "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey&apikey="
+
+-- n tasks that each GET path at the same time (the id of what they read is their result)
+local function spawn_gets(srv, n, path)
+  local tasks = {}
+  for i = 1, n do tasks[i] = couch.spawn(function() return (srv:request("GET", path))._id end) end
+  return tasks
+end
+
+-- e is the error of a failed login: kind auth, naming the server and saying `why`, with no
+-- trace of the secret in any field
+local function assert_login_error(e, why, secret)
+  lu.assertTrue(couch.is_error(e), tostring(e))
+  lu.assertEquals(e.kind, "auth")
+  lu.assertStrContains(tostring(e), f.url)
+  lu.assertStrContains(tostring(e), why)
+  if secret then
+    for k, v in pairs(e) do lu.assertNotStrContains(tostring(k) .. "=" .. tostring(v), secret) end
+  end
+end
 
 TestAuth = {}
 
@@ -139,8 +146,7 @@ end
 
 function TestAuth:test_cookie_auth_logs_in_once_when_many_tasks_start_together()
   local srv = cookie_server()
-  local tasks = {}
-  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/_session", "POST")
   lu.assertEquals(n, 1)
@@ -211,6 +217,104 @@ function TestAuth:test_explicit_login_returns_the_session()
   lu.assertEquals(#f:requests("/_session", "POST"), 1)
 end
 
+function TestAuth:test_a_failed_login_is_an_auth_error_naming_the_server_without_the_password()
+  local srv = cookie_server("Wrong-Pw-4471")
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  assert_login_error(e, "Name or password is incorrect.", "Wrong-Pw-4471")
+  lu.assertEquals(e.status, 401)
+  lu.assertEquals(e.url, f.url .. "/_session") -- what failed: the login
+  lu.assertEquals(e.method, "POST")
+end
+
+function TestAuth:test_a_login_answered_without_a_session_cookie_is_an_auth_error()
+  f:script("/_session", { { status = 200, body = { ok = true, name = "admin", roles = {} } } }, "POST")
+  local srv = cookie_server()
+  assert_login_error(fails(srv.request, srv, "GET", "/db/doc1"), "without a session cookie")
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_requests_waiting_for_a_failed_login_all_fail_with_it()
+  local srv = cookie_server("wrong")
+  local tasks = spawn_gets(srv, 6, "/db/doc1")
+  for i = 1, 6 do
+    assert_login_error(fails(tasks[i].wait, tasks[i]), "Name or password is incorrect.")
+  end
+  lu.assertEquals(#f:requests("/_session", "POST"), 1) -- one shared login, failed once
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_requests_that_meet_an_expired_session_together_share_one_new_login()
+  local srv = cookie_server()
+  srv:request("GET", "/db/doc1")
+  f:expire_sessions()
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
+  for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
+  lu.assertEquals(#f:requests("/_session", "POST"), 2)
+  lu.assertEquals(#f:requests("/db/doc1"), 17) -- 1 + 8 refused + 8 retried
+end
+
+function TestAuth:test_a_401_to_an_old_session_after_a_new_login_retries_without_logging_in_again()
+  local srv = cookie_server()
+  srv:request("GET", "/db/doc1")
+  -- the first GET /db/doc2 answers 401 late: by then another request has logged in again
+  f:script("/db/doc2", { { status = 401, delay = 400,
+                           body = { error = "unauthorized", reason = "You are not authorized to access this db." } } }, "GET")
+  local slow = couch.spawn(function() return (srv:request("GET", "/db/doc2"))._id end)
+  couch.sleep(0.1)
+  f:expire_sessions()
+  lu.assertEquals((srv:request("GET", "/db/doc1"))._id, "doc1") -- 401, login, retried
+  lu.assertEquals(slow:wait(), "doc2")
+  lu.assertEquals(#f:requests("/_session", "POST"), 2) -- not a third: the new session is kept
+  lu.assertEquals(#f:requests("/db/doc2"), 2)
+end
+
+function TestAuth:test_a_request_cancelled_while_it_waits_for_the_login_leaves_the_others_waiting()
+  f:script("/_session", { { delay = 300 } }, "POST")
+  local srv = cookie_server()
+  local t1 = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end)
+  local t2 = couch.spawn(function() return (srv:request("GET", "/db/doc2"))._id end)
+  couch.sleep(0.05)
+  t1:cancel()
+  lu.assertEquals(t2:wait(), "doc2")
+  lu.assertEquals(#f:requests("/_session", "POST"), 1)
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_a_login_nobody_waits_for_any_more_is_dropped_with_its_server()
+  f:script("/_session", { { delay = 300 } }, "POST")
+  local t = couch.spawn(function() return cookie_server():request("GET", "/db/doc1") end)
+  couch.sleep(0.05)
+  t:cancel()
+  t = nil
+  collectgarbage()
+  collectgarbage() -- the server, the waiting request and the login under way all go
+  couch.sleep(0.4) -- the fake's late answer finds no one
+  local srv = cookie_server() -- and the next server logs in as usual
+  lu.assertEquals((srv:request("GET", "/db/doc1"))._id, "doc1")
+  lu.assertEquals(#f:requests("/db/doc1"), 1)
+end
+
+function TestAuth:test_a_failed_login_outlives_its_server_in_the_errors_it_gave()
+  local errs = {}
+  do
+    local srv = cookie_server("wrong")
+    local tasks = spawn_gets(srv, 3, "/db/doc1")
+    for i = 1, 3 do errs[i] = select(2, pcall(tasks[i].wait, tasks[i])) end
+  end
+  collectgarbage()
+  collectgarbage()
+  for i = 1, 3 do assert_login_error(errs[i], "Name or password is incorrect.") end
+end
+
+function TestAuth:test_the_request_primitive_logs_in_by_itself()
+  -- auth is the request layer's: the C primitive under srv:request needs no Lua around it
+  local srv = cookie_server()
+  local status, body = srv:_send("GET", "/db/doc1")
+  lu.assertEquals(status, 200)
+  lu.assertEquals(body._id, "doc1")
+  lu.assertEquals(#f:requests("/_session", "POST"), 1)
+end
+
 -- ---- IAM ----
 
 local function iam_server(key, opts)
@@ -238,8 +342,7 @@ end
 
 function TestAuth:test_iam_fetches_one_token_when_many_tasks_start_together()
   local srv = iam_server()
-  local tasks = {}
-  for i = 1, 8 do tasks[i] = couch.spawn(function() return (srv:request("GET", "/db/doc1"))._id end) end
+  local tasks = spawn_gets(srv, 8, "/db/doc1")
   for i = 1, 8 do lu.assertEquals(tasks[i]:wait(), "doc1") end
   local n = #f:requests("/identity/token")
   lu.assertEquals(n, 1)
@@ -289,6 +392,40 @@ function TestAuth:test_iam_with_an_unknown_api_key_fails_once_and_sends_nothing_
   lu.assertEquals(e.url, TOKEN_URL)
   lu.assertEquals(#f:requests("/identity/token"), 1)
   lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_a_failed_token_fetch_is_an_auth_error_naming_the_server_without_the_key()
+  local srv = iam_server("Bad-Key-8812")
+  local e = fails(srv.request, srv, "GET", "/db/doc1")
+  assert_login_error(e, "Provided API key could not be found.", "Bad-Key-8812")
+  lu.assertEquals(e.status, 400)
+end
+
+function TestAuth:test_a_token_answer_without_an_access_token_is_an_auth_error()
+  f:script("/identity/token", { { status = 200, body = { token_type = "Bearer" } } }, "POST")
+  local srv = iam_server()
+  assert_login_error(fails(srv.request, srv, "GET", "/db/doc1"), "access_token")
+  lu.assertEquals(#f:requests("/db/doc1"), 0)
+end
+
+function TestAuth:test_iam_allow_401_is_returned_not_retried()
+  local srv = iam_server()
+  srv:request("GET", "/db/doc1")
+  f:expire_tokens()
+  local _, status = srv:request("GET", "/db/doc1", { allow = { [401] = true } })
+  lu.assertEquals(status, 401)
+  lu.assertEquals(#f:requests("/identity/token"), 1)
+end
+
+function TestAuth:test_explicit_login_with_iam_fetches_a_new_token()
+  local srv = iam_server()
+  srv:request("GET", "/db/doc1")
+  srv:login()
+  lu.assertEquals(#f:requests("/identity/token"), 2)
+  local gets = f:requests("/db/doc1")
+  srv:request("GET", "/db/doc1")
+  gets = f:requests("/db/doc1")
+  lu.assertNotEquals(gets[1].headers.authorization, gets[2].headers.authorization)
 end
 
 function TestAuth:test_iam_needs_an_api_key()

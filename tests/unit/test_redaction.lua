@@ -17,19 +17,7 @@ local KEY = "Canary-Key-5519"
 local f = fake.start { users = { admin = PW }, api_keys = { KEY }, require_auth = true }
 local CLOSED_PORT = f:closed_port()
 
-local function b64(s)
-  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  return ((s:gsub(".", function(c)
-    local bits, b = "", c:byte()
-    for i = 8, 1, -1 do bits = bits .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return bits
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return chars:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local b64 = require "b64"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -214,6 +202,33 @@ print("done")
   lu.assertStrContains(out, "done")
   assert_clean(out)
   lu.assertStrContains(f:requests("/identity/token")[1].body, "apikey=" .. KEY)
+end
+
+function TestRedaction:test_logins_renewals_and_failed_logins_logged_at_debug()
+  local out, ok = run [[
+couch.log { level = "debug" }
+local control = couch.connect(URL)
+local srv = couch.connect(URL, { user = "admin", password = PW, auth = "cookie" })
+show("response", srv:request("GET", "/db/doc1"))
+control:request("POST", "/_fake/expire_sessions", { body = {} })
+show("renewed", srv:request("GET", "/db/doc1"))
+local iam = couch.connect(URL, { api_key = KEY, token_url = URL .. "/identity/token" })
+show("iam", iam:request("GET", "/db/doc1"))
+control:request("POST", "/_fake/expire_tokens", { body = {} })
+show("iam renewed", iam:request("GET", "/db/doc1"))
+local bad = couch.connect(URL, { user = "admin", password = PW .. "-wrong", auth = "cookie" })
+show_error("elogin", bad.request, bad, "GET", "/db/doc1")
+local badkey = couch.connect(URL, { api_key = KEY .. "-wrong", token_url = URL .. "/identity/token" })
+show_error("etoken", badkey.request, badkey, "GET", "/db/doc1")
+print("done")
+]]
+  lu.assertNotEquals(ok, false, out)
+  if os.getenv("COUCHLUA_TEST_SHOW") then print(out) end
+  for _, want in ipairs { "logging in to " .. f.url, "expired, sending it again", "POST " .. f.url .. "/_session",
+                          "/identity/token", "Name or password is incorrect.", "done" } do
+    lu.assertStrContains(out, want)
+  end
+  assert_clean(out)
 end
 
 function TestRedaction:test_errors_inside_tasks()

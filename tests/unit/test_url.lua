@@ -176,6 +176,18 @@ function TestUrl:test_redact_leaves_urls_without_credentials_alone()
   lu.assertEquals(couch.redact(""), "")
 end
 
+function TestUrl:test_the_lua_half_gets_the_same_url_functions()
+  local url = require "couch.url"
+  lu.assertEquals(url.unescape("some%20one:p%40ss%3aw%2Frd%25"), "some one:p@ss:w/rd%")
+  lu.assertEquals(url.unescape("100%"), "100%") -- a lone or broken escape stays as it is
+  lu.assertEquals(url.unescape("%4"), "%4")
+  lu.assertEquals(url.unescape("%zz%41"), "%zzA")
+  lu.assertEquals(url.unescape(url.escape("a b/ü%")), "a b/ü%")
+  lu.assertEquals(url.redact("user:pass@host:5984"), "host:5984") -- known to be a URL
+  lu.assertEquals(url.redact_value("n1@127.0.0.1"), "n1@127.0.0.1") -- any string: not a URL
+  lu.assertEquals(url.redact_value("http://u:p@host/db"), "http://host/db")
+end
+
 function TestUrl:test_a_server_url_never_keeps_credentials()
   local s = couch.connect("http://user:pass@127.0.0.1:5984/prefix/")
   lu.assertEquals(s.url, "http://127.0.0.1:5984/prefix")
