@@ -46,8 +46,16 @@ size_t couch_url_unescape(char *out, const char *s, size_t len) {
   return n;
 }
 
+/* A query key: its bytes and length, so that a key with a NUL in it is sorted, escaped and
+ * looked up whole. */
+typedef struct {
+  const char *s;
+  size_t n;
+} query_key;
+
 /* Query parameters whose values CouchDB parses as JSON even when they are strings. */
-static int json_param(const char *k) {
+static int json_param(const char *k, size_t n) {
+  if (strlen(k) != n) return 0; /* a key with a NUL in it */
   static const char *const names[] = {"key", "keys", "startkey", "start_key", "endkey", "end_key",
                                       NULL};
   for (int i = 0; names[i]; i++)
@@ -56,7 +64,7 @@ static int json_param(const char *k) {
 }
 
 /* Push the text of one query value. */
-static void push_query_value(lua_State *L, const char *key, int v) {
+static void push_query_value(lua_State *L, const query_key *key, int v) {
   switch (lua_type(L, v)) {
     case LUA_TBOOLEAN:
       lua_pushstring(L, lua_toboolean(L, v) ? "true" : "false");
@@ -74,7 +82,7 @@ static void push_query_value(lua_State *L, const char *key, int v) {
       }
       break;
     case LUA_TSTRING:
-      if (!json_param(key)) lua_pushvalue(L, v);
+      if (!json_param(key->s, key->n)) lua_pushvalue(L, v);
       else couch_json_encode(L, v, NULL);
       break;
     default:
@@ -83,7 +91,9 @@ static void push_query_value(lua_State *L, const char *key, int v) {
 }
 
 static int key_less(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
+  const query_key *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
 void couch_url_append_query(lua_State *L, int idx) {
@@ -95,10 +105,13 @@ void couch_url_append_query(lua_State *L, int idx) {
   size_t n = 0;
   for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
     if (lua_type(L, -2) == LUA_TSTRING) n++;
-  const char **keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+  query_key *keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
   n = 0;
   for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
-    if (lua_type(L, -2) == LUA_TSTRING) keys[n++] = lua_tostring(L, -2); /* anchored in the table */
+    if (lua_type(L, -2) == LUA_TSTRING) { /* anchored in the table */
+      keys[n].s = lua_tolstring(L, -2, &keys[n].n);
+      n++;
+    }
   qsort(keys, n, sizeof *keys, key_less);
   char sep = strchr(lua_tostring(L, base), '?') ? '&' : '?';
   luaL_Buffer b;
@@ -108,11 +121,12 @@ void couch_url_append_query(lua_State *L, int idx) {
   for (size_t i = 0; i < n; i++) {
     luaL_addchar(&b, sep);
     sep = '&';
-    couch_url_push_escaped(L, keys[i], strlen(keys[i]));
+    couch_url_push_escaped(L, keys[i].s, keys[i].n);
     luaL_addvalue(&b);
     luaL_addchar(&b, '=');
-    lua_getfield(L, idx, keys[i]);
-    push_query_value(L, keys[i], lua_gettop(L));
+    lua_pushlstring(L, keys[i].s, keys[i].n);
+    lua_rawget(L, idx);
+    push_query_value(L, &keys[i], lua_gettop(L));
     size_t vlen;
     const char *v = lua_tolstring(L, -1, &vlen);
     couch_url_push_escaped(L, v, vlen);

@@ -92,6 +92,12 @@ function TestUrl:test_a_query_value_that_cannot_be_encoded_is_an_error()
   end
 end
 
+-- a key is its bytes, a NUL included: it was cut at the NUL, so "key\0x" went out as the
+-- JSON parameter "key" (found by tests/fuzz/fuzz_url.c)
+function TestUrl:test_a_query_key_with_a_nul_is_sent_whole()
+  lu.assertEquals(sent_query { ["key\0x"] = "v", key = "k" }, "key=%22k%22&key%00x=v")
+end
+
 function TestUrl:test_json_parameters_are_json_encoded()
   lu.assertEquals(sent_query { key = "abc" }, "key=%22abc%22")
   lu.assertEquals(sent_query { startkey = "a", endkey = "z" }, "endkey=%22z%22&startkey=%22a%22")
