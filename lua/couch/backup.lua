@@ -134,6 +134,18 @@ return function(couch)
     return s
   end
 
+  -- couchbackup's files name an attachment's type "contentType" (the Cloudant SDK's name),
+  -- and couchrestore reads only that: couchbackup-format files with attachments carry it
+  -- beside CouchDB's "content_type" (couch.restore drops it again)
+  local function with_sdk_content_types(text)
+    local d = json.decode(text)
+    if type(d._attachments) ~= "table" then return text end
+    for _, a in pairs(d._attachments) do
+      if type(a) == "table" and a.content_type ~= nil and a.contentType == nil then a.contentType = a.content_type end
+    end
+    return json.encode(d)
+  end
+
   local function entry_error(e)
     local x = e.entry or {}
     if x.missing then return "missing", "no such revision " .. tostring(x.missing) end
@@ -186,7 +198,11 @@ return function(couch)
         local key = s.id .. "\0" .. s.rev
         if not seen[key] then   -- latest=true: two old revisions can lead to one leaf
           seen[key] = true
-          out[#out + 1] = one_line(s.json)
+          local text = s.json
+          if run.attachments and not run.lossless and text:find('"_attachments"', 1, true) then
+            text = with_sdk_content_types(text)
+          end
+          out[#out + 1] = one_line(text)
         end
       elseif run.lossless then
         local err, reason, rev = entry_error(s)
@@ -583,8 +599,25 @@ return function(couch)
       if progress then progress(stats) end
     end
 
+    -- couchbackup writes an attachment's type as "contentType" (the Cloudant SDK's name for
+    -- it), which CouchDB ignores: it goes back as "content_type"
+    local function fix_content_types(docs)
+      for _, d in ipairs(docs) do
+        if type(d) == "table" and type(d._attachments) == "table" then
+          for _, a in pairs(d._attachments) do
+            if type(a) == "table" and a.contentType ~= nil then
+              if a.content_type == nil then a.content_type = a.contentType end
+              a.contentType = nil
+            end
+          end
+        end
+      end
+    end
+
     local function chunks_of(docs, text, lineno, push)
       local n = #docs
+      local raw_ok = true
+      if text:find('"contentType"', 1, true) then fix_content_types(docs); raw_ok = false end
       counts[lineno] = n
       left[lineno] = (n + size - 1) // size
       for i = 1, n, size do
@@ -596,7 +629,7 @@ return function(couch)
             { line = lineno })
         end
         local body
-        if i == 1 and last == n then
+        if raw_ok and i == 1 and last == n then
           body = '{"docs":' .. text .. (new_edits == false and ',"new_edits":false}' or '}')
         else
           local chunk = json.array {}
