@@ -386,7 +386,13 @@ return function(couch)
         local rows = db:all_docs(q).rows
         if #rows == 0 then break end
         local docs = json.array {}
-        for i, r in ipairs(rows) do docs[i] = r.doc end
+        for i, r in ipairs(rows) do
+          docs[i] = r.doc
+          for _, a in pairs(attachments and type(r.doc) == "table" and type(r.doc._attachments) == "table"
+                            and r.doc._attachments or {}) do
+            if type(a) == "table" and a.content_type ~= nil then a.contentType = a.content_type end
+          end
+        end
         write(f, json.encode(docs) .. "\n", what)
         stats.docs, stats.batches = stats.docs + #docs, stats.batches + 1
         if progress then progress(stats) end
@@ -417,7 +423,7 @@ return function(couch)
       local close
       f, close = open_file(opts.file, "w")
       write(f, header(mode, attachments, lossless), what)
-      pipeline(par, function(push)
+      local ok, err = pcall(pipeline, par, function(push)
         local since = 0
         while true do
           local res = db:changes { since = since, limit = size, style = lossless and "all_docs" or nil }
@@ -429,8 +435,9 @@ return function(couch)
       end, function(reqs)
         emit(fetch(run, reqs))
       end)
-      flush(f, what)
+      if ok then ok, err = pcall(flush, f, what) end
       if close then f:close() end
+      if not ok then error(err, 0) end
       return stats
     end
 
@@ -442,6 +449,12 @@ return function(couch)
     end
     if st and st.complete then
       stats.resumed = true
+      local probe = io.open(opts.file, "r")
+      if not probe then
+        fail("FileError", ("cannot resume: the backup file %s is missing (the log marks batches done in it)"):format(opts.file),
+          { file = opts.file })
+      end
+      probe:close()
       local seen, kind = ids_in_file(opts.file)
       if kind and kind ~= (lossless and "all" or "full") then
         usage("revisions", ("the backup file %s was written with %s, not revisions = %q: resume it as it was begun")

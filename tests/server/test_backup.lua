@@ -320,14 +320,17 @@ end
 
 function TestBackup:test_couch_backup_attachments_restore_with_couchrestore()
   couchbackup_ready()
-  local src, dst = ts.fresh_db(srv, "bk_src"), ts.fresh_db(srv, "bk_dst")
+  local src = ts.fresh_db(srv, "bk_src")
   local bin = fill_attachments(src)
-  local file, err = self:tmp(), self:tmp()
-  couch.backup { source = src, file = file, attachments = true, buffer_size = 3 }
-  node_tool("couchrestore", dst, "--attachments < " .. sh_quote(file) .. " 2>" .. sh_quote(err))
-  lu.assertEquals(attachment_stubs(dst), attachment_stubs(src))
-  lu.assertEquals(dst:get_attachment("att2", "bin.dat"), bin .. "2")
-  lu.assertEquals(snapshot(dst), snapshot(src))
+  for _, mode in ipairs { "full", "shallow" } do
+    local dst = ts.fresh_db(srv, "bk_dst")
+    local file, err = self:tmp(), self:tmp()
+    couch.backup { source = src, file = file, attachments = true, buffer_size = 3, mode = mode }
+    node_tool("couchrestore", dst, "--attachments < " .. sh_quote(file) .. " 2>" .. sh_quote(err))
+    lu.assertEquals(attachment_stubs(dst), attachment_stubs(src), mode)
+    lu.assertEquals(dst:get_attachment("att2", "bin.dat"), bin .. "2", mode)
+    lu.assertEquals(snapshot(dst), snapshot(src), mode)
+  end
 end
 
 os.exit(lu.LuaUnit.run())
