@@ -7,7 +7,7 @@ local couch = require "couch"
 local EXIT = { Error = 1, InvalidOption = 2, DatabaseNotFound = 10, Unauthorized = 11, Forbidden = 12,
                DatabaseNotEmpty = 13, NoLogFileName = 20, LogDoesNotExist = 21, LogFileExists = 23,
                HTTPFatalError = 40, BackupFileJsonError = 1, RestoreError = 1, FileError = 1,
-               BackupFormatTooNew = 1, BackupFormatUnknown = 1, LogMismatch = 1, FetchError = 1, Cancelled = 130 }
+               BackupFormatTooNew = 1, BackupFormatUnknown = 1, BackupFileIncomplete = 1, LogMismatch = 1, FetchError = 1, Cancelled = 130 }
 
 local args = { table.unpack(arg) }
 local direction = (arg[0] or ""):match("restore[^/]*$") and "restore" or "backup"

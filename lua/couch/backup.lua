@@ -15,7 +15,9 @@
 -- open_revs GET per document where the server has no _bulk_get), as the native engine
 -- reads a source. Its header has "format":"couchlua-all-revisions" and "format_version"
 -- and no "mode": couchrestore refuses it at line 1 instead of restoring it with numbers
--- rounded by JavaScript. Documents are written as the exact bytes the server sent.
+-- rounded by JavaScript. Its last line is {"end":"couchlua-all-revisions"}: a file
+-- without it is incomplete, and restore says so. Documents are written as the exact bytes
+-- the server sent.
 --
 -- The log (full mode, `log = path`) is couchbackup's too: ":t batchN [{"id":..},..]" for
 -- each batch of ids spooled from _changes (with "revs" in all-revisions mode),
@@ -39,6 +41,8 @@ return function(couch)
   local RESUME_LINE = '{"marker":"' .. RESUME_MARKER .. '"}'
   local FORMAT = "couchlua-all-revisions"
   local FORMAT_VERSION = 1
+  -- the last line of a finished all-revisions backup: a file without it is incomplete
+  local END_LINE = '{"end":"' .. FORMAT .. '"}'
 
   local function usage(arg, msg)
     couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
@@ -435,6 +439,7 @@ return function(couch)
       end, function(reqs)
         emit(fetch(run, reqs))
       end)
+      if ok and lossless then ok, err = pcall(write, f, END_LINE .. "\n", what) end
       if ok then ok, err = pcall(flush, f, what) end
       if close then f:close() end
       if not ok then error(err, 0) end
@@ -509,8 +514,10 @@ return function(couch)
     end, function(b)
       emit(fetch(run, b.reqs), b.n)
     end)
+    if ok and lossless then ok, err = pcall(write, f, END_LINE .. "\n", what) end
+    if ok then ok, err = pcall(flush, f, what) end
     logf:close()
-    if type(opts.file) == "string" then f:close() else pcall(flush, f, what) end
+    if type(opts.file) == "string" then f:close() end
     if not ok then error(err, 0) end
     return stats
   end
@@ -629,6 +636,11 @@ return function(couch)
 
     local function chunks_of(docs, text, lineno, push)
       local n = #docs
+      for k = 1, n do
+        if type(docs[k]) ~= "table" or json.is_array(docs[k]) then
+          fail("BackupFileJsonError", ("line %d of %s: element %d is not a document"):format(lineno, what, k), { line = lineno })
+        end
+      end
       local raw_ok = true
       if text:find('"contentType"', 1, true) then fix_content_types(docs); raw_ok = false end
       counts[lineno] = n
@@ -653,6 +665,7 @@ return function(couch)
       end
     end
 
+    local ended = false   -- all-revisions files: the end line was the last one
     local ok, err = pcall(pipeline, par, function(push)
       local lineno = 0
       for line in f:lines() do
@@ -668,7 +681,10 @@ return function(couch)
             flush(logf, opts.log)
           end
         end
-        if line ~= "" and line ~= RESUME_LINE and not (rlog and rlog.done[lineno]) then
+        if line ~= "" and line ~= RESUME_LINE then ended = ended and line == END_LINE end
+        if lossless and line == END_LINE then
+          ended = true
+        elseif line ~= "" and line ~= RESUME_LINE and not (rlog and rlog.done[lineno]) then
           local okd, v = pcall(json.decode, line)
           if not okd then
             if not lenient then
@@ -693,6 +709,11 @@ return function(couch)
               { line = lineno })
           end
         end
+      end
+      if lossless and not ended then
+        fail("BackupFileIncomplete", ("%s ends at line %d without the end line of a finished all-revisions backup: "
+          .. "the backup was interrupted (resume it with its log) or the file was cut short"):format(what, lineno),
+          { line = lineno })
       end
     end, send)
     if close then f:close() end

@@ -139,7 +139,8 @@ function TestRevisions:test_round_trip_reproduces_revision_trees()
   lu.assertEquals(head.format, "couchlua-all-revisions")
   lu.assertEquals(head.format_version, 1)
   lu.assertNil(head.mode)                   -- so that couchrestore refuses the file
-  for i = 2, #lines do lu.assertTrue(json.is_array(json.decode(lines[i])), "line " .. i) end
+  for i = 2, #lines - 1 do lu.assertTrue(json.is_array(json.decode(lines[i])), "line " .. i) end
+  lu.assertEquals(lines[#lines], '{"end":"couchlua-all-revisions"}')
 
   local rs = couch.restore { file = file, target = dst, buffer_size = 5, parallelism = 4 }
   lu.assertEquals(rs.docs, leaves)
@@ -228,6 +229,26 @@ function TestRevisions:test_newer_or_unknown_format_is_refused()
   ok, err = pcall(couch.restore, { file = file, target = dst })
   lu.assertFalse(ok); lu.assertEquals(err.code, "BackupFileJsonError"); lu.assertEquals(err.line, 2)
   lu.assertEquals(dst:info().doc_count, 0)
+end
+
+-- An all-revisions file ends with its end line: one cut at a line boundary (a backup
+-- killed without a log, a partial copy) is refused at its end, the restore not complete.
+function TestRevisions:test_a_file_cut_at_a_line_boundary_is_incomplete()
+  local src, dst = ts.fresh_db(srv, "rv_src"), ts.fresh_db(srv, "rv_dst")
+  fill(src, 30)
+  local file, cut, log = self:tmp(), self:tmp(), self:tmp()
+  couch.backup { source = src, file = file, revisions = "all", buffer_size = 10 }
+  local lines = read_lines(file)
+  lu.assertEquals(lines[#lines], '{"end":"couchlua-all-revisions"}')
+  local f = assert(io.open(cut, "w"))
+  for i = 1, #lines - 2 do f:write(lines[i], "\n") end
+  f:close()
+  local ok, err = pcall(couch.restore, { file = cut, target = dst, log = log })
+  lu.assertFalse(ok)
+  lu.assertEquals(err.code, "BackupFileIncomplete")
+  lu.assertEquals(err.line, #lines - 2)
+  lu.assertStrContains(tostring(err), "without the end line")
+  lu.assertNotStrContains(table.concat(read_lines(log), "\n"), ":restore_complete")
 end
 
 -- Restore killed with SIGKILL at random points (while other batches are in flight), then
