@@ -666,6 +666,7 @@ return function(couch)
     end
 
     local ended = false   -- all-revisions files: the end line was the last one
+    local since_gc = 0    -- bytes read since the last full collection
     local ok, err = pcall(pipeline, par, function(push)
       local lineno = 0
       for line in f:lines() do
@@ -694,6 +695,13 @@ return function(couch)
             end
           elseif type(v) == "table" and json.is_array(v) then
             if #v > 0 then chunks_of(v, line, lineno, push) end
+            -- the decoded lines (and the requests' answers) are garbage soon: a full
+            -- collection every 8 MB read keeps memory flat however long the file (left
+            -- alone, the collector lags behind the request objects' memory outside Lua and
+            -- the peak grows with the file: 59 MB at 100,000 documents, 33 MB with this)
+            v = nil
+            since_gc = since_gc + #line
+            if since_gc > 8 * 1024 * 1024 then since_gc = 0; collectgarbage() end
           elseif lineno == 1 and check_header(v, what) then
             local kind = check_header(v, what)
             if kind == "all" then
