@@ -70,5 +70,40 @@ couchlua -e 'require("couch").connect(os.getenv("COUCHLUA_TEST_URL")):db("cmd_ds
 run "corrupt file" 1 couchlua-restore --db cmd_dst3 --input "$tmp/bad.json" -q
 [[ $err == *"line 2"* ]] || fail "the error does not name the line"
 
+run "restore a file of a newer format" 1 couchlua-restore --db cmd_dst3 -q --input <(printf '%s\n' \
+  '{"attachments":true,"format":"couchlua-all-revisions","format_version":99,"name":"couchlua","revisions":"all","version":"9"}' '[]')
+[[ $err == *"line 1"* && $err == *"newer"* ]] || fail "the error does not say the format is newer"
+run "restore into a missing database" 10 couchlua-restore --db no_such_db_here -q --input "$tmp/bk.json"
+run "backup to a full disk" 1 couchlua-backup --db cmd_src -q --output /dev/full
+[[ $err == */dev/full* ]] || fail "the error does not name the file"
+run "backup --revisions with --mode shallow" 2 couchlua-backup --db cmd_src --revisions all --mode shallow
+
+# lossless: a conflict and a deletion survive backup | restore
+couchlua -e '
+local couch = require "couch"
+local db = couch.connect(os.getenv("COUCHLUA_TEST_URL")):db("cmd_src")
+db:bulk_docs({ { _id = "d01", _rev = "1-feedbeef", other = true } }, { new_edits = false })
+local d = db:get("d02"); db:delete_doc("d02", d._rev)
+couch.connect(os.getenv("COUCHLUA_TEST_URL")):db("cmd_all"):create()' || fail "lossless setup"
+current="backup --revisions all | restore"
+couchlua-backup --db cmd_src --revisions all -b 7 -p 3 -q 2>"$tmp/err1" | couchlua-restore --db cmd_all -q 2>"$tmp/err2"
+st=("${PIPESTATUS[@]}")
+[[ ${st[0]} == 0 && ${st[1]} == 0 ]] || { err=$(cat "$tmp/err1" "$tmp/err2"); fail "exit ${st[*]}"; }
+out=$(couchlua -e '
+local db = require("couch").connect(os.getenv("COUCHLUA_TEST_URL")):db("cmd_all")
+local deleted = 0   -- pouchdb-server has no doc_del_count: from _changes
+for _, ch in ipairs(db:changes().results) do if ch.deleted then deleted = deleted + 1 end end
+print(db:info().doc_count, deleted, #db:get("d01", { conflicts = true })._conflicts)')
+[[ $out == $'24\t1\t1' ]] || fail "restored (docs, deleted, conflicts) = $out, expected 24 1 1"
+
+# restore with a log: a finished one resumes to nothing; the log must not be overwritten
+couchlua -e 'require("couch").connect(os.getenv("COUCHLUA_TEST_URL")):db("cmd_dst4"):create()'
+run "restore with a log" 0 couchlua-restore --db cmd_dst4 --input "$tmp/bk.json" --log "$tmp/rlog" -b 4
+grep -q '^:restore_complete 25$' "$tmp/rlog" || fail "the restore log is not complete: $(tail -2 "$tmp/rlog")"
+run "restore log exists without --resume" 23 couchlua-restore --db cmd_dst4 --input "$tmp/bk.json" --log "$tmp/rlog"
+run "resume a finished restore" 0 couchlua-restore --db cmd_dst4 --input "$tmp/bk.json" --log "$tmp/rlog" --resume
+[[ $err == *"finished, 0 documents (25 restored before)"* ]] || fail "resume of a finished restore"
+run "restore --resume without --log" 20 couchlua-restore --db cmd_dst4 --resume --input "$tmp/bk.json"
+
 if ((failures)); then echo "$failures failure(s)" >&2; exit 1; fi
 echo "ok"
