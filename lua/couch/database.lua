@@ -212,7 +212,7 @@ return function(couch)
     check(opts, "db:get_attachment", ATTACHMENT_PARAMS)
     local body = self:request("GET", "/" .. doc_path(id) .. "/" .. escape(name),
       { query = pick(opts, ATTACHMENT_PARAMS), raw = true })
-    return body
+    return body or "" -- a zero-length attachment (the request layer gives no body as nil)
   end
 
   function Database:put_attachment(id, name, data, content_type, rev)

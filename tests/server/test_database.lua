@@ -213,6 +213,9 @@ function TestDocs:test_attachments()
   lu.assertTrue(res.ok)
   lu.assertEquals(self.db:get_attachment("att", "file.bin"), bytes)
   lu.assertNotNil(self.db:get("att")._attachments["file.bin"])
+  -- a zero-length attachment is "", not nil
+  res = self.db:put_attachment("att", "empty.txt", "", "text/plain", res.rev)
+  lu.assertEquals(self.db:get_attachment("att", "empty.txt"), "")
 end
 
 function TestDocs:test_security_object()
