@@ -5,6 +5,10 @@
 -- A follower's last state is consistent: the document's own end wins, and when the
 -- scheduler says a job ended before its document does (a cluster), the follower waits for
 -- the document (at most `settle` seconds, then reads it once).
+-- At 10,000 followers the costs that matter are memory and garbage per follower: the poll
+-- decodes a page at a time and keeps, per follower, only the fields of its row a state is
+-- made of, and only when they changed; a follower is woken only when its inputs changed,
+-- and yields only when its state did (compared field by field, nothing encoded).
 return function(couch, Replicator, h)
   local json = couch.json
   local redact = require("couch.redact")
@@ -25,14 +29,32 @@ return function(couch, Replicator, h)
     f.cond:signal()
   end
 
-  -- What a follower would see change in a scheduler row, as one string (cheap: a poll of
-  -- 10,000 rows builds 10,000 of them)
-  local function sched_mark(s)
-    local info = s.info
-    local i = type(info) == "table" and info or {}
-    return table.concat({ tostring(s.state), tostring(s.error_count), tostring(s.last_updated), tostring(s.node),
-      tostring(i.error), tostring(i.docs_read), tostring(i.docs_written), tostring(i.doc_write_failures),
-      tostring(i.changes_pending), tostring(i.checkpointed_source_seq), tostring(i.through_seq) }, "\0")
+  -- The part of a scheduler row a state is made of (a row carries twice as much: database,
+  -- doc_id, source, target, proxies), kept per follower until the row changes.
+  local function compact(s)
+    return { state = s.state, info = s.info, error_count = s.error_count, start_time = s.start_time,
+             last_updated = s.last_updated, node = s.node, id = s.id }
+  end
+
+  local function same_table(a, b)
+    if a == b then return true end
+    if type(a) ~= "table" or type(b) ~= "table" then return false end
+    for k, v in pairs(b) do if a[k] ~= v then return false end end
+    for k in pairs(a) do if b[k] == nil then return false end end
+    return true
+  end
+
+  -- Whether a follower would see anything new in row s (old: what it has)
+  local function row_changed(old, s)
+    return not old or old.state ~= s.state or old.error_count ~= s.error_count or old.last_updated ~= s.last_updated
+      or old.node ~= s.node or old.id ~= s.id or not same_table(old.info, s.info)
+  end
+
+  -- Whether state st says anything the last one yielded (prev) did not
+  local function state_changed(prev, st)
+    return not prev or prev.state ~= st.state or prev._replication_state ~= st._replication_state
+      or prev.error_count ~= st.error_count or prev.last_updated ~= st.last_updated or prev.node ~= st.node
+      or not same_table(prev.info, st.info)
   end
 
   -- One watcher per server and replicator database: a changes feed for all the documents
@@ -65,37 +87,42 @@ return function(couch, Replicator, h)
     end)
     if scheduler.supported(rep.server) then
       w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
+        local gen = 0
+        -- a row of an active job: followers whose row changed are woken, with its compact copy
+        local function seen(s)
+          local list = w.followers[s.doc_id]
+          if not list then return end
+          local c
+          for f in pairs(list) do
+            f.gen, f.gone_since = gen, nil
+            if row_changed(f.sched, s) then
+              c = c or compact(s)
+              f.sched = c
+              notify(f)
+            end
+          end
+        end
         while true do
           couch.sleep(w.interval)
           if w.sched_read and couch.now() - w.sched_read.at > w.interval then w.sched_read = nil end
-          -- Only the jobs that can still change (one page per 1000 of them): a job's end
+          -- Only the jobs that can still change (a page of 1000 at a time): a job's end
           -- comes with its document through the feed. A row that is missing (a cluster
           -- drops a finishing job's row for a second, or the job ended) keeps the last one.
-          local ok, by_id = pcall(scheduler.docs_by_id, rep.server, rep.db_name, scheduler.ACTIVE)
-          if ok and by_id and w.adaptive then
-            local n = 0
-            for _ in pairs(by_id) do n = n + 1 end
-            w.interval = math.max(1, n / 2000)
-          end
-          if ok and by_id then
-            for id, list in pairs(w.followers) do
-              local s = by_id[id]
-              local mark = s and sched_mark(s)
+          gen = gen + 1
+          local ok, n = pcall(scheduler.each_doc, rep.server, rep.db_name, scheduler.ACTIVE, seen)
+          if ok and n and w.adaptive then w.interval = math.max(1, n / 2000) end
+          if ok and n then
+            local now = couch.now()
+            for _, list in pairs(w.followers) do
               for f in pairs(list) do
-                if not s and f.sched and ACTIVE[f.sched.state] then
+                if f.gen ~= gen and f.ready and f.sched and ACTIVE[f.sched.state] then
                   -- gone from the active jobs: its document should say how it ended; if
                   -- it has not after `settle` seconds, the follower reads both once
-                  f.gone_since = f.gone_since or couch.now()
-                  if couch.now() - f.gone_since >= f.settle then
+                  f.gone_since = f.gone_since or now
+                  if now - f.gone_since >= f.settle then
                     f.gone_since, f.recheck = nil, true
                     notify(f)
                   end
-                elseif s then
-                  f.gone_since = nil
-                end
-                if mark and mark ~= f.sched_mark then
-                  f.sched_mark, f.sched = mark, s
-                  notify(f)
                 end
               end
             end
@@ -108,6 +135,9 @@ return function(couch, Replicator, h)
 
   -- Followers that start in the same turn of the loop share one read of their documents
   -- (POST _all_docs with the keys) and one of the scheduler, instead of two requests each.
+  -- A small fleet's scheduler read (up to CACHE_ROWS rows) also serves the batches that
+  -- start within the next interval.
+  local CACHE_ROWS = 2000
   local function read_initial(w, f)
     w.pending_init = w.pending_init or {}
     w.pending_init[#w.pending_init + 1] = f
@@ -117,14 +147,28 @@ return function(couch, Replicator, h)
       local batch = w.pending_init
       w.pending_init, w.init_task = nil, nil
       local ok, err = pcall(function()
-        -- one read of the scheduler serves every batch that starts within an interval
         local c = w.sched_read
-        if not c or couch.now() - c.at > w.interval then
-          c = { by_id = scheduler.docs_by_id(w.rep.server, w.rep.db_name) }
-          c.at = couch.now()
-          w.sched_read = c
+        if c and couch.now() - c.at <= w.interval then
+          for _, x in ipairs(batch) do
+            if x.sched == nil then x.sched = c.by_id[x.id] end
+          end
+        else
+          -- a page at a time: the rows of this batch's followers are kept (compact)
+          local cache, rows = {}, 0
+          local n = scheduler.each_doc(w.rep.server, w.rep.db_name, nil, function(s)
+            rows = rows + 1
+            local list, cs = w.followers[s.doc_id], nil
+            if cache then
+              if rows > CACHE_ROWS then cache = nil else cs = compact(s); cache[s.doc_id] = cs end
+            end
+            if list then
+              for x in pairs(list) do
+                if not x.ready and x.sched == nil then cs = cs or compact(s); x.sched = cs end
+              end
+            end
+          end)
+          if n and cache then w.sched_read = { by_id = cache, at = couch.now() } end
         end
-        local by_id = c.by_id
         -- 1000 documents per request, each answer used and dropped before the next: a
         -- fleet's first read stays a few MB at a time
         for first = 1, #batch, 1000 do
@@ -137,7 +181,6 @@ return function(couch, Replicator, h)
             elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
             elseif row and row.value and row.value.deleted then x.doc = false
             else x.missing = true end
-            if x.sched == nil then x.sched = by_id and by_id[x.id] or nil end
           end
         end
       end)
@@ -191,7 +234,7 @@ return function(couch, Replicator, h)
       reread(self, f)
       if f.doc then
         local ok, s = pcall(scheduler.doc_or_nil, self.server, self.db_name, f.id)
-        if ok and s then f.sched = s end
+        if ok and s then f.sched = compact(s) end
       end
     end
     if f.error or f.missing then
@@ -213,17 +256,18 @@ return function(couch, Replicator, h)
       if f.hold_until == nil then f.hold_until = couch.now() + f.settle end
       if f.hold_until then return nil end
     end
-    f.last_state = st.state
-    local mark = json.encode { st.state, st._replication_state or json.null, st.info or json.null,
-                               st.error_count or 0, st.last_updated or json.null, st.node or json.null }
-    if mark == f.last_mark then return nil end
-    f.last_mark = mark
+    if not state_changed(f.last, st) then return nil end
+    f.last = st
     if terminal(st.state, has_sched) then
       f.finished = true
       leave(w, f)
     end
     return st
   end
+
+  -- a follow loop left early (break, error) leaves the watcher: one metatable for all
+  local CLOSE_ONE = { __close = function(c) leave(c[1], c[2]) end }
+  local CLOSE_MANY = { __close = function(c) for _, f in ipairs(c[2]) do leave(c[1], f) end end }
 
   local FOLLOW_SPEC = { interval = "number", timeout = "number", settle = "number" }
 
@@ -247,7 +291,7 @@ return function(couch, Replicator, h)
     local deadline = opts.timeout and couch.now() + opts.timeout
     local has_sched = scheduler.supported(self.server)
     local w, f = join(self, id, opts, couch.cond(), nil)
-    local closer = setmetatable({}, { __close = function() leave(w, f) end })
+    local closer = setmetatable({ w, f }, CLOSE_ONE)
     local function iter()
       while not f.finished do
         if not f.dirty then
@@ -264,7 +308,7 @@ return function(couch, Replicator, h)
             elseif deadline and couch.now() >= deadline then
               f.finished = true
               leave(w, f)
-              timed_out(("replication %q"):format(id), opts.timeout, f.last_state or "initializing", 1, id)
+              timed_out(("replication %q"):format(id), opts.timeout, f.last and f.last.state or "initializing", 1, id)
             end
           end
         end
@@ -301,7 +345,7 @@ return function(couch, Replicator, h)
       all[i] = f
     end
     local left = #all
-    local closer = setmetatable({}, { __close = function() for _, f in ipairs(all) do leave(w, f) end end })
+    local closer = setmetatable({ w, all }, CLOSE_MANY)
     local holding = {}
     local function iter()
       while left > 0 do
@@ -339,7 +383,7 @@ return function(couch, Replicator, h)
               local state = "initializing"
               for _, x in ipairs(all) do
                 if not x.finished then
-                  if x.last_state and x.last_state ~= "initializing" then state = x.last_state end
+                  if x.last and x.last.state ~= "initializing" then state = x.last.state end
                   leave(w, x)
                 end
               end

@@ -46,6 +46,26 @@ end
 
 function M.value(v) return copy(v, {}) end
 
+-- Whether redact.value would change anything in v (a secret-named key, a URL with userinfo).
+local function dirty(v, depth)
+  local t = type(v)
+  if t == "string" then return v:find("://", 1, true) ~= nil and redact_url(v) ~= v end
+  if t ~= "table" or depth > 32 then return t == "table" end
+  for k, x in pairs(v) do
+    if type(k) == "string" and SECRET_KEYS[k:lower()] then return true end
+    if dirty(x, depth + 1) then return true end
+  end
+  return false
+end
+
+--- v itself when nothing in it needs masking, else redact.value(v): for values read often
+-- and rarely secret (scheduler rows, replication stats), a check instead of a copy. The
+-- caller must treat the result as shared (not modify it).
+function M.clean(v)
+  if dirty(v, 0) then return copy(v, {}) end
+  return v
+end
+
 --- Source text (a line typed at the REPL, for its history file) with credentials taken
 -- out: userinfo of every URL in it, and the string value of any secret-named field
 -- (`password = "..."`, `["api_key"] = '...'`, `{ token = [[...]] }`).

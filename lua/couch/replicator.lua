@@ -172,25 +172,42 @@ return function(couch)
     return state == "completed" or state == "failed" or (state == "error" and not has_scheduler)
   end
 
+  -- One metatable for every state table (a closure and a metatable per state was most of a
+  -- fleet follower's garbage).
+  local STATE_MT = { __tostring = function(s)
+    return ("replication %s: %s%s"):format(s.id, s.state,
+      s.info and s.info.error and (" (" .. tostring(s.info.error):gsub("%s+", " ") .. ")") or "")
+  end }
+
+  local function endpoint_url(v)
+    if type(v) == "table" then v = v.url end
+    if type(v) == "string" then return redact.url(v) end
+    return redact.value(v)
+  end
+
+  -- JSON nulls (initializing / pending) become nil, so `st.info and st.info.x` works
+  local function value(x) if x ~= json.null then return x end end
+
   -- The state table: the document's own fields merged with the scheduler's view.
-  -- (`redacted`: doc is a masked copy already, which the state then shares)
+  -- (`redacted`: doc is a masked copy already, which the state then shares; a scheduler
+  -- row's `info` is shared too unless something in it needs masking)
   local function make_state(doc, sched, redacted)
-    local st = {
-      id = doc._id, doc = redacted and doc or redact.value(doc),
+    if not redacted then doc = redact.value(doc) end
+    local st = setmetatable({
+      id = doc._id, doc = doc,
       _replication_state = doc._replication_state,
       _replication_state_time = doc._replication_state_time,
       _replication_state_reason = doc._replication_state_reason,
       _replication_stats = doc._replication_stats,
       _replication_id = doc._replication_id,
       continuous = doc.continuous == true,
-      source = redact.value(type(doc.source) == "table" and doc.source.url or doc.source),
-      target = redact.value(type(doc.target) == "table" and doc.target.url or doc.target),
-    }
+      source = endpoint_url(doc.source),
+      target = endpoint_url(doc.target),
+    }, STATE_MT)
     if sched then
       st.state = sched.state
-      if sched.info ~= json.null then st.info = redact.value(sched.info) end
-      -- JSON nulls (initializing / pending) become nil, so `st.info and st.info.x` works
-      local function value(x) if x ~= json.null then return x end end
+      st.info = value(sched.info)
+      if st.info then st.info = redact.clean(st.info) end
       st.error_count = value(sched.error_count)
       st.start_time = value(sched.start_time)
       st.last_updated = value(sched.last_updated)
@@ -206,15 +223,12 @@ return function(couch)
     local ended = FROM_DOC[doc._replication_state]
     if (ended == "completed" or ended == "failed") and st.state ~= ended then
       st.state, st.node, st.job_id = ended, nil, nil
-      if ended == "completed" then st.info = redact.value(doc._replication_stats) else st.info = nil end
+      if ended == "completed" then st.info = doc._replication_stats else st.info = nil end
     end
     if not st.info and st.state ~= "completed" and doc._replication_state_reason then
       st.info = { error = doc._replication_state_reason }
     end
-    return setmetatable(st, { __tostring = function(s)
-      return ("replication %s: %s%s"):format(s.id, s.state,
-        s.info and s.info.error and (" (" .. tostring(s.info.error):gsub("%s+", " ") .. ")") or "")
-    end })
+    return st
   end
 
   ---------------------------------------------------------------------------

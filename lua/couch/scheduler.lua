@@ -49,20 +49,28 @@ return function(couch)
   -- The states a job can still leave (the others are written into the document too).
   M.ACTIVE = "initializing,error,running,pending,crashing"
 
-  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler);
-  -- `states` ("running,pending" or M.ACTIVE) asks for those only. Pages of 1000: a fleet
-  -- of 10,000 replications costs 10 requests, whatever number of followers read it.
-  -- The rows are NOT masked (a deep copy of 10,000 rows per poll was most of its cost):
-  -- whoever shows one masks what it shows (make_state masks `info`; CouchDB itself leaves
-  -- credentials out of these rows).
-  function M.docs_by_id(srv, db, states)
+  --- fn(row) for every scheduler entry of one replicator database, a page of 1000 at a
+  -- time (each page decoded, used and dropped before the next: a fleet of 10,000 costs 10
+  -- requests and never more than one page in memory); `states` ("running,pending" or
+  -- M.ACTIVE) asks for those only. -> the number of rows, or nil without a scheduler.
+  -- The rows are NOT masked (CouchDB leaves credentials out of them; whoever shows one
+  -- masks what it shows, as make_state does with `info`).
+  function M.each_doc(srv, db, states, fn)
     if not M.supported(srv) then return nil end
-    local out, skip = {}, 0
+    local skip, path = 0, "/_scheduler/docs/" .. couch.escape(db)
     repeat
-      local page = srv:request("GET", "/_scheduler/docs/" .. couch.escape(db), { query = { limit = 1000, skip = skip, states = states } })
-      for _, d in ipairs(page.docs) do out[d.doc_id] = d end
-      skip = skip + #page.docs
-    until #page.docs < 1000
+      local docs = srv:request("GET", path, { query = { limit = 1000, skip = skip, states = states } }).docs
+      for i = 1, #docs do fn(docs[i]) end
+      skip = skip + #docs
+    until #docs < 1000
+    return skip
+  end
+
+  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler);
+  -- `states` as for each_doc. For callers that need them all at once (rep:list, counts).
+  function M.docs_by_id(srv, db, states)
+    local out = {}
+    if not M.each_doc(srv, db, states, function(d) out[d.doc_id] = d end) then return nil end
     return out
   end
 
