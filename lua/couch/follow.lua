@@ -15,6 +15,7 @@ return function(couch, Replicator, h)
   local scheduler, make_state, terminal = h.scheduler, h.make_state, h.terminal
   local FROM_DOC, ACTIVE, get_doc = h.FROM_DOC, h.ACTIVE, h.get_doc
 
+  local FETCH_CHUNK = 500
   local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
 
   -- A follower's inputs changed. Followers of one rep:follow_many share a cond and a
@@ -69,18 +70,58 @@ return function(couch, Replicator, h)
     w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil }
     watchers[key][rep.db_name] = w
     local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
+    -- The feed brings ids only; a fetcher reads the documents of the followed ones, 500 per
+    -- POST _all_docs, each answer used and dropped before the next: 10,000 replications
+    -- finishing together never sit in memory at once (a feed with include_docs would
+    -- decode all of them from one answer).
+    local queue, queued, wake = { head = 1, tail = 0 }, {}, couch.cond()
     w.feed_task = couch.spawn("replicator feed " .. rep.db_name, function()
       -- a short pause between rounds lets a burst of updates (many replications finishing
       -- together) arrive in one answer instead of one request each
-      for change in rep.db:changes_feed { since = since, include_docs = true, poll = 30,
-                                          coalesce = math.min(0.25, w.interval / 4) } do
-        local list = w.followers[change.id]
-        if list then
-          -- one masked copy per change, shared by its followers and the states they yield
-          local doc = not change.deleted and redact.value(change.doc)
-          for f in pairs(list) do
-            f.doc = doc
-            notify(f)
+      for change in rep.db:changes_feed { since = since, poll = 30, coalesce = math.min(0.25, w.interval / 4) } do
+        local id = change.id
+        if w.followers[id] and not queued[id] then
+          queued[id] = true
+          queue.tail = queue.tail + 1
+          queue[queue.tail] = id
+          wake:signal()
+        end
+      end
+    end)
+    w.fetch_task = couch.spawn("replicator documents " .. rep.db_name, function()
+      while true do
+        if queue.head > queue.tail then wake:wait() end
+        local ids = {}
+        while queue.head <= queue.tail and #ids < FETCH_CHUNK do
+          local id = queue[queue.head]
+          queue[queue.head], queued[id] = nil, nil -- a change from now on fetches it again
+          queue.head = queue.head + 1
+          ids[#ids + 1] = id
+        end
+        local ok, res = pcall(rep.db.all_docs, rep.db, { keys = ids, include_docs = true })
+        if not ok then
+          -- the next change or the follower's settle reads them again; a short pause
+          -- keeps a server that is down from being hammered
+          couch.sleep(1)
+          for _, id in ipairs(ids) do
+            if not queued[id] then
+              queued[id] = true
+              queue.tail = queue.tail + 1
+              queue[queue.tail] = id
+            end
+          end
+        else
+          for _, row in ipairs(res.rows) do
+            local list = w.followers[row.key]
+            if list then
+              -- masked once, in place, shared by its followers and the states they yield
+              local doc = row.doc
+              if doc and doc ~= json.null then doc = redact.mask(doc) else doc = false end
+              for f in pairs(list) do
+                f.doc = doc
+                notify(f)
+              end
+            end
           end
         end
       end
@@ -178,7 +219,7 @@ return function(couch, Replicator, h)
           for k = 1, #keys do
             local x, row = batch[first + k - 1], rows[k]
             if x.doc ~= nil then -- the feed already brought something newer
-            elseif row and row.doc and row.doc ~= json.null then x.doc = redact.value(row.doc)
+            elseif row and row.doc and row.doc ~= json.null then x.doc = redact.mask(row.doc)
             elseif row and row.value and row.value.deleted then x.doc = false
             else x.missing = true end
           end
@@ -200,6 +241,7 @@ return function(couch, Replicator, h)
     w.count = w.count - 1
     if w.count == 0 then
       w.feed_task:cancel()
+      w.fetch_task:cancel()
       if w.poll_task then w.poll_task:cancel() end
       watchers[w.rep.server:_state()][w.rep.db_name] = nil
     end
@@ -222,7 +264,7 @@ return function(couch, Replicator, h)
   -- The document did not catch up within `settle` seconds: read it once, take what it says.
   local function reread(self, f)
     local ok, doc = pcall(get_doc, self, f.id)
-    if ok then f.doc = redact.value(doc) elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
+    if ok then f.doc = redact.mask(doc) elseif couch.is_error(doc) and doc.kind == "not_found" then f.doc = false end
     return ok
   end
 

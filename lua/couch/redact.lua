@@ -46,6 +46,23 @@ end
 
 function M.value(v) return copy(v, {}) end
 
+--- v masked in place (secret-named fields set to "***", URL userinfo removed) and
+-- returned: for a value just decoded that nobody else holds, instead of a copy.
+local function mask(v, depth)
+  if type(v) ~= "table" or depth > 32 then return v end
+  for k, x in next, v do
+    if type(k) == "string" and SECRET_KEYS[k:lower()] then
+      v[k] = "***"
+    elseif type(x) == "string" then
+      if x:find("://", 1, true) then v[k] = redact_url(x) end
+    elseif type(x) == "table" then
+      mask(x, depth + 1)
+    end
+  end
+  return v
+end
+function M.mask(v) return mask(v, 0) end
+
 -- Whether redact.value would change anything in v (a secret-named key, a URL with userinfo).
 local function dirty(v, depth)
   local t = type(v)
