@@ -16,6 +16,7 @@ return function(couch, Replicator, h)
   local FROM_DOC, ACTIVE, get_doc = h.FROM_DOC, h.ACTIVE, h.get_doc
 
   local FETCH_CHUNK = 500
+  local SETTLE = 10 -- s a follower waits for a document to say how its job ended
   local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
 
   -- A follower's inputs changed. Followers of one rep:follow_many share a cond and a
@@ -67,7 +68,8 @@ return function(couch, Replicator, h)
     if w then return w end
     -- interval nil: 1 s, stretched by 1 s per 2000 active jobs (a poll of 10,000 rows every
     -- second would cost a tenth of a core in JSON alone)
-    w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil }
+    w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil,
+          has_sched = scheduler.supported(rep.server) }
     watchers[key][rep.db_name] = w
     local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
     -- The feed brings ids only; a fetcher reads the documents of the followed ones, 500 per
@@ -160,7 +162,7 @@ return function(couch, Replicator, h)
                   -- gone from the active jobs: its document should say how it ended; if
                   -- it has not after `settle` seconds, the follower reads both once
                   f.gone_since = f.gone_since or now
-                  if now - f.gone_since >= f.settle then
+                  if now - f.gone_since >= (f.settle or SETTLE) then
                     f.gone_since, f.recheck = nil, true
                     notify(f)
                   end
@@ -295,7 +297,7 @@ return function(couch, Replicator, h)
     local st = make_state(f.doc, f.sched, true)
     -- the scheduler says the job ended, its document not yet: wait for the document
     if terminal(st.state, has_sched) and st.state ~= FROM_DOC[f.doc._replication_state] then
-      if f.hold_until == nil then f.hold_until = couch.now() + f.settle end
+      if f.hold_until == nil then f.hold_until = couch.now() + (f.settle or SETTLE) end
       if f.hold_until then return nil end
     end
     if not state_changed(f.last, st) then return nil end
@@ -313,14 +315,50 @@ return function(couch, Replicator, h)
 
   local FOLLOW_SPEC = { interval = "number", timeout = "number", settle = "number" }
 
+  -- A follower is a small table (id, w, cond, doc, sched, last, gen, ready; the rest only
+  -- while it applies): at 10,000 of them every field counts.
   local function join(self, id, opts, cond, queue)
     local w = watcher_for(self, opts.interval)
-    local f = { id = id, cond = cond, queue = queue, dirty = false, settle = opts.settle or 10 }
+    local f = { id = id, w = w, cond = cond, queue = queue, settle = opts.settle }
     w.followers[id] = w.followers[id] or {}
     w.followers[id][f] = true
     w.count = w.count + 1
     read_initial(w, f)
     return w, f
+  end
+
+  -- rep:follow's iterator: one function for every follower (its state is f, no closure)
+  local function follow_next(f)
+    local w = f.w
+    local deadline = f.deadline
+    while not f.finished do
+      if not f.dirty then
+        local wake = f.hold_until or nil
+        if deadline and (not wake or deadline < wake) then wake = deadline end
+        local now = couch.now()
+        if not wake then
+          f.cond:wait()
+        elseif now >= wake or not f.cond:wait(wake - now) then
+          if f.hold_until and couch.now() >= f.hold_until then
+            f.hold_until = false
+            reread(w.rep, f)
+            f.dirty = true
+          elseif deadline and couch.now() >= deadline then
+            f.finished = true
+            leave(w, f)
+            timed_out(("replication %q"):format(f.id), f.timeout, f.last and f.last.state or "initializing", 1, f.id)
+          end
+        end
+      end
+      if f.dirty then
+        f.dirty = false
+        if f.ready then
+          local st = step(w.rep, w, f, w.has_sched, false)
+          if st then return st end
+        end
+      end
+    end
+    return nil
   end
 
   --- for state in rep:follow(id, { interval = 1, timeout = s, settle = 10 }) do ... end
@@ -330,41 +368,11 @@ return function(couch, Replicator, h)
   function Replicator:follow(id, opts)
     opts = opts or {}
     couch._check_options(opts, "rep:follow", FOLLOW_SPEC)
-    local deadline = opts.timeout and couch.now() + opts.timeout
-    local has_sched = scheduler.supported(self.server)
+    if type(id) ~= "string" or id == "" then couch._raise("usage", "bad argument 'id': expected a replication document id", { argument = "id" }) end
+    scheduler.supported(self.server)
     local w, f = join(self, id, opts, couch.cond(), nil)
-    local closer = setmetatable({ w, f }, CLOSE_ONE)
-    local function iter()
-      while not f.finished do
-        if not f.dirty then
-          local wake = f.hold_until or nil
-          if deadline and (not wake or deadline < wake) then wake = deadline end
-          local now = couch.now()
-          if not wake then
-            f.cond:wait()
-          elseif now >= wake or not f.cond:wait(wake - now) then
-            if f.hold_until and couch.now() >= f.hold_until then
-              f.hold_until = false
-              reread(self, f)
-              f.dirty = true
-            elseif deadline and couch.now() >= deadline then
-              f.finished = true
-              leave(w, f)
-              timed_out(("replication %q"):format(id), opts.timeout, f.last and f.last.state or "initializing", 1, id)
-            end
-          end
-        end
-        if f.dirty then
-          f.dirty = false
-          if f.ready then
-            local st = step(self, w, f, has_sched, false)
-            if st then return st end
-          end
-        end
-      end
-      return nil
-    end
-    return iter, nil, nil, closer
+    if opts.timeout then f.deadline, f.timeout = couch.now() + opts.timeout, opts.timeout end
+    return follow_next, f, nil, setmetatable({ w, f }, CLOSE_ONE)
   end
   Replicator.follow_replication = Replicator.follow
 
