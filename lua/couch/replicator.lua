@@ -300,10 +300,30 @@ return function(couch)
     return doc
   end
 
-  --- rep:state(id) -> state table (see make_state); `not_found` error when missing
+  -- How long rep:state looks again when the scheduler and the document disagree (the
+  -- recorded cluster: a finishing job's row is gone ~1 s, then the document lags ~1 s more)
+  local STATE_SETTLE, STATE_STEP = 3, 0.2
+
+  --- rep:state(id) -> state table (see make_state); `not_found` error when missing.
+  -- Never says less than it knows: with a scheduler, a document that does not say how its
+  -- job ended and has no scheduler row (a cluster drops a finishing job's row for about a
+  -- second; a job not picked up yet has none either), or a row that says the job ended
+  -- before the document does, is read again every STATE_STEP s for up to STATE_SETTLE s; a
+  -- terminal state is then the document's own. Past that, it says what it sees.
   function Replicator:state(id)
-    local doc = get_doc(self, id)
-    return make_state(doc, scheduler.doc_or_nil(self.server, self.db_name, id))
+    local deadline
+    while true do
+      local doc = get_doc(self, id)
+      local sched = scheduler.doc_or_nil(self.server, self.db_name, id)
+      local ended = FROM_DOC[doc._replication_state]
+      if not scheduler.supported(self.server) or ended == "completed" or ended == "failed"
+          or (sched and not terminal(sched.state, true)) then
+        return make_state(doc, sched)
+      end
+      deadline = deadline or couch.now() + STATE_SETTLE
+      if couch.now() >= deadline then return make_state(doc, sched) end
+      couch.sleep(STATE_STEP)
+    end
   end
   Replicator.replication_state = Replicator.state
 
