@@ -115,10 +115,14 @@ return function(couch, Replicator, h)
         else
           for _, row in ipairs(res.rows) do
             local list = w.followers[row.key]
-            if list then
+            -- a document read as missing (a cluster node that just restarted can lag) is
+            -- not taken for a deletion: only a deleted revision is one
+            local doc = row.doc
+            if doc and doc ~= json.null then doc = redact.mask(doc)
+            elseif type(row.value) == "table" and row.value.deleted then doc = false
+            else doc = nil end
+            if list and doc ~= nil then
               -- masked once, in place, shared by its followers and the states they yield
-              local doc = row.doc
-              if doc and doc ~= json.null then doc = redact.mask(doc) else doc = false end
               for f in pairs(list) do
                 f.doc = doc
                 notify(f)
