@@ -8,10 +8,24 @@ local SECRET_KEYS = {
   refresh_token = true, authorization = true, cookie = true, secret = true,
 }
 
+-- Whether a key names a secret, whatever its case; remembered per key (documents repeat
+-- the same few keys: one lookup instead of a lower-cased copy each time).
+local secret_memo, memo_size = {}, 0
+local function is_secret(k)
+  local v = secret_memo[k]
+  if v == nil then
+    v = SECRET_KEYS[k:lower()] == true
+    if memo_size > 4096 then secret_memo, memo_size = {}, 0 end
+    secret_memo[k], memo_size = v, memo_size + 1
+  end
+  return v
+end
+
 -- scheme://user:pass@host -> scheme://host. A password with a raw '/' ("admin:pa/ss@host")
 -- makes the authority look like "admin:pa": a ':' followed by something that is not a port
 -- means credentials, which then run to the last '@' before any query.
 local function redact_url(s)
+  if not s:find("@", 1, true) then return s end -- no userinfo without an '@' (the common case)
   local scheme, rest = s:match("^(%a[%w+.-]*://)(.*)$")
   if not scheme then return s end
   local authority = rest:match("^[^/?#]*")
@@ -35,7 +49,7 @@ local function copy(v, seen)
   local out = setmetatable({}, getmetatable(v))
   seen[v] = out
   for k, x in pairs(v) do
-    if type(k) == "string" and SECRET_KEYS[k:lower()] and x ~= nil then
+    if type(k) == "string" and is_secret(k) and x ~= nil then
       out[k] = "***"
     else
       out[k] = copy(x, seen)
@@ -51,7 +65,7 @@ function M.value(v) return copy(v, {}) end
 local function mask(v, depth)
   if type(v) ~= "table" or depth > 32 then return v end
   for k, x in next, v do
-    if type(k) == "string" and SECRET_KEYS[k:lower()] then
+    if type(k) == "string" and is_secret(k) then
       v[k] = "***"
     elseif type(x) == "string" then
       if x:find("://", 1, true) then v[k] = redact_url(x) end
@@ -69,7 +83,7 @@ local function dirty(v, depth)
   if t == "string" then return v:find("://", 1, true) ~= nil and redact_url(v) ~= v end
   if t ~= "table" or depth > 32 then return t == "table" end
   for k, x in pairs(v) do
-    if type(k) == "string" and SECRET_KEYS[k:lower()] then return true end
+    if type(k) == "string" and is_secret(k) then return true end
     if dirty(x, depth + 1) then return true end
   end
   return false
