@@ -135,17 +135,26 @@ return function(couch, Replicator, h)
     if scheduler.supported(rep.server) then
       w.poll_task = couch.spawn("scheduler poll " .. rep.db_name, function()
         local gen = 0
-        -- a row of an active job: followers whose row changed are woken, with its compact copy
-        local function seen(s)
-          local list = w.followers[s.doc_id]
+        -- a row of an active job, as its text: a row whose text is the one a follower has
+        -- is not even decoded; one that changed wakes its followers, with its compact copy
+        -- (which keeps the text to compare the next poll's with)
+        local function seen(id, text, row)
+          local list = w.followers[id]
           if not list then return end
           local c
           for f in pairs(list) do
             f.gen, f.gone_since = gen, nil
-            if row_changed(f.sched, s) then
-              c = c or compact(s)
-              f.sched = c
-              notify(f)
+            local old = f.sched
+            if text == nil or not old or old.text ~= text then
+              row = row or scheduler.decode_row(text)
+              if row and row_changed(old, row) then
+                c = c or compact(row)
+                c.text = text
+                f.sched = c
+                notify(f)
+              elseif row and old then
+                old.text = text
+              end
             end
           end
         end
@@ -156,7 +165,7 @@ return function(couch, Replicator, h)
           -- comes with its document through the feed. A row that is missing (a cluster
           -- drops a finishing job's row for a second, or the job ended) keeps the last one.
           gen = gen + 1
-          local ok, n = pcall(scheduler.each_doc, rep.server, rep.db_name, scheduler.ACTIVE, seen)
+          local ok, n = pcall(scheduler.each_row, rep.server, rep.db_name, scheduler.ACTIVE, seen)
           if ok and n and w.adaptive then w.interval = math.max(1, n / 2000) end
           if ok and n then
             local now = couch.now()
@@ -200,17 +209,26 @@ return function(couch, Replicator, h)
             if x.sched == nil then x.sched = c.by_id[x.id] end
           end
         else
-          -- a page at a time: the rows of this batch's followers are kept (compact)
+          -- a page at a time: only the rows of this batch's followers (and of a small
+          -- fleet, for the cache) are decoded, and kept compact with their text
           local cache, rows = {}, 0
-          local n = scheduler.each_doc(w.rep.server, w.rep.db_name, nil, function(s)
+          local function waiting(list)
+            if list then for x in pairs(list) do if not x.ready and x.sched == nil then return true end end end
+            return false
+          end
+          local n = scheduler.each_row(w.rep.server, w.rep.db_name, nil, function(id, text, s)
             rows = rows + 1
-            local list, cs = w.followers[s.doc_id], nil
-            if cache then
-              if rows > CACHE_ROWS then cache = nil else cs = compact(s); cache[s.doc_id] = cs end
-            end
+            if cache and rows > CACHE_ROWS then cache = nil end
+            local list = w.followers[id]
+            if not (cache or waiting(list)) then return end
+            s = s or scheduler.decode_row(text)
+            if not s then return end
+            local cs = compact(s)
+            cs.text = text
+            if cache then cache[id] = cs end
             if list then
               for x in pairs(list) do
-                if not x.ready and x.sched == nil then cs = cs or compact(s); x.sched = cs end
+                if not x.ready and x.sched == nil then x.sched = cs end
               end
             end
           end)

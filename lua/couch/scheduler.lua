@@ -3,6 +3,7 @@
 -- endpoint; the replicator falls back to the documents' own fields there.
 return function(couch)
   local S = couch._server_methods
+  local json = couch.json
   local redact = require("couch.redact")
   local M = {}
 
@@ -63,6 +64,83 @@ return function(couch)
       for i = 1, #docs do fn(docs[i]) end
       skip = skip + #docs
     until #docs < 1000
+    return skip
+  end
+
+  -- A page of /_scheduler/docs as CouchDB writes it: {"total_rows":..,"offset":..,"docs":[
+  -- {"database":"..","doc_id":"..",...},...]}. Each row starts with the same key, which
+  -- cannot occur inside a JSON string (its quotes would be escaped there), so the page
+  -- splits into each row's own text without decoding it. -> list of { id, text }, or nil
+  -- when the page is not in that shape (the caller decodes it instead).
+  local ROW, DOC_ID = '{"database":"', '"doc_id":"'
+  local function split_rows(body)
+    local out, s = {}, body:find(ROW, 1, true)
+    if not s then
+      if body:find('"docs":%s*%[%s*%]') then return out end
+      return nil
+    end
+    local ids = 0
+    local at = body:find(DOC_ID, 1, true)
+    while at do ids = ids + 1; at = body:find(DOC_ID, at + #DOC_ID, true) end
+    while s do
+      local nxt = body:find(ROW, s + #ROW, true)
+      local text = body:sub(s, (nxt or #body + 1) - 1)
+      local q = text:find(DOC_ID, 1, true)
+      if not q then return nil end
+      q = q + #DOC_ID
+      local close = text:find('"', q, true)
+      -- a quote preceded by an odd number of backslashes is part of the id
+      while close and #text:sub(q, close - 1):match("\\*$") % 2 == 1 do close = text:find('"', close + 1, true) end
+      if not close then return nil end
+      local id = text:sub(q, close - 1)
+      if id:find("\\", 1, true) then
+        local ok, v = pcall(json.decode, '"' .. id .. '"')
+        if not ok then return nil end
+        id = v
+      end
+      out[#out + 1] = { id, text }
+      s = nxt
+    end
+    if #out ~= ids then return nil end -- a row not led by "database": not the shape assumed
+    return out
+  end
+
+  --- The row one text of split_rows holds, decoded (nil when it is not one JSON object).
+  function M.decode_row(text)
+    local obj = text:gsub("%s*,%s*$", "")
+    if not obj:find("}%s*$") then return nil end
+    local ok, v = pcall(json.decode, obj)
+    if not ok then
+      -- the page's last row: the text runs on with the envelope's "]}"
+      ok, v = pcall(json.decode, (obj:gsub("%s*%]%s*}%s*$", "")))
+    end
+    if ok and type(v) == "table" then return v end
+    return nil
+  end
+
+  --- fn(doc_id, text, row) for every scheduler entry of one replicator database, a page of
+  -- 1000 at a time, WITHOUT decoding the rows: `text` is the row's JSON text as the server
+  -- wrote it (the same text means the same row: a cheap key to compare polls by), to be
+  -- decoded with M.decode_row only when it changed; on a page in another shape the rows
+  -- are decoded and given as `row` (text nil). -> the number of rows, or nil without a
+  -- scheduler.
+  function M.each_row(srv, db, states, fn)
+    if not M.supported(srv) then return nil end
+    local skip, path = 0, "/_scheduler/docs/" .. couch.escape(db)
+    local n
+    repeat
+      local body = srv:request("GET", path, { query = { limit = 1000, skip = skip, states = states }, raw = true })
+      local rows = type(body) == "string" and split_rows(body)
+      if rows then
+        n = #rows
+        for i = 1, n do fn(rows[i][1], rows[i][2], nil) end
+      else
+        local docs = (type(body) == "string" and json.decode(body) or body).docs
+        n = #docs
+        for i = 1, n do fn(docs[i].doc_id, nil, docs[i]) end
+      end
+      skip = skip + n
+    until n < 1000
     return skip
   end
 

@@ -108,4 +108,26 @@ function TestFleetFollow:test_a_task_per_follower_shares_the_same_requests()
   lu.assertTrue(requests < N / 4, ("%d requests for %d followers"):format(requests, N))
 end
 
+-- The scheduler poll compares rows by their text, split out of each page without decoding
+-- it: ids with quotes, backslashes, the text a row starts with, and non-ASCII are still
+-- the followers' own, and their jobs are seen running.
+function TestFleetFollow:test_odd_ids_are_followed_through_the_poll()
+  local odd = { 'quote"in id', "back\\slash\\", 'has {"database":"x" inside', "üñï-cødé", "tab\tand,comma]}" }
+  local list = {}
+  for i, id in ipairs(odd) do
+    list[i] = { id = id, source = "src", target = "odd_t" .. i, create_target = true, continuous = true }
+  end
+  lu.assertEquals(rep:create_many(list).ok_count, #odd)
+  local running, n = {}, 0
+  for st in rep:follow_many(odd, { interval = 0.1, timeout = 30 }) do
+    if st.state == "running" and st.info and not running[st.id] then
+      running[st.id], n = true, n + 1
+      lu.assertNotNil(st.node, st.id)
+      if n == #odd then break end
+    end
+  end
+  for _, id in ipairs(odd) do lu.assertTrue(running[id], id .. " was not seen running") end
+  rep:stop_many(odd)
+end
+
 os.exit(lu.LuaUnit.run())
