@@ -5,10 +5,12 @@
 -- A follower's last state is consistent: the document's own end wins, and when the
 -- scheduler says a job ended before its document does (a cluster), the follower waits for
 -- the document (at most `settle` seconds, then reads it once).
--- At 10,000 followers the costs that matter are memory and garbage per follower: the poll
--- decodes a page at a time and keeps, per follower, only the fields of its row a state is
--- made of, and only when they changed; a follower is woken only when its inputs changed,
--- and yields only when its state did (compared field by field, nothing encoded).
+-- At 10,000 followers the costs that matter are memory and garbage per follower, and the
+-- CPU of the poll: the feed brings ids and the followed documents are read 500 at a time;
+-- the poll splits each page into its rows' texts without decoding it and decodes a row
+-- only when its text's digest changed; a follower keeps only the fields of its row a
+-- state is made of; it is woken only when its inputs changed, and yields only when its
+-- state did (compared field by field, nothing encoded). bench/fleet.lua measures it.
 return function(couch, Replicator, h)
   local json = couch.json
   local redact = require("couch.redact")
@@ -70,6 +72,9 @@ return function(couch, Replicator, h)
   -- One watcher per server and replicator database: a changes feed for all the documents
   -- and one scheduler poll per interval.
   local function watcher_for(rep, interval)
+    -- first (it may wait for the probe): nothing between the lookup and the registration
+    -- below may yield, or followers starting together would make a watcher each
+    local has_sched = scheduler.supported(rep.server)
     local key = rep.server:_state()
     watchers[key] = watchers[key] or {}
     local w = watchers[key][rep.db_name]
@@ -77,7 +82,7 @@ return function(couch, Replicator, h)
     -- interval nil: 1 s, stretched by 1 s per 2000 active jobs (a poll of 10,000 rows every
     -- second would cost a tenth of a core in JSON alone)
     w = { followers = {}, count = 0, rep = rep, interval = interval or 1, adaptive = interval == nil,
-          has_sched = scheduler.supported(rep.server) }
+          has_sched = has_sched }
     watchers[key][rep.db_name] = w
     local since = rep.db:changes({ limit = 0, since = "now" }).last_seq
     -- The feed brings ids only; a fetcher reads the documents of the followed ones, 500 per
@@ -110,8 +115,8 @@ return function(couch, Replicator, h)
         end
         local ok, res = pcall(rep.db.all_docs, rep.db, { keys = ids, include_docs = true })
         if not ok then
-          -- the next change or the follower's settle reads them again; a short pause
-          -- keeps a server that is down from being hammered
+          if couch.is_error(res) and res.kind == "cancelled" then return end -- the last follower left
+          -- read again after a pause that keeps a server that is down from being hammered
           couch.sleep(1)
           for _, id in ipairs(ids) do
             if not queued[id] then
@@ -146,10 +151,19 @@ return function(couch, Replicator, h)
         -- a row of an active job, as its text: a row whose text is the one a follower saw
         -- is not even decoded; one that changed wakes its followers, with its compact copy
         -- (which keeps the text's digest to compare the next poll's with)
-        local function seen(id, text, row)
+        local function prepare(id, text)
+          local list = w.followers[id]
+          if not list then return nil, false end
+          local key = digest(text)
+          for f in pairs(list) do
+            if not f.sched or f.sched.key ~= key then return key, true end
+          end
+          return key, false
+        end
+        local function seen(id, text, row, key)
           local list = w.followers[id]
           if not list then return end
-          local c, key = nil, text and digest(text)
+          local c
           for f in pairs(list) do
             f.gen, f.gone_since = gen, nil
             local old = f.sched
@@ -173,7 +187,7 @@ return function(couch, Replicator, h)
           -- comes with its document through the feed. A row that is missing (a cluster
           -- drops a finishing job's row for a second, or the job ended) keeps the last one.
           gen = gen + 1
-          local ok, n = pcall(scheduler.each_row, rep.server, rep.db_name, scheduler.ACTIVE, seen)
+          local ok, n = pcall(scheduler.each_row, rep.server, rep.db_name, scheduler.ACTIVE, seen, prepare)
           if ok and n and w.adaptive then w.interval = math.max(1, n / 2000) end
           if ok and n then
             local now = couch.now()
@@ -224,22 +238,24 @@ return function(couch, Replicator, h)
             if list then for x in pairs(list) do if not x.ready and x.sched == nil then return true end end end
             return false
           end
-          local n = scheduler.each_row(w.rep.server, w.rep.db_name, nil, function(id, text, s)
+          local function prepare(id, text)
             rows = rows + 1
             if cache and rows > CACHE_ROWS then cache = nil end
-            local list = w.followers[id]
-            if not (cache or waiting(list)) then return end
-            s = s or scheduler.decode_row(text)
+            if cache or waiting(w.followers[id]) then return digest(text), true end
+            return nil, false
+          end
+          local n = scheduler.each_row(w.rep.server, w.rep.db_name, nil, function(id, text, s, key)
             if not s then return end
             local cs = compact(s)
-            cs.key = text and digest(text)
+            cs.key = key
             if cache then cache[id] = cs end
+            local list = w.followers[id]
             if list then
               for x in pairs(list) do
                 if not x.ready and x.sched == nil then x.sched = cs end
               end
             end
-          end)
+          end, prepare)
           if n and cache then w.sched_read = { by_id = cache, at = couch.now() } end
         end
         -- 1000 documents per request, each answer used and dropped before the next: a
@@ -401,7 +417,6 @@ return function(couch, Replicator, h)
     opts = opts or {}
     couch._check_options(opts, "rep:follow", FOLLOW_SPEC)
     if type(id) ~= "string" or id == "" then couch._raise("usage", "bad argument 'id': expected a replication document id", { argument = "id" }) end
-    scheduler.supported(self.server)
     local w, f = join(self, id, opts, couch.cond())
     if opts.timeout then f.deadline, f.timeout = couch.now() + opts.timeout, opts.timeout end
     local c = setmetatable({ w, f }, CLOSE_ONE)

@@ -118,26 +118,47 @@ return function(couch)
     return nil
   end
 
-  --- fn(doc_id, text, row) for every scheduler entry of one replicator database, a page of
-  -- 1000 at a time, WITHOUT decoding the rows: `text` is the row's JSON text as the server
-  -- wrote it (the same text means the same row: a cheap key to compare polls by), to be
-  -- decoded with M.decode_row only when it changed; on a page in another shape the rows
-  -- are decoded and given as `row` (text nil). -> the number of rows, or nil without a
-  -- scheduler.
-  function M.each_row(srv, db, states, fn)
+  --- fn(doc_id, text, row, key) for every scheduler entry of one replicator database, a
+  -- page of 1000 at a time, decoding only the rows that need it: `text` is the row's JSON
+  -- text as the server wrote it (the same text means the same row: a cheap key to compare
+  -- polls by). `prepare(doc_id, text) -> key, wanted` (optional) says which rows are
+  -- wanted decoded: those come as `row` (decoded one by one, or the whole page at once
+  -- when more than a quarter of it is wanted, which is cheaper then); the others as text
+  -- only (decode them with M.decode_row). On a page in another shape every row is decoded
+  -- (text nil). -> the number of rows, or nil without a scheduler.
+  function M.each_row(srv, db, states, fn, prepare)
     if not M.supported(srv) then return nil end
     local skip, path = 0, "/_scheduler/docs/" .. couch.escape(db)
     local n
     repeat
       local body = srv:request("GET", path, { query = { limit = 1000, skip = skip, states = states }, raw = true })
       local rows = type(body) == "string" and split_rows(body)
+      local docs
       if rows then
         n = #rows
-        for i = 1, n do fn(rows[i][1], rows[i][2], nil) end
-      else
-        local docs = (type(body) == "string" and json.decode(body) or body).docs
+        local keys, wanted, k = {}, {}, 0
+        for i = 1, n do
+          if prepare then keys[i], wanted[i] = prepare(rows[i][1], rows[i][2]) end
+          if wanted[i] then k = k + 1 end
+        end
+        if k > n / 4 then
+          docs = json.decode(body).docs
+          if #docs ~= n then rows = nil end
+          for i = 1, rows and n or 0 do
+            if docs[i].doc_id ~= rows[i][1] then rows = nil; break end
+          end
+        end
+        if rows then
+          for i = 1, n do
+            local row = wanted[i] and (docs and docs[i] or M.decode_row(rows[i][2])) or nil
+            fn(rows[i][1], rows[i][2], row, keys[i])
+          end
+        end
+      end
+      if not rows then
+        docs = docs or (type(body) == "string" and json.decode(body) or body).docs
         n = #docs
-        for i = 1, n do fn(docs[i].doc_id, nil, docs[i]) end
+        for i = 1, n do fn(docs[i].doc_id, nil, docs[i], nil) end
       end
       skip = skip + n
     until n < 1000
