@@ -3,9 +3,13 @@
 -- time_scale), created with rep:create_many in chunks and followed to completion by N
 -- followers in one thread. Prints requests (per state change seen, per poll interval),
 -- seconds, peak RSS and CPU of this process; asserts nothing.
--- Usage: couchlua bench/fleet.lua [N=10000] [time_scale=0.5] [tasks|many]
+-- Usage: couchlua bench/fleet.lua [N=10000] [time_scale=0.5] [tasks|many|steady]
 --   tasks: N tasks, each in a rep:follow loop; many: one rep:follow_many loop for all N
--- (separate processes, so that each peak RSS is its own)
+--   steady: N continuous replications, all running, followed by one rep:follow_many loop
+--   for BENCH_FLEET_STEADY seconds (20): the cost of following when little changes (the
+--   scheduler poll per interval)
+-- (separate processes, so that each peak RSS is its own). The load average is printed:
+-- on a machine busier than its cores, CPU figures are noisy.
 package.path = (os.getenv("COUCHLUA_SOURCE_DIR") or ".") .. "/tests/support/?.lua;"
   .. (os.getenv("COUCHLUA_SOURCE_DIR") or ".") .. "/bench/?.lua;" .. package.path
 local couch = require "couch"
@@ -15,7 +19,7 @@ local common = require "common"
 local N = tonumber(arg[1]) or 10000
 local scale = tonumber(arg[2]) or 0.5
 local MODE = arg[3] or "tasks"
-assert(MODE == "tasks" or MODE == "many", "mode: tasks or many")
+assert(MODE == "tasks" or MODE == "many" or MODE == "steady", "mode: tasks, many or steady")
 local INTERVAL = tonumber(os.getenv("BENCH_FLEET_INTERVAL")) -- nil: the default (adaptive)
 
 -- every job may run at once (3 nodes x CouchDB's 500 would queue most of them for minutes
@@ -30,9 +34,13 @@ couch.sleep(6 * scale) -- the nodes boot
 print(("fleet (%s): %s replications on a fake 3-node CouchDB 3 cluster, timeline x%g, poll %s; followed by %s")
   :format(MODE, common.int(N), scale, INTERVAL and ("every %gs"):format(INTERVAL) or "interval adaptive (1 s per 2000 active jobs)", MODE == "tasks" and "a task each (rep:follow)" or "one rep:follow_many loop"))
 
+local function loadavg() return (common.read_file("/proc/loadavg") or "?"):match("^(%S+ %S+ %S+)") or "?" end
+print(("  machine       : load average %s (1, 5, 15 min) on %s CPUs"):format(loadavg(), io.popen("nproc"):read("l") or "?"))
+
 local list = {}
 for i = 1, N do
-  list[i] = { id = ("fleet-%05d"):format(i), source = "fleet_src", target = ("fleet_t%05d"):format(i), create_target = true }
+  list[i] = { id = ("fleet-%05d"):format(i), source = "fleet_src", target = ("fleet_t%05d"):format(i), create_target = true,
+              continuous = MODE == "steady" or nil }
 end
 f:freeze() -- nothing starts while they are created: the followers see every state
 local r0, t0 = srv:stats().requests, couch.now()
@@ -55,6 +63,37 @@ end
 local function ended(last)
   if last and last.state == "completed" then completed = completed + 1 end
   last_seen = couch.now()
+end
+if MODE == "steady" then
+  local ids = {}
+  for i = 1, N do ids[i] = list[i].id end
+  local running = {}
+  local n_running, states = 0, 0
+  couch.spawn(function()
+    for st in rep:follow_many(ids, { interval = INTERVAL }) do
+      states = states + 1
+      if st.state == "running" and not running[st.id] then running[st.id], n_running = true, n_running + 1 end
+    end
+  end)
+  f:thaw()
+  local deadline = couch.now() + 300
+  while n_running < N and couch.now() < deadline do couch.sleep(0.2) end
+  local up = couch.now() - t0
+  couch.sleep(2)
+  local seconds = tonumber(os.getenv("BENCH_FLEET_STEADY")) or 20
+  local r1, s1 = srv:stats().requests, states
+  local _, _, c1 = common.cpu_seconds()
+  local w0 = couch.now()
+  couch.sleep(seconds)
+  local _, _, c2 = common.cpu_seconds()
+  local dt = couch.now() - w0
+  print(("  running       : all %s seen running after %.1f s (%s requests)"):format(common.int(n_running), up, common.int(r1 - r0)))
+  print(("  steady        : %.0f s of following %s running jobs: %d requests (%.2f per s), %d states seen")
+    :format(dt, common.int(N), srv:stats().requests - r1, (srv:stats().requests - r1) / dt, states - s1))
+  print(("  CPU           : %.2f s = %.1f %% of a core while following"):format(c2 - c1, 100 * (c2 - c1) / dt))
+  print(("  RSS           : peak %s (this process); %s now"):format(common.mb(common.status_kb("VmHWM")), common.mb(common.status_kb("VmRSS"))))
+  f:stop()
+  os.exit(0)
 end
 if MODE == "tasks" then
   for i = 1, N do

@@ -172,25 +172,42 @@ return function(couch)
     return state == "completed" or state == "failed" or (state == "error" and not has_scheduler)
   end
 
+  -- One metatable for every state table (a closure and a metatable per state was most of a
+  -- fleet follower's garbage).
+  local STATE_MT = { __tostring = function(s)
+    return ("replication %s: %s%s"):format(s.id, s.state,
+      s.info and s.info.error and (" (" .. tostring(s.info.error):gsub("%s+", " ") .. ")") or "")
+  end }
+
+  local function endpoint_url(v)
+    if type(v) == "table" then v = v.url end
+    if type(v) == "string" then return redact.url(v) end
+    return redact.value(v)
+  end
+
+  -- JSON nulls (initializing / pending) become nil, so `st.info and st.info.x` works
+  local function value(x) if x ~= json.null then return x end end
+
   -- The state table: the document's own fields merged with the scheduler's view.
-  -- (`redacted`: doc is a masked copy already, which the state then shares)
+  -- (`redacted`: doc is a masked copy already, which the state then shares; a scheduler
+  -- row's `info` is shared too unless something in it needs masking)
   local function make_state(doc, sched, redacted)
-    local st = {
-      id = doc._id, doc = redacted and doc or redact.value(doc),
+    if not redacted then doc = redact.value(doc) end
+    local st = setmetatable({
+      id = doc._id, doc = doc,
       _replication_state = doc._replication_state,
       _replication_state_time = doc._replication_state_time,
       _replication_state_reason = doc._replication_state_reason,
       _replication_stats = doc._replication_stats,
       _replication_id = doc._replication_id,
       continuous = doc.continuous == true,
-      source = redact.value(type(doc.source) == "table" and doc.source.url or doc.source),
-      target = redact.value(type(doc.target) == "table" and doc.target.url or doc.target),
-    }
+      source = endpoint_url(doc.source),
+      target = endpoint_url(doc.target),
+    }, STATE_MT)
     if sched then
       st.state = sched.state
-      if sched.info ~= json.null then st.info = redact.value(sched.info) end
-      -- JSON nulls (initializing / pending) become nil, so `st.info and st.info.x` works
-      local function value(x) if x ~= json.null then return x end end
+      st.info = value(sched.info)
+      if st.info then st.info = redact.clean(st.info) end
       st.error_count = value(sched.error_count)
       st.start_time = value(sched.start_time)
       st.last_updated = value(sched.last_updated)
@@ -206,15 +223,12 @@ return function(couch)
     local ended = FROM_DOC[doc._replication_state]
     if (ended == "completed" or ended == "failed") and st.state ~= ended then
       st.state, st.node, st.job_id = ended, nil, nil
-      if ended == "completed" then st.info = redact.value(doc._replication_stats) else st.info = nil end
+      if ended == "completed" then st.info = doc._replication_stats else st.info = nil end
     end
     if not st.info and st.state ~= "completed" and doc._replication_state_reason then
       st.info = { error = doc._replication_state_reason }
     end
-    return setmetatable(st, { __tostring = function(s)
-      return ("replication %s: %s%s"):format(s.id, s.state,
-        s.info and s.info.error and (" (" .. tostring(s.info.error):gsub("%s+", " ") .. ")") or "")
-    end })
+    return st
   end
 
   ---------------------------------------------------------------------------
@@ -286,10 +300,30 @@ return function(couch)
     return doc
   end
 
-  --- rep:state(id) -> state table (see make_state); `not_found` error when missing
+  -- How long rep:state looks again when the scheduler and the document disagree (the
+  -- recorded cluster: a finishing job's row is gone ~1 s, then the document lags ~1 s more)
+  local STATE_SETTLE, STATE_STEP = 3, 0.2
+
+  --- rep:state(id) -> state table (see make_state); `not_found` error when missing.
+  -- Never says less than it knows: with a scheduler, a document that does not say how its
+  -- job ended and has no scheduler row (a cluster drops a finishing job's row for about a
+  -- second; a job not picked up yet has none either), or a row that says the job ended
+  -- before the document does, is read again every STATE_STEP s for up to STATE_SETTLE s; a
+  -- terminal state is then the document's own. Past that, it says what it sees.
   function Replicator:state(id)
-    local doc = get_doc(self, id)
-    return make_state(doc, scheduler.doc_or_nil(self.server, self.db_name, id))
+    local deadline
+    while true do
+      local doc = get_doc(self, id)
+      local sched = scheduler.doc_or_nil(self.server, self.db_name, id)
+      local ended = FROM_DOC[doc._replication_state]
+      if not scheduler.supported(self.server) or ended == "completed" or ended == "failed"
+          or (sched and not terminal(sched.state, true)) then
+        return make_state(doc, sched)
+      end
+      deadline = deadline or couch.now() + STATE_SETTLE
+      if couch.now() >= deadline then return make_state(doc, sched) end
+      couch.sleep(STATE_STEP)
+    end
   end
   Replicator.replication_state = Replicator.state
 

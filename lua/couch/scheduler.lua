@@ -3,6 +3,7 @@
 -- endpoint; the replicator falls back to the documents' own fields there.
 return function(couch)
   local S = couch._server_methods
+  local json = couch.json
   local redact = require("couch.redact")
   local M = {}
 
@@ -49,20 +50,126 @@ return function(couch)
   -- The states a job can still leave (the others are written into the document too).
   M.ACTIVE = "initializing,error,running,pending,crashing"
 
-  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler);
-  -- `states` ("running,pending" or M.ACTIVE) asks for those only. Pages of 1000: a fleet
-  -- of 10,000 replications costs 10 requests, whatever number of followers read it.
-  -- The rows are NOT masked (a deep copy of 10,000 rows per poll was most of its cost):
-  -- whoever shows one masks what it shows (make_state masks `info`; CouchDB itself leaves
-  -- credentials out of these rows).
-  function M.docs_by_id(srv, db, states)
+  --- fn(row) for every scheduler entry of one replicator database, a page of 1000 at a
+  -- time (each page decoded, used and dropped before the next: a fleet of 10,000 costs 10
+  -- requests and never more than one page in memory); `states` ("running,pending" or
+  -- M.ACTIVE) asks for those only. -> the number of rows, or nil without a scheduler.
+  -- The rows are NOT masked (CouchDB leaves credentials out of them; whoever shows one
+  -- masks what it shows, as make_state does with `info`).
+  function M.each_doc(srv, db, states, fn)
     if not M.supported(srv) then return nil end
-    local out, skip = {}, 0
+    local skip, path = 0, "/_scheduler/docs/" .. couch.escape(db)
     repeat
-      local page = srv:request("GET", "/_scheduler/docs/" .. couch.escape(db), { query = { limit = 1000, skip = skip, states = states } })
-      for _, d in ipairs(page.docs) do out[d.doc_id] = d end
-      skip = skip + #page.docs
-    until #page.docs < 1000
+      local docs = srv:request("GET", path, { query = { limit = 1000, skip = skip, states = states } }).docs
+      for i = 1, #docs do fn(docs[i]) end
+      skip = skip + #docs
+    until #docs < 1000
+    return skip
+  end
+
+  -- A page of /_scheduler/docs as CouchDB writes it: {"total_rows":..,"offset":..,"docs":[
+  -- {"database":"..","doc_id":"..",...},...]}. Each row starts with the same key, which
+  -- cannot occur inside a JSON string (its quotes would be escaped there), so the page
+  -- splits into each row's own text without decoding it. -> list of { id, text }, or nil
+  -- when the page is not in that shape (the caller decodes it instead).
+  local ROW, DOC_ID = '{"database":"', '"doc_id":"'
+  local function split_rows(body)
+    local out, s = {}, body:find(ROW, 1, true)
+    if not s then
+      if body:find('"docs":%s*%[%s*%]') then return out end
+      return nil
+    end
+    local ids = 0
+    local at = body:find(DOC_ID, 1, true)
+    while at do ids = ids + 1; at = body:find(DOC_ID, at + #DOC_ID, true) end
+    while s do
+      local nxt = body:find(ROW, s + #ROW, true)
+      local text = body:sub(s, (nxt or #body + 1) - 1)
+      local q = text:find(DOC_ID, 1, true)
+      if not q then return nil end
+      q = q + #DOC_ID
+      local close = text:find('"', q, true)
+      -- a quote preceded by an odd number of backslashes is part of the id
+      while close and #text:sub(q, close - 1):match("\\*$") % 2 == 1 do close = text:find('"', close + 1, true) end
+      if not close then return nil end
+      local id = text:sub(q, close - 1)
+      if id:find("\\", 1, true) then
+        local ok, v = pcall(json.decode, '"' .. id .. '"')
+        if not ok then return nil end
+        id = v
+      end
+      out[#out + 1] = { id, text }
+      s = nxt
+    end
+    if #out ~= ids then return nil end -- a row not led by "database": not the shape assumed
+    return out
+  end
+
+  --- The row one text of split_rows holds, decoded (nil when it is not one JSON object).
+  function M.decode_row(text)
+    local obj = text:gsub("%s*,%s*$", "")
+    if not obj:find("}%s*$") then return nil end
+    local ok, v = pcall(json.decode, obj)
+    if not ok then
+      -- the page's last row: the text runs on with the envelope's "]}"
+      ok, v = pcall(json.decode, (obj:gsub("%s*%]%s*}%s*$", "")))
+    end
+    if ok and type(v) == "table" then return v end
+    return nil
+  end
+
+  --- fn(doc_id, text, row, key) for every scheduler entry of one replicator database, a
+  -- page of 1000 at a time, decoding only the rows that need it: `text` is the row's JSON
+  -- text as the server wrote it (the same text means the same row: a cheap key to compare
+  -- polls by). `prepare(doc_id, text) -> key, wanted` (optional) says which rows are
+  -- wanted decoded: those come as `row` (decoded one by one, or the whole page at once
+  -- when more than a quarter of it is wanted, which is cheaper then); the others as text
+  -- only (decode them with M.decode_row). On a page in another shape every row is decoded
+  -- (text nil). -> the number of rows, or nil without a scheduler.
+  function M.each_row(srv, db, states, fn, prepare)
+    if not M.supported(srv) then return nil end
+    local skip, path = 0, "/_scheduler/docs/" .. couch.escape(db)
+    local n
+    repeat
+      local body = srv:request("GET", path, { query = { limit = 1000, skip = skip, states = states }, raw = true })
+      local rows = type(body) == "string" and split_rows(body)
+      local docs
+      if rows then
+        n = #rows
+        local keys, wanted, k = {}, {}, 0
+        for i = 1, n do
+          if prepare then keys[i], wanted[i] = prepare(rows[i][1], rows[i][2]) end
+          if wanted[i] then k = k + 1 end
+        end
+        if k > n / 4 then
+          docs = json.decode(body).docs
+          if #docs ~= n then rows = nil end
+          for i = 1, rows and n or 0 do
+            if docs[i].doc_id ~= rows[i][1] then rows = nil; break end
+          end
+        end
+        if rows then
+          for i = 1, n do
+            local row = wanted[i] and (docs and docs[i] or M.decode_row(rows[i][2])) or nil
+            fn(rows[i][1], rows[i][2], row, keys[i])
+          end
+        end
+      end
+      if not rows then
+        docs = docs or (type(body) == "string" and json.decode(body) or body).docs
+        n = #docs
+        for i = 1, n do fn(docs[i].doc_id, nil, docs[i], nil) end
+      end
+      skip = skip + n
+    until n < 1000
+    return skip
+  end
+
+  --- Every scheduler entry of one replicator database, by document id (nil: no scheduler);
+  -- `states` as for each_doc. For callers that need them all at once (rep:list, counts).
+  function M.docs_by_id(srv, db, states)
+    local out = {}
+    if not M.each_doc(srv, db, states, function(d) out[d.doc_id] = d end) then return nil end
     return out
   end
 

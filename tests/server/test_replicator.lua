@@ -56,6 +56,34 @@ function TestReplicator:test_create_follow_to_completion()
   if last._replication_stats then lu.assertEquals(last._replication_stats.docs_written, 120) end
 end
 
+-- rep:state while a job finishes: a cluster drops the finishing job's row from
+-- /_scheduler/docs for about a second, then says "completed" a second before the document
+-- does. Once the job has copied everything, rep:state must never say it has not started,
+-- and "completed" must be what the document itself says.
+function TestReplicator:test_state_never_goes_back_while_a_job_finishes()
+  local id = rep_id("finishing")
+  rep:create { source = self.src.name, target = self.tgt_name, create_target = true, id = id }
+  local tgt, copied = srv:db(self.tgt_name), false
+  local seen, st = {}, nil
+  local deadline = couch.now() + 60
+  repeat
+    if not copied then
+      local ok, info = pcall(tgt.info, tgt)
+      copied = ok and info.doc_count == 120
+    end
+    st = rep:state(id)
+    if seen[#seen] ~= st.state then seen[#seen + 1] = st.state end
+    if copied then
+      lu.assertNotEquals(st.state, "initializing",
+        "the job copied every document, then rep:state said it had not started: " .. table.concat(seen, " -> "))
+    end
+    if st.state ~= "completed" then couch.sleep(0.05) end
+  until st.state == "completed" or couch.now() > deadline
+  lu.assertEquals(st.state, "completed", table.concat(seen, " -> "))
+  lu.assertEquals(st._replication_state, "completed", "the document's own state agrees")
+  lu.assertEquals(st.node, nil, "a job that ended runs on no node")
+end
+
 function TestReplicator:test_wait_in_concurrent_tasks()
   local ids, tasks = {}, {}
   for i = 1, 3 do
