@@ -316,6 +316,16 @@ return function(couch)
       return out
     end
 
+    -- The query and body of the reader's _changes reads (changes.lua builds them): the
+    -- reader adds since, limit and the longpoll to each page.
+    function R.changes_request()
+      local filter = type(opts.filter) == "string" and opts.filter or nil
+      local doc_ids = opts.doc_ids and json.array {}
+      for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
+      return couch._changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
+                                              filter = filter, query_params = filter and opts.query_params })
+    end
+
     R.report = reporter(opts, source.name, target.name)
     return R
   end
@@ -397,8 +407,7 @@ return function(couch)
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
       continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
-      since = opts.since or 0, doc_ids = opts.doc_ids, selector = opts.selector, filter = opts.filter,
-      query_params = opts.query_params, rep_id = rep_id, session_id = couch._random_hex(16), name = opts.name,
+      since = opts.since or 0, rep_id = rep_id, session_id = couch._random_hex(16), name = opts.name,
       runners = R, idle = couch.cond(),
       source_url = redact.url(source.server.url) .. "/" .. source.name,
       target_url = redact.url(target.server.url) .. "/" .. target.name,

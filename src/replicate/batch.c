@@ -85,7 +85,7 @@ static void push_doc_path(lua_State *L, int id) {
 
 /* Raise the structured error for a _changes answer the protocol does not allow. */
 static int bad_changes(lua_State *L, couch_repl *r, const char *what) {
-  const char *method = r->ref.doc_ids != LUA_NOREF || r->ref.selector != LUA_NOREF ? "POST" : "GET";
+  const char *method = r->changes_post ? "POST" : "GET";
   return couch_repl_answer_raise(L, r, REPL_SOURCE, method, "/_changes", 200, "http", "bad_response",
                                  "the source's _changes answer has %s", what);
 }

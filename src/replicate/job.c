@@ -239,12 +239,6 @@ static int l_new(lua_State *L) {
     lua_pop(L, 2);
   }
   opt_ref(L, 1, "since", &r->ref.since);
-  opt_ref(L, 1, "doc_ids", &r->ref.doc_ids);
-  opt_ref(L, 1, "selector", &r->ref.selector);
-  lua_getfield(L, 1, "filter");
-  if (lua_type(L, -1) == LUA_TSTRING) couch_repl_set(L, &r->ref.filter, -1); /* server-side only */
-  lua_pop(L, 1);
-  opt_ref(L, 1, "query_params", &r->ref.query_params);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
   opt_ref(L, 1, "runners", &r->ref.hooks);
   opt_ref(L, 1, "name", &r->ref.name);

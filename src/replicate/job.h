@@ -38,6 +38,7 @@ typedef struct couch_repl {
   /* lifecycle */
   couch_repl_state state;
   unsigned stopping : 1, checkpointing : 1, no_bulk_get : 1, probing : 1;
+  unsigned changes_post : 1; /* _changes is a POST (doc_ids, selector): error messages say so */
   /* counters */
   lua_Integer docs_read, docs_written, doc_write_failures, missing_revisions_found, docs_skipped,
       revisions_checked, batches, failures_kept;
@@ -52,7 +53,6 @@ typedef struct couch_repl {
   struct {
     int db[2], request[2];    /* the endpoints and their `request` method */
     int since, start_seq, through_seq, checkpointed_seq, changes_pending;
-    int doc_ids, selector, filter, query_params; /* the _changes filter, as given */
     int rep_id, local_path;   /* the replication id and "/_local/<escaped id>" */
     int ckpt_rev[2], history; /* checkpoint docs' revs; the source's history at the start */
     int anchor_id[2], anchor_rev[2];

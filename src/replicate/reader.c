@@ -4,10 +4,13 @@
  * workers. A continuous job checkpoints when caught up, then waits for more with a
  * longpoll. The queue is closed at the end and on error, so the workers finish what was
  * read and stop.
+ * The query and body (filter=_doc_ids / _selector / a server-side filter and its
+ * query_params) come from changes.lua (couch._changes_request, through the job's
+ * `changes_request` runner): one home for how _changes is asked.
  * Steps, each its own continuation, their state in a `reader` struct (a userdata at stack
- * slot 3 whose user value is the seq to read from; the continuation context is its
- * address): read a page -> got it (checks, batch pushed) -> pushed -> read again;
- * caught up -> checkpointed -> longpoll -> got it. */
+ * slot 3; its user values: the seq to read from, the query, the body; the continuation
+ * context is its address): build the query -> read a page -> got it (checks, batch
+ * pushed) -> pushed -> read again; caught up -> checkpointed -> longpoll -> got it. */
 #include "replicate/reader.h"
 
 #include "json/json.h"
@@ -42,29 +45,33 @@ static int same_seq(lua_State *L, int a, int b) {
   return same;
 }
 
-static int has_body(couch_repl *r) { return r->ref.doc_ids != LUA_NOREF || r->ref.selector != LUA_NOREF; }
-
 /* Raise the structured error of a _changes answer the protocol does not allow. */
 static int bad_changes(lua_State *L, couch_repl *r, const char *kind, const char *code, const char *what,
                        const char *seq) {
-  return couch_repl_answer_raise(L, r, REPL_SOURCE, has_body(r) ? "POST" : "GET", "/_changes", 200, kind, code,
+  return couch_repl_answer_raise(L, r, REPL_SOURCE, r->changes_post ? "POST" : "GET", "/_changes", 200, kind, code,
                                  what, seq);
 }
 
 static int got_k(lua_State *L, int status, lua_KContext ctx);
 
-/* One _changes page from the reader's seq (a longpoll when caught up), with lua_callk. */
+/* One _changes page from the reader's seq (a longpoll when caught up), with lua_callk: the
+ * query and body changes.lua built (user values 2 and 3), plus since, limit, feed. */
 static int read_page(lua_State *L, reader *rd, int longpoll) {
   couch_repl *r = rd->r;
   rd->longpoll = longpoll;
-  int body = has_body(r);
-  couch_repl_push_request(L, r, REPL_SOURCE, body ? "POST" : "GET", "/_changes");
+  couch_repl_push_request(L, r, REPL_SOURCE, r->changes_post ? "POST" : "GET", "/_changes");
   lua_createtable(L, 0, 5); /* the request's options */
   int o = lua_gettop(L);
-  lua_createtable(L, 0, 8); /* the query */
+  lua_createtable(L, 0, 8); /* the query: a copy, as a request may keep its own */
   int q = lua_gettop(L);
-  lua_pushliteral(L, "all_docs");
-  lua_setfield(L, q, "style");
+  lua_getiuservalue(L, S_READER, 2);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, q);
+  }
+  lua_pop(L, 1);
   push_since(L);
   if (lua_istable(L, -1)) { /* a structured seq travels as its JSON text */
     couch_json_encode(L, lua_gettop(L), NULL);
@@ -73,36 +80,9 @@ static int read_page(lua_State *L, reader *rd, int longpoll) {
   lua_setfield(L, q, "since");
   lua_pushinteger(L, r->batch_size);
   lua_setfield(L, q, "limit");
-  if (r->ref.doc_ids != LUA_NOREF) {
-    lua_pushliteral(L, "_doc_ids");
-    lua_setfield(L, q, "filter");
-    lua_createtable(L, 0, 1);
-    couch_json_newarray(L);
-    couch_repl_push(L, r->ref.doc_ids);
-    for (lua_Integer i = 1; lua_geti(L, -1, i) != LUA_TNIL; i++) lua_rawseti(L, -3, i);
-    lua_pop(L, 2);
-    lua_setfield(L, -2, "doc_ids");
+  if (r->changes_post) {
+    lua_getiuservalue(L, S_READER, 3);
     lua_setfield(L, o, "body");
-  } else if (r->ref.selector != LUA_NOREF) {
-    lua_pushliteral(L, "_selector");
-    lua_setfield(L, q, "filter");
-    lua_createtable(L, 0, 1);
-    couch_repl_push(L, r->ref.selector);
-    lua_setfield(L, -2, "selector");
-    lua_setfield(L, o, "body");
-  } else if (r->ref.filter != LUA_NOREF) { /* a server-side filter and its parameters */
-    couch_repl_push(L, r->ref.filter);
-    lua_setfield(L, q, "filter");
-    couch_repl_push(L, r->ref.query_params);
-    if (lua_istable(L, -1)) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, q);
-      }
-    }
-    lua_pop(L, 1);
   }
   if (longpoll) { /* the server holds the request up to poll seconds */
     lua_pushliteral(L, "longpoll");
@@ -187,16 +167,29 @@ static int got_k(lua_State *L, int status, lua_KContext ctx) {
   return pushed_k(L, LUA_OK, ctx);
 }
 
-/* The loop itself, run under lua_pcallk so the queue is closed whatever happens. */
+static int built_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  reader *rd = (reader *)ctx;
+  rd->r->changes_post = !lua_isnil(L, -1);
+  lua_setiuservalue(L, S_READER, 3); /* the body (doc_ids, selector) or nil */
+  if (!lua_istable(L, -1)) return luaL_error(L, "the _changes query is not a table");
+  lua_setiuservalue(L, S_READER, 2);
+  return next_page(L, rd);
+}
+
+/* The loop itself, run under lua_pcallk so the queue is closed whatever happens: the
+ * query first (changes.lua's, through the runner), then page after page. */
 static int read_loop(lua_State *L) {
   couch_repl *r = couch_repl_check(L, 1);
   lua_settop(L, 2);
   luaL_checkstack(L, 32, "reading changes");
-  reader *rd = lua_newuserdatauv(L, sizeof *rd, 1); /* S_READER */
+  reader *rd = lua_newuserdatauv(L, sizeof *rd, 3); /* S_READER */
   *rd = (reader){.r = r, .index = 1};
   couch_repl_push(L, r->ref.start_seq);
   lua_setiuservalue(L, S_READER, 1);
-  return next_page(L, rd);
+  couch_repl_push_hook(L, r, "changes_request");
+  lua_callk(L, 0, 2, (lua_KContext)rd, built_k);
+  return built_k(L, LUA_OK, (lua_KContext)rd);
 }
 
 static int closed_k(lua_State *L, int status, lua_KContext ctx) {
