@@ -350,19 +350,27 @@ static void push_allow(lua_State *L, const int *codes, int n) {
   }
 }
 
-/* Push the _bulk_docs body: the documents' JSON texts as they are. */
+/* Push the _bulk_docs body: the documents' JSON texts as they are, joined in one buffer
+ * of the final size (growing it by doubling left as much garbage as the body itself). */
 static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, new_edits ? "{\"new_edits\":true,\"docs\":[" : "{\"new_edits\":false,\"docs\":[");
+  static const char head_t[] = "{\"new_edits\":true,\"docs\":[", head_f[] = "{\"new_edits\":false,\"docs\":[";
   lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  size_t total = sizeof head_f + 2 + (size_t)n;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, docs, i);
+    if (lua_getfield(L, -1, "json") != LUA_TSTRING) luaL_error(L, "document %d of the batch has no JSON text", (int)i);
+    total += lua_rawlen(L, -1);
+    lua_pop(L, 2);
+  }
+  luaL_Buffer b;
+  luaL_buffinitsize(L, &b, total);
+  luaL_addstring(&b, new_edits ? head_t : head_f);
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) luaL_addchar(&b, ',');
     lua_rawgeti(L, docs, i);
     lua_getfield(L, -1, "json");
     lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "document %d of the batch has no JSON text", (int)i);
-    luaL_addvalue(&b);
+    luaL_addvalue(&b); /* the one buffer call that takes its value from the stack */
   }
   luaL_addstring(&b, "]}");
   luaL_pushresult(&b);
@@ -740,6 +748,10 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
     lua_settop(L, S_TOP);
   }
   r->docs_read += (lua_Integer)lua_rawlen(L, S_READABLE);
+  if (!r->hooks) { /* nothing of the user's to run: the exact bytes go as they are */
+    lua_pushvalue(L, S_READABLE);
+    return hooked_k(L, LUA_OK, CTX(b));
+  }
   push_runner(L, r, "apply");
   lua_pushvalue(L, S_READABLE);
   lua_callk(L, 2, 1, CTX(b), hooked_k);

@@ -41,7 +41,7 @@ typedef struct couch_repl {
   unsigned changes_post : 1; /* _changes is a POST (doc_ids, selector): error messages say so */
   /* counters */
   lua_Integer docs_read, docs_written, doc_write_failures, missing_revisions_found, docs_skipped,
-      revisions_checked, batches, failures_kept;
+      revisions_checked, batches, finished, failures_kept;
   double missing_ratio; /* < 0: no estimate yet */
   double bytes_per_rev; /* 0: no estimate yet */
   double started, last_checkpoint;

@@ -12,10 +12,29 @@
 #include "replicate/job.h"
 
 #include <lauxlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 enum { S_JOB = 1, S_QUEUE, S_BATCH, S_TOP = S_BATCH };
 
 static int pop(lua_State *L, couch_repl *r);
+
+/* Peak RSS flat with the database (issue 12). What a batch allocates (its _bulk_get answer,
+ * the slices, the _bulk_docs body: about a MB each at 500 documents of 1 KB) is garbage as
+ * soon as it is written, but Lua's collector lets the heap grow to twice what is live
+ * before it finishes a cycle, and glibc raises its mmap threshold to the largest block
+ * freed, after which such blocks come from the heap and its freed middle is not given
+ * back: the peak crept up with the number of batches (+16 % from 10k to 100k documents).
+ * Every 8th batch a full collection and a malloc_trim put it back to what is live; a few
+ * milliseconds per 4,000 documents. */
+static void give_back(lua_State *L, couch_repl *r) {
+  if (++r->finished % 8 != 0) return;
+  lua_gc(L, LUA_GCCOLLECT);
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 static int reported_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -41,6 +60,7 @@ static int moved_k(lua_State *L, int status, lua_KContext ctx) {
   lua_getiuservalue(L, S_BATCH, BATCH_LAST_SEQ);
   if (couch_repl_done_finish(L, r, b->index, -1, b->hold)) return luaL_error(L, "out of memory");
   lua_settop(L, S_TOP);
+  give_back(L, r);
   if (couch_repl_now() - r->last_checkpoint < r->checkpoint_interval) return checkpointed_k(L, LUA_OK, ctx);
   luaL_getmetafield(L, S_JOB, "methods");
   lua_getfield(L, -1, "_checkpoint");
