@@ -56,9 +56,9 @@ static void append(lua_State *L, int list, int value) {
   lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
 }
 
-/* Push the runner `name` of replicate.lua and the job: a call of 2 + n arguments. */
-static void push_runner(lua_State *L, couch_repl *r, const char *name) {
-  couch_repl_push_hook(L, r, name);
+/* Push a runner of replicate.lua and the job: ready for its other arguments. */
+static void push_runner(lua_State *L, couch_repl *r, couch_repl_runner which) {
+  couch_repl_push_runner(L, r, which);
   lua_pushvalue(L, S_JOB);
 }
 
@@ -732,7 +732,7 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
     } else if (lua_toboolean(L, d + 2)) {
       int e = d + 2;
       b->hold = 1; /* a revision not read is not on the target: the checkpoint must not pass it */
-      push_runner(L, r, "failed");
+      push_runner(L, r, RUN_FAILED);
       lua_createtable(L, 0, 2);
       lua_getfield(L, e, "id");
       lua_setfield(L, -2, "id");
@@ -752,7 +752,7 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
     lua_pushvalue(L, S_READABLE);
     return hooked_k(L, LUA_OK, CTX(b));
   }
-  push_runner(L, r, "apply");
+  push_runner(L, r, RUN_APPLY);
   lua_pushvalue(L, S_READABLE);
   lua_callk(L, 2, 1, CTX(b), hooked_k);
   return hooked_k(L, LUA_OK, CTX(b));
@@ -774,7 +774,7 @@ static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
   if (n == 0) return chunk(L, b);
   if (b->r->new_revisions) { /* each document: a new edit on the target's rev */
-    push_runner(L, b->r, "new_revisions");
+    push_runner(L, b->r, RUN_NEW_REVISIONS);
     lua_pushvalue(L, S_DOCS);
     lua_callk(L, 2, 0, ctx, newrev_k);
     return newrev_k(L, LUA_OK, ctx);
@@ -852,14 +852,14 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
     if (cur_flag(L, 3) || r->attachments)
       return couch_repl_answer_raise(L, r, REPL_TARGET, "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
                                      reason);
-    push_runner(L, r, "with_attachments");
+    push_runner(L, r, RUN_WITH_ATTACHMENTS);
     lua_pushvalue(L, docs);
     lua_callk(L, 2, 1, ctx, refetched_k);
     return refetched_k(L, LUA_OK, ctx);
   }
   if (code == 413) {
     if (n == 1) {
-      push_runner(L, r, "failed");
+      push_runner(L, r, RUN_FAILED);
       lua_rawgeti(L, docs, 1);
       lua_createtable(L, 0, 3);
       lua_pushliteral(L, "too_large");
@@ -974,7 +974,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
       continue;
     }
     if (lua_toboolean(L, e)) {
-      push_runner(L, r, "failed");
+      push_runner(L, r, RUN_FAILED);
       lua_pushvalue(L, d);
       lua_pushvalue(L, e);
       lua_callk(L, 3, 0, CTX(b), match_failed_k);
@@ -985,7 +985,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
   }
   if (lua_rawlen(L, S_RESTUB) > 0) { /* fetched again with their attachments, sent again */
     lua_settop(L, S_TOP);
-    push_runner(L, r, "with_attachments");
+    push_runner(L, r, RUN_WITH_ATTACHMENTS);
     lua_pushvalue(L, S_RESTUB);
     lua_newtable(L);
     lua_replace(L, S_RESTUB);

@@ -79,11 +79,8 @@ void couch_repl_push_doc_path(lua_State *L, const char *id, size_t len) {
   lua_concat(L, 3);
 }
 
-void couch_repl_push_hook(lua_State *L, couch_repl *r, const char *name) {
-  couch_repl_push(L, r->ref.hooks);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
-  else lua_pushnil(L);
-  lua_remove(L, -2);
+void couch_repl_push_runner(lua_State *L, couch_repl *r, couch_repl_runner which) {
+  couch_repl_push(L, r->ref.runner[which]);
 }
 
 /* tostring(v) or def when v is nil */
@@ -240,7 +237,11 @@ static int l_new(lua_State *L) {
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
-  opt_ref(L, 1, "runners", &r->ref.hooks);
+  static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "with_attachments", "report",
+                                             "changes_request"};
+  if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "couch._repl_new: 'runners' must be a table");
+  for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);
+  lua_pop(L, 1);
   opt_ref(L, 1, "name", &r->ref.name);
   opt_ref(L, 1, "idle", &r->ref.idle);
   if (r->ref.idle == LUA_NOREF) return luaL_error(L, "couch._repl_new: 'idle' (a couch.cond) is required");

@@ -29,6 +29,12 @@ typedef enum {
 
 typedef struct couch_repl_done couch_repl_done; /* done.c */
 
+/* replicate.lua's runners: the Lua the C steps call (the user's hooks, progress, the
+ * _changes query), each held as its own ref, looked up once at construction. */
+typedef enum {
+  RUN_APPLY, RUN_FAILED, RUN_NEW_REVISIONS, RUN_WITH_ATTACHMENTS, RUN_REPORT, RUN_CHANGES_REQUEST, RUN_N
+} couch_repl_runner;
+
 typedef struct couch_repl {
   /* options */
   lua_Integer batch_size, concurrency, max_batch_bytes;
@@ -56,7 +62,7 @@ typedef struct couch_repl {
     int rep_id, local_path;   /* the replication id and "/_local/<escaped id>" */
     int ckpt_rev[2], history; /* checkpoint docs' revs; the source's history at the start */
     int anchor_id[2], anchor_rev[2];
-    int hooks;                /* replicate.lua's table of hook runners */
+    int runner[RUN_N];        /* replicate.lua's functions (couch_repl_runner) */
     int failures;             /* the refused documents (job:errors()), at most 1000 */
     int stats;                /* the stats table handed out, refreshed from the counters */
     int name, source_name, target_name, source_url, target_url;
@@ -82,8 +88,8 @@ void couch_repl_push_request(lua_State *L, couch_repl *r, int side, const char *
 /* Push "/" .. the document's path (id escaped; _design/ and _local/ kept). */
 void couch_repl_push_doc_path(lua_State *L, const char *id, size_t len);
 
-/* Push hooks[name] (a function of replicate.lua's closure). */
-void couch_repl_push_hook(lua_State *L, couch_repl *r, const char *name);
+/* Push the runner (a function of replicate.lua's closure, or nil). */
+void couch_repl_push_runner(lua_State *L, couch_repl *r, couch_repl_runner which);
 
 /* Count a refused revision: doc_write_failures, the error object kept for job:errors()
  * (first 1000), and pushes that error (the caller hands it to on_error). `d` is the

@@ -187,7 +187,7 @@ static int read_loop(lua_State *L) {
   *rd = (reader){.r = r, .index = 1};
   couch_repl_push(L, r->ref.start_seq);
   lua_setiuservalue(L, S_READER, 1);
-  couch_repl_push_hook(L, r, "changes_request");
+  couch_repl_push_runner(L, r, RUN_CHANGES_REQUEST);
   lua_callk(L, 0, 2, (lua_KContext)rd, built_k);
   return built_k(L, LUA_OK, (lua_KContext)rd);
 }

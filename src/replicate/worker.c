@@ -45,7 +45,7 @@ static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl *r = (couch_repl *)ctx;
   lua_settop(L, S_TOP);
-  couch_repl_push_hook(L, r, "report");
+  couch_repl_push_runner(L, r, RUN_REPORT);
   if (lua_isnil(L, -1)) return pop(L, r);
   lua_pushvalue(L, S_JOB);
   lua_callk(L, 1, 0, ctx, reported_k);
