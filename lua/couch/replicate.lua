@@ -274,48 +274,6 @@ return function(couch)
       end
     end
 
-    -- attachments = false leaves attachment stubs in the documents, which a target without
-    -- those attachments refuses as a whole (412 missing_stub): fetch the refused batch's
-    -- revisions again, attachments inlined, and send that. A hooked document keeps what the
-    -- hook made of it; only its stubs are filled in (by attachment name).
-    function R.with_attachments(job, docs)
-      local reqs, by = json.array {}, {}
-      for _, d in ipairs(docs) do
-        if type(d.id) == "string" and type(d.rev) == "string" then reqs[#reqs + 1] = { id = d.id, rev = d.rev } end
-      end
-      local query = { revs = true, latest = true, attachments = true }
-      local function take(text)
-        for _, e in ipairs(couch._slice_docs(text) or {}) do
-          if e.json then by[e.id .. " " .. e.rev] = e end
-        end
-      end
-      if not job._no_bulk_get then
-        take(source:request("POST", "/_bulk_get", { query = query, body = { docs = reqs }, raw = true, idempotent = true }))
-      else
-        for _, r in ipairs(reqs) do
-          local q = { revs = true, latest = true, attachments = true, open_revs = json.encode(json.array { r.rev }) }
-          take(source:request("GET", "/" .. couch.doc_path(r.id), { query = q, raw = true }))
-        end
-      end
-      local out = {}
-      for i, d in ipairs(docs) do
-        local f = type(d.id) == "string" and type(d.rev) == "string" and by[d.id .. " " .. d.rev]
-        if f and not d.doc then
-          out[i] = f
-        elseif f then
-          local full = json.decode(f.json)._attachments or {}
-          for name, a in pairs(type(d.doc._attachments) == "table" and d.doc._attachments or {}) do
-            if type(a) == "table" and a.stub and full[name] then d.doc._attachments[name] = full[name] end
-          end
-          d.json = json.encode(d.doc)
-          out[i] = d
-        else
-          out[i] = d
-        end
-      end
-      return out
-    end
-
     -- The query and body of the reader's _changes reads (changes.lua builds them): the
     -- reader adds since, limit and the longpoll to each page.
     function R.changes_request()

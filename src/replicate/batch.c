@@ -13,7 +13,7 @@
  * revisions asked, the sliced documents, the stack of _bulk_docs posts) are the slots of
  * this frame (S_* below), which a C function keeps across a yield. Each protocol step is
  * its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
- * apply, failed, new_revisions, with_attachments); every HTTP call goes through the
+ * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes through the
  * database's request method (couch_repl_push_request), so auth and retries stay in one
  * place and the call yields inside a task like a cosocket call. An answer of the wrong
  * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
@@ -852,7 +852,8 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
     if (cur_flag(L, 3) || r->attachments)
       return couch_repl_answer_raise(L, r, REPL_TARGET, "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
                                      reason);
-    push_runner(L, r, RUN_WITH_ATTACHMENTS);
+    lua_pushcfunction(L, couch_repl_with_attachments);
+    lua_pushvalue(L, S_JOB);
     lua_pushvalue(L, docs);
     lua_callk(L, 2, 1, ctx, refetched_k);
     return refetched_k(L, LUA_OK, ctx);
@@ -985,7 +986,8 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
   }
   if (lua_rawlen(L, S_RESTUB) > 0) { /* fetched again with their attachments, sent again */
     lua_settop(L, S_TOP);
-    push_runner(L, r, RUN_WITH_ATTACHMENTS);
+    lua_pushcfunction(L, couch_repl_with_attachments);
+    lua_pushvalue(L, S_JOB);
     lua_pushvalue(L, S_RESTUB);
     lua_newtable(L);
     lua_replace(L, S_RESTUB);

@@ -22,6 +22,10 @@ couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer
 /* (job, batch): move one batch from the source to the target (may yield). */
 int couch_repl_move_batch(lua_State *L);
 
+/* (job, docs) -> docs: the revisions refused for attachment stubs, fetched again with
+ * their attachments (restub.c; may yield). */
+int couch_repl_with_attachments(lua_State *L);
+
 /* Register the batch's metatable. */
 void couch_batch_open(lua_State *L);
 #endif

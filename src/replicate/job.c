@@ -237,8 +237,7 @@ static int l_new(lua_State *L) {
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
-  static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "with_attachments", "report",
-                                             "changes_request"};
+  static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "report", "changes_request"};
   if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "couch._repl_new: 'runners' must be a table");
   for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);
   lua_pop(L, 1);
@@ -431,7 +430,6 @@ static int l_index(lua_State *L) {
   else if (strcmp(k, "source") == 0) couch_repl_push(L, r->ref.db[REPL_SOURCE]);
   else if (strcmp(k, "target") == 0) couch_repl_push(L, r->ref.db[REPL_TARGET]);
   else if (strcmp(k, "info") == 0) push_stats(L, r);
-  else if (strcmp(k, "_no_bulk_get") == 0) lua_pushboolean(L, r->no_bulk_get);
   else lua_pushnil(L);
   return 1;
 }

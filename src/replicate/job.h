@@ -32,7 +32,7 @@ typedef struct couch_repl_done couch_repl_done; /* done.c */
 /* replicate.lua's runners: the Lua the C steps call (the user's hooks, progress, the
  * _changes query), each held as its own ref, looked up once at construction. */
 typedef enum {
-  RUN_APPLY, RUN_FAILED, RUN_NEW_REVISIONS, RUN_WITH_ATTACHMENTS, RUN_REPORT, RUN_CHANGES_REQUEST, RUN_N
+  RUN_APPLY, RUN_FAILED, RUN_NEW_REVISIONS, RUN_REPORT, RUN_CHANGES_REQUEST, RUN_N
 } couch_repl_runner;
 
 typedef struct couch_repl {
