@@ -8,7 +8,10 @@
  *   pipeline  the finished-batch run (done.c) and the flags the workers share
  *   checkpoint the _local revs of both sides, the history read at the start, the anchors
  * Every Lua value it keeps is a registry ref that starts as LUA_NOREF and is released in
- * one place, couch_repl_cleanup (run by __close, __gc and at the job's end).
+ * one place, couch_repl_cleanup, from __gc (__close cancels a running job; the refs stay
+ * until the object goes, so job:stats() and job:errors() still answer after the end).
+ * The task refs that would make a cycle (job -> reader task -> its closure -> job) are
+ * dropped as soon as the job ends (job:_state with a final state).
  * Who owns what: the userdata is the job object users hold (job:wait(), job:stats()...);
  * replicate.lua's closure runs the user's hooks; the reader, the workers and the
  * checkpoint steps are C continuations (reader.c, worker.c, batch.c, checkpoint.c) that
