@@ -131,8 +131,9 @@ return function(couch)
 
   ---------------------------------------------------------------------------
   -- The job is a C object (src/replicate/job.c): its options, counters, seqs, pipeline
-  -- and checkpoint state live in a struct; the protocol steps are C (reader.c, worker.c,
-  -- batch.c, checkpoint.c). What stays here is what is the user's: the option checks
+  -- and checkpoint state live in a struct; its run and the protocol steps are C (run.c,
+  -- reader.c, worker.c, batch.c, checkpoint.c, restub.c). What stays here is what is the
+  -- user's: the option checks
   -- above, and the runners below, which run the user's hooks (filter, transform,
   -- on_error, new_revisions, progress) when the C steps call them. The runners never
   -- hold the job (it is their first argument), so the job's refs make no cycle.
@@ -288,64 +289,6 @@ return function(couch)
     return R
   end
 
-  --- The pipeline -----------------------------------------------------------
-
-  -- A reader task fills a bounded queue (job:_read), `concurrency` worker tasks move its
-  -- batches (job:_work); the checkpoint only ever moves to the end of the longest run of
-  -- finished batches (src/replicate/done.c).
-  local function run(job, opts, report)
-    job:_state("running")
-    if opts.create_target and not job.target:exists() then job.target:create { exist_ok = true } end
-    job:_start()
-    local concurrency = opts.concurrency or 4
-    local queue = couch.queue(concurrency)
-    local first_error, tasks
-    -- The first real failure of any task ends the job at once: the others are cancelled
-    -- (a reader blocked on a full queue, workers in a request) and run() raises it. Waiting
-    -- on the tasks one by one instead left a failed worker unnoticed behind a blocked reader.
-    local function guarded(fn)
-      return function()
-        local ok, err = pcall(fn)
-        if ok or first_error or (couch.is_error(err) and err.kind == "cancelled" and job:_stopping()) then return end
-        first_error = err
-        job:_stopping(true)
-        local me = couch.current()
-        for _, other in ipairs(tasks) do if other ~= me then other:cancel() end end
-      end
-    end
-
-    local reader = couch.spawn("replication reader", guarded(function() job:_read(queue) end))
-    tasks = { reader }
-    for w = 1, concurrency do
-      tasks[w + 1] = couch.spawn("replication worker " .. w, guarded(function() job:_work(queue) end))
-    end
-    job:_tasks(nil, reader)
-    local ok, err = pcall(function() for _, t in ipairs(tasks) do t:wait() end end)
-    if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
-      job:_stopping(true)
-      for _, t in ipairs(tasks) do t:cancel() end
-      local cancelled = couch.is_error(err) and err.kind == "cancelled"
-      job:_state(cancelled and "cancelled" or "failed")
-      pcall(report, job, cancelled and "cancelled" or "stopped by an error")
-      error(err, 0)
-    end
-    if first_error then
-      -- a failure caused by a database re-created under the job says so
-      if not (couch.is_error(first_error) and (first_error.reason == "target_recreated"
-          or first_error.reason == "source_recreated")) then
-        local ok2, why = pcall(job._verify_sides, job)
-        if not ok2 and couch.is_error(why) and why.kind == "replication" then first_error = why end
-      end
-      job:_state("failed")
-      pcall(report, job, "stopped by an error")
-      error(first_error, 0)
-    end
-    job:_checkpoint(true) -- waits for one in flight (no polling)
-    job:_state(job:_stopping() and "cancelled" or "completed")
-    report(job, job.state == "cancelled" and "cancelled" or "done")
-    return job:stats()
-  end
-
   --- couch.replication{ source =, target =, ... } -> a running job (see couch.replicate)
   local function replication(opts, what)
     check(opts, what or "couch.replication")
@@ -366,13 +309,14 @@ return function(couch)
       continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
       since = opts.since or 0, rep_id = rep_id, session_id = couch._random_hex(16), name = opts.name,
-      runners = R, idle = couch.cond(),
+      runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
       source_url = redact.url(source.server.url) .. "/" .. source.name,
       target_url = redact.url(target.server.url) .. "/" .. target.name,
     }
     running[job] = true
     local task = couch.spawn("replication " .. source.name .. " -> " .. target.name, function()
-      local ok, res = pcall(run, job, opts, R.report)
+      -- the run is C (src/replicate/run.c): reader and worker tasks, joined, checkpointed
+      local ok, res = pcall(job._run, job, opts.create_target)
       running[job] = nil
       if not ok then error(res, 0) end
       return res

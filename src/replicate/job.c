@@ -7,8 +7,10 @@
  *   reader.c      job:_read(queue): _changes pages into the bounded queue
  *   worker.c      job:_work(queue): pop a batch, move it (batch.c), advance (done.c)
  *   batch.c       one batch: revs_diff -> _bulk_get -> slices -> hooks -> _bulk_docs
- * The job is a userdata; a task runs the pipeline (replicate.lua's run()), and the job
- * keeps that task and the reader's as refs so job:wait() and job:cancel() reach them. */
+ *   restub.c      the missing_stub refetch (attachments = false)
+ *   run.c         job:_run(): the lifecycle, the reader and worker tasks, their join
+ * The job is a userdata; its own task (spawned by replicate.lua) runs job:_run(), and the
+ * job keeps that task and the reader's as refs so job:wait() and job:cancel() reach them. */
 #include "replicate/job.h"
 
 #include "error.h"
@@ -243,6 +245,8 @@ static int l_new(lua_State *L) {
   lua_pop(L, 1);
   opt_ref(L, 1, "name", &r->ref.name);
   opt_ref(L, 1, "idle", &r->ref.idle);
+  opt_ref(L, 1, "spawn", &r->ref.spawn);
+  opt_ref(L, 1, "queue", &r->ref.queue_new);
   if (r->ref.idle == LUA_NOREF) return luaL_error(L, "couch._repl_new: 'idle' (a couch.cond) is required");
   opt_ref(L, 1, "source_name", &r->ref.source_name);
   opt_ref(L, 1, "target_name", &r->ref.target_name);
@@ -372,17 +376,22 @@ static int l_tasks(lua_State *L) {
   return 0;
 }
 
-/* job:_state(name): the lifecycle ("running", ...); a final one stamps end_time. */
-static int l_state(lua_State *L) {
-  couch_repl *r = couch_repl_check(L, 1);
-  int st = luaL_checkoption(L, 2, NULL, STATES);
-  r->state = (couch_repl_state)st;
-  if (st >= REPL_COMPLETED) {
+void couch_repl_set_state(lua_State *L, couch_repl *r, couch_repl_state state) {
+  r->state = state;
+  if (state >= REPL_COMPLETED) {
     couch_repl_iso_now(r->end_time);
     repl_ud *u = (repl_ud *)r; /* the reader task is over: no ref keeps it */
     luaL_unref(L, LUA_REGISTRYINDEX, u->reader);
     u->reader = LUA_NOREF;
   }
+}
+
+void couch_repl_set_reader(lua_State *L, couch_repl *r, int idx) { couch_repl_set(L, &((repl_ud *)r)->reader, idx); }
+
+/* job:_state(name): the lifecycle ("running", ...); a final one stamps end_time. */
+static int l_state(lua_State *L) {
+  couch_repl *r = couch_repl_check(L, 1);
+  couch_repl_set_state(L, r, (couch_repl_state)luaL_checkoption(L, 2, NULL, STATES));
   return 0;
 }
 
@@ -482,6 +491,7 @@ void couch_repl_open(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
+  couch_run_open(L);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "_repl_new");
 }

@@ -70,6 +70,7 @@ typedef struct couch_repl {
     int stats;                /* the stats table handed out, refreshed from the counters */
     int name, source_name, target_name, source_url, target_url;
     int idle;                 /* a couch.cond: broadcast when a checkpoint ends */
+    int spawn, queue_new;     /* couch.spawn and couch.queue, for the run (run.c) */
   } ref;
 } couch_repl;
 
@@ -103,6 +104,14 @@ void couch_repl_push_failure(lua_State *L, couch_repl *r, int d, int err);
  * protocol: kind, status, method, error code and the redacted url. Does not return. */
 int couch_repl_answer_raise(lua_State *L, couch_repl *r, int side, const char *method, const char *path,
                             lua_Integer status, const char *kind, const char *code, const char *fmt, ...);
+
+/* The lifecycle: a final state stamps end_time and drops the reader task's ref. */
+void couch_repl_set_state(lua_State *L, couch_repl *r, couch_repl_state state);
+/* The reader task (at idx), which job:cancel() cancels. */
+void couch_repl_set_reader(lua_State *L, couch_repl *r, int idx);
+
+/* Add job:_run (run.c). */
+void couch_run_open(lua_State *L);
 
 /* Release every ref and the pipeline's memory: the one cleanup (idempotent). */
 void couch_repl_cleanup(lua_State *L, couch_repl *r);
