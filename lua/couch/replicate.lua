@@ -133,9 +133,8 @@ return function(couch)
   -- The job is a C object (src/replicate/job.c): its options, counters, seqs, pipeline
   -- and checkpoint state live in a struct; its run and the protocol steps are C (run.c,
   -- reader.c, worker.c, batch.c, checkpoint.c, restub.c). What stays here is what is the
-  -- user's: the option checks
-  -- above, and the runners below, which run the user's hooks (filter, transform,
-  -- on_error, new_revisions, progress) when the C steps call them. The runners never
+  -- user's: the option checks above, and the runners below, which run the user's hooks
+  -- (filter, transform, on_error, new_revisions, progress) when the C steps call them. The runners never
   -- hold the job (it is their first argument), so the job's refs make no cycle.
 
   local running = setmetatable({}, { __mode = "k" })

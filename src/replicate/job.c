@@ -368,11 +368,10 @@ static int l_cancel(lua_State *L) {
 
 /* --- for replicate.lua's run() ----------------------------------------------------- */
 
-/* job:_tasks(task, reader): the job's own task (job:wait) and its reader (job:cancel). */
+/* job:_tasks(task): the job's own task (job:wait() joins it). */
 static int l_tasks(lua_State *L) {
   repl_ud *u = (repl_ud *)couch_repl_check(L, 1);
-  if (!lua_isnoneornil(L, 2)) couch_repl_set(L, &u->task, 2);
-  if (!lua_isnone(L, 3)) couch_repl_set(L, &u->reader, 3);
+  couch_repl_set(L, &u->task, 2);
   return 0;
 }
 
@@ -387,22 +386,6 @@ void couch_repl_set_state(lua_State *L, couch_repl *r, couch_repl_state state) {
 }
 
 void couch_repl_set_reader(lua_State *L, couch_repl *r, int idx) { couch_repl_set(L, &((repl_ud *)r)->reader, idx); }
-
-/* job:_state(name): the lifecycle ("running", ...); a final one stamps end_time. */
-static int l_state(lua_State *L) {
-  couch_repl *r = couch_repl_check(L, 1);
-  couch_repl_set_state(L, r, (couch_repl_state)luaL_checkoption(L, 2, NULL, STATES));
-  return 0;
-}
-
-/* job:_stopping() -> whether job:cancel() or a failure asked every task to stop;
- * job:_stopping(true) asks it. */
-static int l_stopping(lua_State *L) {
-  couch_repl *r = couch_repl_check(L, 1);
-  if (lua_toboolean(L, 2)) r->stopping = 1;
-  lua_pushboolean(L, r->stopping);
-  return 1;
-}
 
 /* job:_failure(d, err) -> the error object (counted, kept for job:errors()). */
 static int l_failure(lua_State *L) {
@@ -474,8 +457,8 @@ void couch_repl_add_methods(lua_State *L, const luaL_Reg *methods) {
 void couch_repl_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"stats", l_stats},       {"errors", l_errors},       {"wait", l_wait},
-      {"cancel", l_cancel},     {"_tasks", l_tasks},        {"_state", l_state},
-      {"_stopping", l_stopping}, {"_failure", l_failure},   {"_skipped", l_skipped},
+      {"cancel", l_cancel},     {"_tasks", l_tasks},        {"_failure", l_failure},
+      {"_skipped", l_skipped},
       {"_elapsed", l_elapsed},  {NULL, NULL}};
   if (luaL_newmetatable(L, COUCH_REPL_MT)) {
     luaL_newlib(L, methods);
