@@ -9,6 +9,7 @@
 #include "couch/server.h"
 #include "http/url.h"
 #include "replicate/batch.h"
+#include "replicate/job.h"
 #include "replicate/checkpoint.h"
 #include "replicate/reader.h"
 #include "replicate/worker.h"
@@ -83,6 +84,7 @@ int luaopen_couch(lua_State *L) {
   couch_url_open(L);
   couch_server_open(L);
   couch_slice_open(L);
+  couch_repl_open(L); /* the job metatable, before the steps add their methods */
   couch_batch_open(L);
   couch_checkpoint_open(L);
   couch_reader_open(L);

@@ -48,6 +48,9 @@ return function(couch, Database, pick, spec)
     if opts.query_params then for k, v in pairs(opts.query_params) do q[k] = v end end
     return q, body
   end
+  -- The native replication's reader (src/replicate/reader.c) builds its requests here too:
+  -- one home for the filters of a _changes read.
+  couch._changes_request = changes_request
 
   -- A long-poll mostly sits idle on the server: it does not take one of the connection's
   -- max_concurrency slots, or a few hundred followers would starve every other call.

@@ -1,10 +1,12 @@
 -- The native replication engine: the CouchDB replication protocol run by couchlua itself.
 --   changes (style=all_docs) -> revs_diff -> _bulk_get (revs, latest, attachments)
 --   -> _bulk_docs new_edits=false -> _local checkpoint on both sides
--- A reader task fills a bounded queue of batches; `concurrency` workers move them; the
--- checkpoint only ever moves to the end of the longest run of finished batches, so a crash
--- or kill at any point resumes without losing or rewriting anything. Without hooks, each
--- document travels as the exact bytes the source sent (couch._slice_docs, in C).
+-- The engine is C (src/replicate/, see job.h): a reader task fills a bounded queue of
+-- batches; `concurrency` workers move them; the checkpoint only ever moves to the end of
+-- the longest run of finished batches, so a crash or kill at any point resumes without
+-- losing or rewriting anything. Without hooks, each document travels as the exact bytes
+-- the source sent. This file checks the options into the job's struct and runs the
+-- user's hooks.
 return function(couch)
   local json = couch.json
   local redact = require("couch.redact")
@@ -127,72 +129,47 @@ return function(couch)
     if opts.max_batch_bytes and opts.max_batch_bytes < 1024 then usage("max_batch_bytes", "expected at least 1024") end
   end
 
-  local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
-
   ---------------------------------------------------------------------------
-  local Job = {}
-  Job.__index = Job
-  Job.__name = "couch.replication_job"
+  -- The job is a C object (src/replicate/job.c): its options, counters, seqs, pipeline
+  -- and checkpoint state live in a struct; its run and the protocol steps are C (run.c,
+  -- reader.c, worker.c, batch.c, checkpoint.c, restub.c). What stays here is what is the
+  -- user's: the option checks above, and the runners below, which run the user's hooks
+  -- (filter, transform, on_error, new_revisions, progress) when the C steps call them. The runners never
+  -- hold the job (it is their first argument), so the job's refs make no cycle.
 
   local running = setmetatable({}, { __mode = "k" })
 
-  function Job:__tostring()
-    local s = self.info
-    return ("couch.replication_job %s -> %s (%s, %d written)"):format(s.source, s.target, self.state, s.docs_written)
-  end
-
-  local function new_stats(job)
-    return {
-      source = redact.url(job.source.server.url) .. "/" .. job.source.name,
-      target = redact.url(job.target.server.url) .. "/" .. job.target.name,
-      docs_read = 0, docs_written = 0, doc_write_failures = 0, missing_revisions_found = 0, docs_skipped = 0,
-      revisions_checked = 0, changes_pending = json.null, checkpointed_source_seq = 0, through_seq = 0,
-      start_time = iso_now(), replication_id = job.rep_id, continuous = job.continuous,
-    }
-  end
-
-  --- Checkpoints ------------------------------------------------------------
-
-  -- The checkpoint protocol is C (src/replicate/checkpoint.c): find_start applies
-  -- CouchDB's resume rule to `_local/<rep_id>` on both sides; checkpoint writes the target
-  -- then the source, with a 50-session history and the re-created-target check.
-  local find_start, checkpoint = couch._find_start, couch._checkpoint
-
   --- Progress ---------------------------------------------------------------
 
-  local function report(job, final)
-    local s = job.info
-    if type(job.progress) == "function" then
-      job.progress(s)
-      return -- the user's function replaces the built-in line
-    end
-    if job.quiet or job.progress == false then return end
-    local tty = couch._is_tty("progress")
-    local now = couch.now()
-    if not final and now - (job.last_report or 0) < (tty and 0.2 or 5) then return end
-    job.last_report = now
-    local elapsed = math.max(now - job.started, 1e-6)
-    local rate = s.docs_written / elapsed
-    local pending = tonumber(s.changes_pending)
-    local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
-    local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
-      job.source.name, job.target.name, s.docs_written, s.doc_write_failures, math.floor(rate),
-      final and (" " .. final) or eta)
-    if tty then
-      couch._write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
-    else
-      couch._write("progress", line .. "\n")
+  local function reporter(opts, source_name, target_name)
+    local last_report = 0
+    return function(job, final)
+      local s = job:stats()
+      if type(opts.progress) == "function" then
+        opts.progress(s)
+        return -- the user's function replaces the built-in line
+      end
+      if opts.quiet or opts.progress == false then return end
+      local tty = couch._is_tty("progress")
+      local now = couch.now()
+      if not final and now - last_report < (tty and 0.2 or 5) then return end
+      last_report = now
+      local elapsed = math.max(job:_elapsed(), 1e-6)
+      local rate = s.docs_written / elapsed
+      local pending = tonumber(s.changes_pending)
+      local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
+      local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
+        source_name, target_name, s.docs_written, s.doc_write_failures, math.floor(rate),
+        final and (" " .. final) or eta)
+      if tty then
+        couch._write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
+      else
+        couch._write("progress", line .. "\n")
+      end
     end
   end
 
-  --- Reading the source -----------------------------------------------------
-  -- The reader is C (couch._read_changes_loop, src/replicate/reader.c): _changes pages
-  -- (longpoll when a continuous job is caught up) into the bounded queue, closed at the end.
-
-  --- Moving one batch -------------------------------------------------------
-  -- The protocol step is C (couch._move_batch, src/replicate/batch.c): revs_diff ->
-  -- _bulk_get (open_revs on old servers) -> exact-byte slices -> _bulk_docs, 413 splits.
-  -- It calls back here for what is the user's: the hooks, on_error, new_revisions.
+  --- The user's hooks ----------------------------------------------------------
 
   -- CouchDB's winner among leaves: not deleted first, then the longer history, then the
   -- greater rev.
@@ -213,259 +190,138 @@ return function(couch)
         if not b or beats(d, b) then best[d.id] = d end
       end
     end
-    local out = {}
+    local out, skipped = {}, 0
     for _, d in ipairs(docs) do
       if not d.json or type(d.rev) ~= "string" or best[d.id] == d then out[#out + 1] = d
-      else job.info.docs_skipped = job.info.docs_skipped + 1 end
+      else skipped = skipped + 1 end
     end
+    if skipped > 0 then job:_skipped(skipped) end
     return out
   end
 
   -- A hook's error names the document it failed on (a cancel passes through as it is).
-  local function call_hook(job, name, doc, d)
-    local ok, res = pcall(job[name], doc)
+  local function call_hook(name, fn, doc, d)
+    local ok, res = pcall(fn, doc)
     if ok then return res end
     if couch.is_error(res) and res.kind == "cancelled" then error(res, 0) end
     error(couch.error("replication", ("the %s hook failed on document '%s' (%s): %s"):format(
       name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, reason = "hook_failed" }), 0)
   end
 
-  local failed -- below
+  -- The runners the C steps call (job.h: the job's `hooks` ref), over the options only.
+  local function runners(opts, hooks, source, target)
+    local R = {}
+    local filter = type(opts.filter) == "function" and opts.filter or nil
+    local transform, on_error, new_revisions = opts.transform, opts.on_error, opts.new_revisions
 
-  -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
-  -- JSON cannot hold (a function in it, bytes that are not UTF-8) is that document's
-  -- failure (errors, on_error), not the job's.
-  local function apply_hooks(job, docs)
-    local out = {}
-    if job.new_revisions then docs = winners_only(job, docs) end
-    for _, d in ipairs(docs) do
-      if d.json then
-        if not job.hooks then
-          out[#out + 1] = d
-        else
+    -- A refused revision: counted and kept by the job; on_error gets the document (a
+    -- revision that could not be read has no body: the hook gets what names it).
+    function R.failed(job, d, err)
+      local e = job:_failure(d, err)
+      if on_error then on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
+    end
+
+    -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
+    -- JSON cannot hold (a function in it, bytes that are not UTF-8) is that document's
+    -- failure (errors, on_error), not the job's.
+    function R.apply(job, docs)
+      if not hooks then return docs end
+      local out, skipped = {}, 0
+      if new_revisions then docs = winners_only(job, docs) end
+      for _, d in ipairs(docs) do
+        if d.json then
           local doc = json.decode(d.json)
           local keep = true
-          if type(job.filter) == "function" then keep = call_hook(job, "filter", doc, d) end
+          if filter then keep = call_hook("filter", filter, doc, d) end
           if keep then
             local res = doc
-            if job.transform then res = call_hook(job, "transform", doc, d) end
+            if transform then res = call_hook("transform", transform, doc, d) end
             if res ~= nil then
               local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
               for _, r in ipairs(list) do
-                if job.new_revisions then r._revisions = nil end
+                if new_revisions then r._revisions = nil end
                 local ok, text = pcall(json.encode, r)
                 if ok then
                   out[#out + 1] = { id = r._id, rev = r._rev, json = text, doc = r }
                 else
-                  failed(job, { id = r._id or d.id, rev = r._rev or d.rev, doc = r },
+                  R.failed(job, { id = r._id or d.id, rev = r._rev or d.rev, doc = r },
                     { error = "bad_document", reason = couch.is_error(text) and text.message or tostring(text) })
                 end
               end
             else
-              job.info.docs_skipped = job.info.docs_skipped + 1
+              skipped = skipped + 1
             end
           else
-            job.info.docs_skipped = job.info.docs_skipped + 1
+            skipped = skipped + 1
           end
         end
       end
+      if skipped > 0 then job:_skipped(skipped) end
+      return out
     end
-    return out
-  end
 
-  function failed(job, d, err)
-    job.info.doc_write_failures = job.info.doc_write_failures + 1
-    local e = couch.error("replication", ("%s %s was not written: %s"):format(d.id or "?", d.rev or "",
-      tostring(err.reason or err.error or err)), { id = d.id, rev = d.rev, error = err.error, reason = err.reason, status = err.status })
-    if #job.failures < 1000 then job.failures[#job.failures + 1] = e end
-    -- a revision that could not be read has no body: the hook gets what names it
-    if job.on_error then job.on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
-  end
-
-  -- new_revisions: each document becomes a new edit on top of the target's current rev.
-  local function current_revs(job, docs)
-    local keys = {}
-    for _, d in ipairs(docs) do keys[#keys + 1] = d.id end
-    local revs = {}
-    for _, row in ipairs(job.target:all_docs { keys = keys }.rows) do
-      if row.value and not row.value.deleted then revs[row.id] = row.value.rev end
-    end
-    return revs
-  end
-
-  Job._apply_hooks = apply_hooks
-  Job._failed = failed
-  function Job:_new_revisions(docs)
-    local revs = current_revs(self, docs)
-    for _, d in ipairs(docs) do
-      d.doc._rev = revs[d.id]
-      d.json = json.encode(d.doc)
-    end
-  end
-
-  -- attachments = false leaves attachment stubs in the documents, which a target without
-  -- those attachments refuses as a whole (412 missing_stub): fetch the refused batch's
-  -- revisions again, attachments inlined, and send that. A hooked document keeps what the
-  -- hook made of it; only its stubs are filled in (by attachment name).
-  function Job:_with_attachments(docs)
-    local reqs, by = json.array {}, {}
-    for _, d in ipairs(docs) do
-      if type(d.id) == "string" and type(d.rev) == "string" then reqs[#reqs + 1] = { id = d.id, rev = d.rev } end
-    end
-    local query = { revs = true, latest = true, attachments = true }
-    local function take(text)
-      for _, e in ipairs(couch._slice_docs(text) or {}) do
-        if e.json then by[e.id .. " " .. e.rev] = e end
+    -- new_revisions: each document becomes a new edit on top of the target's current rev.
+    function R.new_revisions(_, docs)
+      local keys = {}
+      for _, d in ipairs(docs) do keys[#keys + 1] = d.id end
+      local revs = {}
+      for _, row in ipairs(target:all_docs { keys = keys }.rows) do
+        if row.value and not row.value.deleted then revs[row.id] = row.value.rev end
       end
-    end
-    if not self.no_bulk_get then
-      take(self.source:request("POST", "/_bulk_get", { query = query, body = { docs = reqs }, raw = true, idempotent = true }))
-    else
-      for _, r in ipairs(reqs) do
-        local q = { revs = true, latest = true, attachments = true, open_revs = json.encode(json.array { r.rev }) }
-        take(self.source:request("GET", "/" .. couch.doc_path(r.id), { query = q, raw = true }))
-      end
-    end
-    local out = {}
-    for i, d in ipairs(docs) do
-      local f = type(d.id) == "string" and type(d.rev) == "string" and by[d.id .. " " .. d.rev]
-      if f and not d.doc then
-        out[i] = f
-      elseif f then
-        local full = json.decode(f.json)._attachments or {}
-        for name, a in pairs(type(d.doc._attachments) == "table" and d.doc._attachments or {}) do
-          if type(a) == "table" and a.stub and full[name] then d.doc._attachments[name] = full[name] end
-        end
+      for _, d in ipairs(docs) do
+        d.doc._rev = revs[d.id]
         d.json = json.encode(d.doc)
-        out[i] = d
-      else
-        out[i] = d
-      end
-    end
-    return out
-  end
-
-  Job._report = report -- progress stays Lua; the C worker calls it after each batch
-
-  --- The pipeline -----------------------------------------------------------
-
-  local function run(job)
-    job.state = "running"
-    if job.create_target and not job.target:exists() then job.target:create { exist_ok = true } end
-    local start = find_start(job)
-    job.start_seq = start
-    job.through_seq = start
-    job.checkpointed_seq = start
-    job.info.through_seq = start or 0
-    job.info.checkpointed_source_seq = start or 0
-    local queue = couch.queue(job.concurrency)
-    -- the workers' shared bookkeeping (src/replicate/worker.c): finished batches by
-    -- index, and the first index not yet finished
-    job._done, job._next_done = {}, 1
-    local first_error
-    -- The first real failure of any task ends the job at once: the others are cancelled
-    -- (a reader blocked on a full queue, workers in a request) and run() raises it. Waiting
-    -- on the tasks one by one instead left a failed worker unnoticed behind a blocked reader.
-    local function guarded(fn)
-      return function()
-        local ok, err = pcall(fn)
-        if ok or first_error or (couch.is_error(err) and err.kind == "cancelled" and job.stopping) then return end
-        first_error = err
-        job.stopping = true
-        local me = couch.current()
-        for _, other in ipairs(job.tasks) do if other ~= me then other:cancel() end end
       end
     end
 
-    local reader = couch.spawn("replication reader", guarded(function()
-      couch._read_changes_loop(job, queue)
-    end))
+    -- The query and body of the reader's _changes reads (changes.lua builds them): the
+    -- reader adds since, limit and the longpoll to each page.
+    function R.changes_request()
+      local filter = type(opts.filter) == "string" and opts.filter or nil
+      local doc_ids = opts.doc_ids and json.array {}
+      for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
+      return couch._changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
+                                              filter = filter, query_params = filter and opts.query_params })
+    end
 
-    local workers = {}
-    for w = 1, job.concurrency do
-      workers[w] = couch.spawn("replication worker " .. w, guarded(function()
-        couch._work_loop(job, queue)
-      end))
-    end
-    job.tasks = { reader, table.unpack(workers) }
-    local ok, err = pcall(function() for _, t in ipairs(job.tasks) do t:wait() end end)
-    if not ok then -- the job's own task was cancelled (couch.timeout, Ctrl-C): so are its tasks
-      job.stopping = true
-      for _, t in ipairs(job.tasks) do t:cancel() end
-      local cancelled = couch.is_error(err) and err.kind == "cancelled"
-      job.state = cancelled and "cancelled" or "failed"
-      job.info.end_time = iso_now()
-      pcall(report, job, cancelled and "cancelled" or "stopped by an error")
-      error(err, 0)
-    end
-    if first_error then
-      job.state = "failed"
-      -- a failure caused by a database re-created under the job says so
-      if not (couch.is_error(first_error) and (first_error.reason == "target_recreated"
-          or first_error.reason == "source_recreated")) then
-        local ok2, why = pcall(couch._verify_sides, job)
-        if not ok2 and couch.is_error(why) and why.kind == "replication" then first_error = why end
-      end
-      job.info.end_time = iso_now()
-      pcall(report, job, "stopped by an error")
-      error(first_error, 0)
-    end
-    while job.checkpointing do couch.sleep(0.01) end
-    checkpoint(job)
-    job.info.end_time = iso_now()
-    job.state = job.stopping and "cancelled" or "completed"
-    report(job, job.state == "cancelled" and "cancelled" or "done")
-    return job.info
+    R.report = reporter(opts, source.name, target.name)
+    return R
   end
 
   --- couch.replication{ source =, target =, ... } -> a running job (see couch.replicate)
   local function replication(opts, what)
     check(opts, what or "couch.replication")
-    local job = setmetatable({}, Job)
-    job.source = as_db(opts.source, "source", opts.source_options, opts.target)
-    job.target = as_db(opts.target, "target", opts.target_options, opts.source)
-    for k, v in pairs(opts) do if k ~= "source" and k ~= "target" then job[k] = v end end
-    job.batch_size = opts.batch_size or 500
-    job.concurrency = opts.concurrency or 4
-    job.max_batch_bytes = opts.max_batch_bytes or 8 * 1024 * 1024
-    job.checkpoint_interval = (opts.checkpoint_interval or 5000) / 1000 -- the workers count seconds
-    job.use_checkpoints = opts.use_checkpoints ~= false
-    job.attachments = opts.attachments ~= false
-    job.poll = opts.poll or 30
-    job.since = opts.since or 0
-    job.hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions
-    job.failures = {}
-    job.session_id = couch._random_hex(16)
-    job.rep_id = opts.replication_id or couch._md5_hex(json.encode({
-      identity(job.source), identity(job.target), opts.doc_ids or json.null, opts.selector or json.null,
+    local source = as_db(opts.source, "source", opts.source_options, opts.target)
+    local target = as_db(opts.target, "target", opts.target_options, opts.source)
+    local hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions or false
+    local rep_id = opts.replication_id or couch._md5_hex(json.encode({
+      identity(source), identity(target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
-      job.hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
+      hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
       type(opts.filter) == "function" and hook_identity(opts.filter, "filter", 0, {}) or json.null,
       opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
     }, { sort_keys = true }))
-    job.info = new_stats(job)
-    job.state = "starting"
-    job.started = couch.now()
-    job.last_checkpoint = couch.now()
+    local R = runners(opts, hooks, source, target)
+    local job = couch._repl_new {
+      source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
+      max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
+      continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
+      attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
+      since = opts.since or 0, rep_id = rep_id, session_id = couch._random_hex(16), name = opts.name,
+      runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
+      source_url = redact.url(source.server.url) .. "/" .. source.name,
+      target_url = redact.url(target.server.url) .. "/" .. target.name,
+    }
     running[job] = true
-    job.task = couch.spawn("replication " .. job.source.name .. " -> " .. job.target.name, function()
-      local ok, res = pcall(run, job)
+    local task = couch.spawn("replication " .. source.name .. " -> " .. target.name, function()
+      -- the run is C (src/replicate/run.c): reader and worker tasks, joined, checkpointed
+      local ok, res = pcall(job._run, job, opts.create_target)
       running[job] = nil
       if not ok then error(res, 0) end
       return res
     end)
+    job:_tasks(task)
     return job
-  end
-
-  --- job:wait() -> stats (raises the replication's error)
-  function Job:wait() return self.task:wait() end
-  --- job:stats() -> the live stats table (CouchDB's _active_tasks names)
-  function Job:stats() return self.info end
-  function Job:errors() return self.failures end
-  --- job:cancel(): stop reading, finish the batches in flight, checkpoint, end
-  function Job:cancel()
-    self.stopping = true
-    if self.tasks then self.tasks[1]:cancel() end
   end
 
   --- couch.replicate{ source =, target =, ... } -> stats, when it is done (or yields in a task)
@@ -474,7 +330,7 @@ return function(couch)
   function couch.replicate(opts)
     local job = replication(opts, "couch.replicate")
     local stats = job:wait()
-    stats.errors = job.failures
+    stats.errors = job:errors()
     return stats
   end
 
@@ -482,8 +338,9 @@ return function(couch)
   function couch.jobs()
     local jobs = json.array {}
     for job in pairs(running) do
-      jobs[#jobs + 1] = { id = job.rep_id, source = job.info.source, target = job.info.target,
-                          start_time = job.info.start_time, info = job.info, state = job.state }
+      local s = job:stats()
+      jobs[#jobs + 1] = { id = job.rep_id, source = s.source, target = s.target,
+                          start_time = s.start_time, info = s, state = job.state }
     end
     return { total_rows = #jobs, offset = 0, jobs = jobs }
   end

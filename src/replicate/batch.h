@@ -1,6 +1,31 @@
 #ifndef COUCH_BATCH_H
 #define COUCH_BATCH_H
-#include <lua.h>
-/* Add couch._move_batch to the `couch` table on top of the stack. */
+#include "replicate/job.h"
+
+/* One batch of changes, as the reader hands it to the workers (a userdata: the struct
+ * below; its user values are the batch's _changes rows and its last seq). */
+#define COUCH_REPL_BATCH_MT "couch.replication_batch"
+enum { BATCH_CHANGES = 1, BATCH_LAST_SEQ, BATCH_NUV = BATCH_LAST_SEQ };
+
+typedef struct couch_repl_batch {
+  couch_repl *r;
+  lua_Integer index; /* 1, 2, ... in reading order (done.c) */
+  lua_Integer walk;  /* where a walk that may yield (reading, matching) stands */
+  lua_Integer pass;  /* 0, or where in the docs the answers of the second try begin */
+  unsigned hold : 1;  /* revisions it could not read: the checkpoint must stop before it */
+  unsigned probe : 1; /* it asks the job's first two revisions (the size estimate) */
+} couch_repl_batch;
+
+/* Push a new batch of the rows at changes (last seq at last_seq). */
+couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer index, int changes, int last_seq);
+
+/* (job, batch): move one batch from the source to the target (may yield). */
+int couch_repl_move_batch(lua_State *L);
+
+/* (job, docs) -> docs: the revisions refused for attachment stubs, fetched again with
+ * their attachments (restub.c; may yield). */
+int couch_repl_with_attachments(lua_State *L);
+
+/* Register the batch's metatable. */
 void couch_batch_open(lua_State *L);
 #endif

@@ -1,49 +1,47 @@
-/* couch._find_start(job) and couch._checkpoint(job): the native replication's
- * `_local/<rep_id>` checkpoints, kept on both sides as CouchDB's replicator keeps them.
- *   find_start: where to start, the newest session both checkpoints share (CouchDB's rule).
- *   checkpoint: record job.through_seq on the target, then on the source, with a history
- *   of at most 50 sessions, newest first.
- * Every HTTP call goes through the database's Lua `request` method with lua_callk (as in
- * batch.c), so auth and retries stay in one place and the call yields inside a task.
- * State lives in fixed stack slots; the continuation context packs the step and a side. */
+/* The native replication's `_local/<rep_id>` checkpoints, kept on both sides as CouchDB's
+ * replicator keeps them:
+ *   job:_start()         where to resume: the newest session both checkpoints share
+ *                        (CouchDB's rule); sets the start, through and checkpointed seqs
+ *   job:_checkpoint([final]) record the through seq on the target, then on the source,
+ *                        with a history of at most 50 sessions, newest first
+ *   job:_verify_sides()  raise target_recreated / source_recreated when a side lost the
+ *                        first revision this run saw there
+ * Steps, each its own continuation, their state in a `ckpt` struct (a userdata at stack
+ * slot 2, the checkpoint document its user value; the continuation context is its
+ * address): start: GET source -> GET target. checkpoint: verify each side (one
+ * _revs_diff for its anchor) -> PUT target -> PUT source; a 409 / 404 re-reads the side
+ * (GET) and tries again, at most 10 times. Every call goes through the database's request
+ * method (couch_repl_push_request), so auth and retries stay in one place. */
 #include "replicate/checkpoint.h"
 
+#include "error.h"
 #include "json/json.h"
+#include "replicate/job.h"
 
 #include <lauxlib.h>
-#include <time.h>
 
-#define CTX(st, i) ((lua_KContext)(((lua_KContext)(i) << 4) | (st)))
+#define MAX_ATTEMPTS 10
 
-/* Slots shared by both functions (after the job at 1 and the couch table at 2). */
-enum { S_JOB = 1, S_COUCH };
+enum { S_JOB = 1, S_CKPT, S_TOP = S_CKPT };
 
-static void push_iso_now(lua_State *L) {
-  char buf[32];
-  time_t now = time(NULL);
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-  lua_pushstring(L, buf);
+typedef struct {
+  couch_repl *r;
+  int side;        /* REPL_TARGET first, then REPL_SOURCE: a source-only one is no session */
+  int attempt;     /* PUTs refused in a row on this side */
+  int verify_only; /* job:_verify_sides(): nothing to write */
+} ckpt;
+
+static const char *const SIDE_NAME[] = {"source", "target"};
+
+static ckpt *push_ckpt(lua_State *L, couch_repl *r) {
+  ckpt *c = lua_newuserdatauv(L, sizeof *c, 1);
+  *c = (ckpt){.r = r, .side = REPL_TARGET};
+  return c;
 }
 
-/* Push "/_local/" .. couch.escape(job.rep_id). */
-static void push_local_path(lua_State *L) {
-  lua_pushliteral(L, "/_local/");
-  lua_getfield(L, S_COUCH, "escape");
-  lua_getfield(L, S_JOB, "rep_id");
-  lua_call(L, 1, 1);
-  lua_concat(L, 2);
-}
+static void push_doc(lua_State *L) { lua_getiuservalue(L, S_CKPT, 1); }
 
-/* Push job[side].request, job[side], method, path: ready for opts and a lua_callk. */
-static void push_request(lua_State *L, const char *side, const char *method) {
-  lua_getfield(L, S_JOB, side);
-  lua_getfield(L, -1, "request");
-  lua_insert(L, -2);
-  lua_pushstring(L, method);
-  push_local_path(L);
-}
-
-/* Push an allow table {[a] = true, [b] = true} (b = 0: only a). */
+/* Push {[a] = true[, [b] = true]}: the statuses that are answers, not errors. */
 static void push_allow(lua_State *L, int a, int b) {
   lua_createtable(L, 0, 2);
   lua_pushboolean(L, 1);
@@ -54,26 +52,18 @@ static void push_allow(lua_State *L, int a, int b) {
   }
 }
 
-/* Push the options of a GET of the checkpoint: a missing one is an answer, not an error. */
-static void push_get_opts(lua_State *L) {
+/* The GET of side's checkpoint, a missing one being an answer; lua_callk's it. */
+static void get_local(lua_State *L, ckpt *c, int side, lua_KFunction k) {
+  couch_repl_push(L, c->r->ref.local_path);
+  couch_repl_push_request(L, c->r, side, "GET", lua_tostring(L, -1));
+  lua_remove(L, -5);
   lua_createtable(L, 0, 1);
   push_allow(L, 404, 0);
   lua_setfield(L, -2, "allow");
+  lua_callk(L, 4, 2, (lua_KContext)c, k);
 }
 
-static int job_flag(lua_State *L, const char *name) {
-  lua_getfield(L, S_JOB, name);
-  int b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
-}
-
-/* --- find_start ------------------------------------------------------------------- */
-
-enum { F_S = 3, F_T, F_TOP = F_T };
-enum { FS_GOT_SOURCE = 1, FS_GOT_TARGET };
-
-/* body, status on top -> body, or nil for a 404; replaces both with one value. */
+/* body, status on top -> body, or nil for a 404 */
 static void local_or_nil(lua_State *L) {
   if (lua_tointeger(L, -1) == 404) {
     lua_pop(L, 2);
@@ -83,452 +73,414 @@ static void local_or_nil(lua_State *L) {
   }
 }
 
-/* Push x._rev of the value at idx, or nil when it is nil. */
 static void push_rev_of(lua_State *L, int idx) {
-  if (lua_isnil(L, idx)) lua_pushnil(L);
-  else lua_getfield(L, idx, "_rev");
+  if (lua_istable(L, idx)) lua_getfield(L, idx, "_rev");
+  else lua_pushnil(L);
 }
 
-static int find_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  switch ((int)(ctx & 15)) {
-  case FS_GOT_SOURCE:
-    local_or_nil(L);
-    lua_replace(L, F_S);
-    lua_settop(L, F_TOP);
-    push_request(L, "target", "GET");
-    push_get_opts(L);
-    lua_callk(L, 4, 2, CTX(FS_GOT_TARGET, 0), find_k);
-    /* fall through */
-  case FS_GOT_TARGET:
-    local_or_nil(L);
-    lua_replace(L, F_T);
-    lua_settop(L, F_TOP);
-    break;
-  default:
-    return luaL_error(L, "find_start: bad step");
-  }
-  /* job.ckpt_rev = {source = s and s._rev, target = t and t._rev} */
-  lua_createtable(L, 0, 2);
-  push_rev_of(L, F_S);
-  lua_setfield(L, -2, "source");
-  push_rev_of(L, F_T);
-  lua_setfield(L, -2, "target");
-  lua_setfield(L, S_JOB, "ckpt_rev");
-  /* job.history = s and s.history or {} */
-  if (!lua_isnil(L, F_S)) lua_getfield(L, F_S, "history");
-  else lua_pushnil(L);
-  if (!lua_toboolean(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-  }
-  lua_setfield(L, S_JOB, "history");
-  if (lua_isnil(L, F_S) || lua_isnil(L, F_T)) {
-    lua_getfield(L, S_JOB, "since");
-    return 1;
-  }
-  /* the same session on both sides: its seq */
-  lua_getfield(L, F_S, "session_id");
-  lua_getfield(L, F_T, "session_id");
+static int raise_recreated(lua_State *L, couch_repl *r, int side) {
+  couch_repl_push(L, side == REPL_SOURCE ? r->ref.source_url : r->ref.target_url);
+  couch_error_push(L, "replication",
+                   "the %s %s was deleted or re-created during the replication; nothing of this run was "
+                   "checkpointed: start again",
+                   SIDE_NAME[side], luaL_tolstring(L, -1, NULL));
+  lua_pushfstring(L, "%s_recreated", SIDE_NAME[side]);
+  lua_setfield(L, -2, "reason");
+  couch_error_setstr(L, lua_gettop(L), "database", SIDE_NAME[side]);
+  return lua_error(L);
+}
+
+/* --- where to start ---------------------------------------------------------------- */
+
+/* Set the seqs a run starts from: the start, the through and the checkpointed ones. */
+static int started(lua_State *L, couch_repl *r, int start) {
+  couch_repl_set(L, &r->ref.start_seq, start);
+  couch_repl_set(L, &r->ref.through_seq, start);
+  couch_repl_set(L, &r->ref.checkpointed_seq, start);
+  lua_pushvalue(L, start);
+  return 1;
+}
+
+/* The start of s (source's checkpoint) and t (target's), both tables. */
+static void push_common_seq(lua_State *L, couch_repl *r, int s, int t) {
+  lua_getfield(L, s, "session_id");
+  lua_getfield(L, t, "session_id");
   int same = lua_compare(L, -2, -1, LUA_OPEQ);
   lua_pop(L, 2);
-  if (same) {
-    lua_getfield(L, F_S, "source_last_seq");
-    if (!lua_isnil(L, -1)) return 1;
+  if (same) { /* the same session on both sides: its seq */
+    if (lua_getfield(L, s, "source_last_seq") != LUA_TNIL) return;
     lua_pop(L, 1);
   }
   /* else the newest session of the source's history that the target's history holds */
   lua_newtable(L);
   int in_target = lua_gettop(L);
-  lua_getfield(L, F_T, "history");
-  if (lua_istable(L, -1)) {
-    int th = lua_gettop(L);
-    for (lua_Integer i = 1; lua_geti(L, th, i) != LUA_TNIL; i++) {
+  if (lua_getfield(L, t, "history") == LUA_TTABLE) {
+    for (lua_Integer i = 1; lua_geti(L, -1, i) != LUA_TNIL; i++) {
       lua_getfield(L, -1, "session_id");
       lua_insert(L, -2);
-      lua_settable(L, in_target);
+      if (!lua_isnil(L, -2)) lua_settable(L, in_target);
+      else lua_pop(L, 2);
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  lua_getfield(L, F_S, "history");
-  if (lua_istable(L, -1)) {
+  if (lua_getfield(L, s, "history") == LUA_TTABLE) {
     int sh = lua_gettop(L);
     for (lua_Integer i = 1; lua_geti(L, sh, i) != LUA_TNIL; i++) {
       lua_getfield(L, -1, "session_id");
-      int found = lua_gettable(L, in_target) != LUA_TNIL;
+      int found = !lua_isnil(L, -1) && lua_gettable(L, in_target) != LUA_TNIL;
       lua_pop(L, 1);
       if (found) {
         lua_getfield(L, -1, "recorded_seq");
-        return 1;
+        lua_replace(L, in_target);
+        lua_settop(L, in_target);
+        return;
       }
       lua_pop(L, 1);
     }
   }
-  lua_getfield(L, S_JOB, "since");
-  return 1;
+  lua_settop(L, in_target - 1);
+  couch_repl_push(L, r->ref.since);
 }
 
-/* couch._find_start(job) -> the seq to start from; sets job.ckpt_rev and job.history. */
-static int l_find_start(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+static int got_target_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ckpt *c = (ckpt *)ctx;
+  couch_repl *r = c->r;
+  local_or_nil(L);
+  int t = lua_gettop(L);
+  push_doc(L); /* the source's checkpoint, kept while the target's was read */
+  int s = t + 1;
+  push_rev_of(L, s);
+  couch_repl_set(L, &r->ref.ckpt_rev[REPL_SOURCE], -1);
+  push_rev_of(L, t);
+  couch_repl_set(L, &r->ref.ckpt_rev[REPL_TARGET], -1);
+  lua_settop(L, s);
+  if (lua_istable(L, s)) lua_getfield(L, s, "history");
+  else lua_pushnil(L);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  couch_repl_set(L, &r->ref.history, -1);
+  lua_pop(L, 1);
+  if (!lua_istable(L, s) || !lua_istable(L, t)) couch_repl_push(L, r->ref.since);
+  else push_common_seq(L, r, s, t);
+  return started(L, r, lua_gettop(L));
+}
+
+static int got_source_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ckpt *c = (ckpt *)ctx;
+  local_or_nil(L);
+  lua_setiuservalue(L, S_CKPT, 1);
+  lua_settop(L, S_TOP);
+  get_local(L, c, REPL_TARGET, got_target_k);
+  return got_target_k(L, LUA_OK, ctx);
+}
+
+/* job:_start() -> the seq to start from */
+static int l_start(lua_State *L) {
+  couch_repl *r = couch_repl_check(L, 1);
   lua_settop(L, 1);
   luaL_checkstack(L, 24, "finding the start");
-  lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
-  if (!job_flag(L, "use_checkpoints")) {
-    lua_getfield(L, S_JOB, "since");
-    return 1;
+  if (!r->use_checkpoints) {
+    couch_repl_push(L, r->ref.since);
+    return started(L, r, 2);
   }
-  lua_pushnil(L); /* F_S */
-  lua_pushnil(L); /* F_T */
-  push_request(L, "source", "GET");
-  push_get_opts(L);
-  lua_callk(L, 4, 2, CTX(FS_GOT_SOURCE, 0), find_k);
-  return find_k(L, LUA_OK, CTX(FS_GOT_SOURCE, 0));
+  ckpt *c = push_ckpt(L, r);
+  get_local(L, c, REPL_SOURCE, got_source_k);
+  return got_source_k(L, LUA_OK, (lua_KContext)c);
 }
 
-/* --- checkpoint ------------------------------------------------------------------- */
+/* --- writing a checkpoint ---------------------------------------------------------- */
 
-enum { C_DOC = 3, C_TOP = C_DOC };
-enum { CS_VERIFY = 1, CS_VERIFIED, CS_PUT, CS_PUT_DONE, CS_GOT_NOW, CS_SET_REV };
-
-/* The context packs the step (4 bits), the side (4 bits) and the attempt. */
-#define CCTX(st, side, attempt) ((lua_KContext)(((lua_KContext)(attempt) << 8) | ((side) << 4) | (st)))
-#define MAX_ATTEMPTS 10
-
-/* Side 0 writes the target, side 1 the source: target first, because a checkpoint on
- * the source alone would not be a shared session. */
-static const char *const SIDES[] = {"target", "source"};
-
-static void push_ckpt_rev(lua_State *L, const char *side) {
-  lua_getfield(L, S_JOB, "ckpt_rev");
-  lua_getfield(L, -1, side);
-  lua_remove(L, -2);
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
 }
 
-/* Push the PUT of the checkpoint document to `side`: a 409 or 404 is an answer (another
- * job on the same pair wrote in between, our checkpoint vanished, or a retry after a
- * timeout had landed), re-read and tried again. Idempotent, so a timeout is retried. */
-static void push_put(lua_State *L, const char *side) {
-  push_request(L, side, "PUT");
-  lua_createtable(L, 0, 3);
-  lua_pushvalue(L, C_DOC);
-  lua_setfield(L, -2, "body");
-  push_allow(L, 409, 404);
-  lua_setfield(L, -2, "allow");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "idempotent");
-}
-
-/* Raise the replication error of a database deleted and re-created during the run. */
-static int raise_recreated(lua_State *L, const char *side) {
-  lua_getfield(L, S_COUCH, "_raise");
-  lua_pushliteral(L, "replication");
-  lua_pushfstring(L, "the %s ", side);
-  lua_getfield(L, S_JOB, "info");
-  lua_getfield(L, -1, side);
-  lua_remove(L, -2);
-  luaL_tolstring(L, -1, NULL);
-  lua_remove(L, -2);
-  lua_pushliteral(L, " was deleted or re-created during the replication; nothing of this run was "
-                     "checkpointed: start again");
-  lua_concat(L, 3);
-  lua_createtable(L, 0, 2);
-  lua_pushfstring(L, "%s_recreated", side);
-  lua_setfield(L, -2, "reason");
-  lua_pushstring(L, side);
-  lua_setfield(L, -2, "database");
-  lua_call(L, 3, 0);
-  return luaL_error(L, "unreachable");
-}
-
-/* Push job._anchors[side] ({id, rev}: the first revision of this run known to be on that
- * side), or nil. */
-static void push_anchor(lua_State *L, const char *side) {
-  if (lua_getfield(L, S_JOB, "_anchors") != LUA_TTABLE) return;
-  lua_getfield(L, -1, side);
-  lua_remove(L, -2);
-}
-
-/* Build the checkpoint document into C_DOC. */
-static void build_doc(lua_State *L) {
-  lua_getfield(L, S_JOB, "info");
-  int s = lua_gettop(L);
+/* The checkpoint document, as CouchDB's replicator writes it, into the ckpt's user value. */
+static void build_doc(lua_State *L, couch_repl *r) {
+  char now[24];
+  couch_repl_iso_now(now);
   lua_createtable(L, 0, 11);
   int entry = lua_gettop(L);
-  lua_getfield(L, S_JOB, "session_id");
+  lua_pushstring(L, r->session_id);
   lua_setfield(L, entry, "session_id");
-  lua_getfield(L, s, "start_time");
+  lua_pushstring(L, r->start_time);
   lua_setfield(L, entry, "start_time");
-  push_iso_now(L);
+  lua_pushstring(L, now);
   lua_setfield(L, entry, "end_time");
-  lua_getfield(L, S_JOB, "start_seq");
+  couch_repl_push(L, r->ref.start_seq);
   if (!lua_toboolean(L, -1)) {
     lua_pop(L, 1);
     lua_pushinteger(L, 0);
   }
   lua_setfield(L, entry, "start_last_seq");
-  lua_getfield(L, S_JOB, "through_seq");
+  couch_repl_push(L, r->ref.through_seq);
   lua_setfield(L, entry, "end_last_seq");
-  lua_getfield(L, S_JOB, "through_seq");
+  couch_repl_push(L, r->ref.through_seq);
   lua_setfield(L, entry, "recorded_seq");
-  static const char *const stats[][2] = {
-    {"missing_checked", "revisions_checked"}, {"missing_found", "missing_revisions_found"},
-    {"docs_read", "docs_read"}, {"docs_written", "docs_written"},
-    {"doc_write_failures", "doc_write_failures"}};
-  for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
-    lua_getfield(L, s, stats[i][1]);
-    lua_setfield(L, entry, stats[i][0]);
-  }
+  set_int(L, "missing_checked", r->revisions_checked);
+  set_int(L, "missing_found", r->missing_revisions_found);
+  set_int(L, "docs_read", r->docs_read);
+  set_int(L, "docs_written", r->docs_written);
+  set_int(L, "doc_write_failures", r->doc_write_failures);
   /* this session first, then up to 49 earlier ones */
   couch_json_newarray(L);
   int history = lua_gettop(L);
   lua_pushvalue(L, entry);
   lua_rawseti(L, history, 1);
   lua_Integer n = 1;
-  lua_getfield(L, S_JOB, "history");
+  couch_repl_push(L, r->ref.history);
   int old = lua_gettop(L);
-  lua_getfield(L, S_JOB, "session_id");
+  lua_pushstring(L, r->session_id);
   int sid = lua_gettop(L);
-  for (lua_Integer i = 1; lua_geti(L, old, i) != LUA_TNIL; i++) {
+  for (lua_Integer i = 1; lua_istable(L, old) && lua_geti(L, old, i) != LUA_TNIL; i++) {
     lua_getfield(L, -1, "session_id");
     int same = lua_compare(L, -1, sid, LUA_OPEQ);
     lua_pop(L, 1);
     if (!same && n < 50) lua_rawseti(L, history, ++n);
     else lua_pop(L, 1);
   }
-  lua_pop(L, 3); /* the nil, sid, old */
+  lua_settop(L, history);
   lua_createtable(L, 0, 7);
-  lua_getfield(L, S_JOB, "session_id");
+  lua_pushstring(L, r->session_id);
   lua_setfield(L, -2, "session_id");
-  lua_getfield(L, S_JOB, "through_seq");
+  couch_repl_push(L, r->ref.through_seq);
   lua_setfield(L, -2, "source_last_seq");
-  lua_pushinteger(L, 4);
-  lua_setfield(L, -2, "replication_id_version");
+  set_int(L, "replication_id_version", 4);
   lua_pushvalue(L, history);
   lua_setfield(L, -2, "history");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "couchlua");
-  lua_replace(L, C_DOC);
-  lua_settop(L, C_TOP);
+  lua_pushliteral(L, "_local/");
+  couch_repl_push(L, r->ref.rep_id);
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "_id");
+  lua_setiuservalue(L, S_CKPT, 1);
+  lua_settop(L, S_TOP);
 }
 
-static int ckpt_k(lua_State *L, int status, lua_KContext ctx) {
+static int put_side(lua_State *L, ckpt *c);
+
+/* The PUT of the checkpoint to c->side: a 409 or 404 is an answer (another job on the same
+ * pair wrote in between, ours vanished, or a retry after a timeout had landed). */
+static int put_k(lua_State *L, int status, lua_KContext ctx);
+
+static void send_put(lua_State *L, ckpt *c) {
+  couch_repl_push(L, c->r->ref.local_path);
+  couch_repl_push_request(L, c->r, c->side, "PUT", lua_tostring(L, -1));
+  lua_remove(L, -5);
+  lua_createtable(L, 0, 3);
+  push_doc(L);
+  lua_setfield(L, -2, "body");
+  push_allow(L, 409, 404);
+  lua_setfield(L, -2, "allow");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "idempotent");
+  lua_callk(L, 4, 2, (lua_KContext)c, put_k);
+}
+
+static int reread_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  int st = (int)(ctx & 15);
-  int side = (int)((ctx >> 4) & 15);
-  int attempt = (int)(ctx >> 8);
-  luaL_checkstack(L, 24, "checkpointing");
-  for (;;) {
-    switch (st) {
-    case CS_VERIFY:
-      /* Before claiming anything: is the first revision this run saw on each side still
-       * there? A database deleted and re-created under the job (CouchDB 3's
-       * instance_start_time is always "0") has lost it. One _revs_diff per side, per
-       * checkpoint. */
-      lua_settop(L, C_TOP);
-      if (side > 1) {
-        if (attempt) return 0; /* couch._verify_sides: nothing to write */
-        st = CS_PUT, side = 0;
-        continue;
-      }
-      push_anchor(L, SIDES[side]);
-      if (!lua_istable(L, -1)) {
-        side++;
-        continue;
-      }
-      {
-        int anchor = lua_gettop(L);
-        lua_getfield(L, S_JOB, SIDES[side]);
-        lua_getfield(L, -1, "request");
-        lua_insert(L, -2);
-        lua_pushliteral(L, "POST");
-        lua_pushliteral(L, "/_revs_diff");
-        lua_createtable(L, 0, 3);
-        couch_json_newobject(L);
-        lua_getfield(L, anchor, "id");
-        couch_json_newarray(L);
-        lua_getfield(L, anchor, "rev");
-        lua_rawseti(L, -2, 1);
-        lua_settable(L, -3);
-        lua_setfield(L, -2, "body");
-        push_allow(L, 404, 0);
-        lua_setfield(L, -2, "allow");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "idempotent");
-        lua_callk(L, 4, 2, CCTX(CS_VERIFIED, side, attempt), ckpt_k);
-      }
-      st = CS_VERIFIED;
-      continue;
-
-    case CS_VERIFIED: {
-      int lost = lua_tointeger(L, -1) == 404; /* the database itself is gone */
-      lua_pop(L, 1);
-      int res = lua_gettop(L);
-      push_anchor(L, SIDES[side]);
-      if (!lost && lua_istable(L, res)) {
-        lua_getfield(L, -1, "id");
-        lost = lua_gettable(L, res) == LUA_TTABLE;
-      }
-      if (lost) return raise_recreated(L, SIDES[side]);
-      side++;
-      st = CS_VERIFY;
-      continue;
-    }
-
-    case CS_PUT:
-      lua_settop(L, C_TOP);
-      if (side > 1) {
-        /* both written: what was recorded (through_seq may have moved on meanwhile) */
-        lua_getfield(L, C_DOC, "source_last_seq");
-        lua_pushvalue(L, -1);
-        lua_setfield(L, S_JOB, "checkpointed_seq");
-        lua_getfield(L, S_JOB, "info");
-        lua_insert(L, -2);
-        lua_setfield(L, -2, "checkpointed_source_seq");
-        lua_getfield(L, S_COUCH, "now");
-        lua_call(L, 0, 1);
-        lua_setfield(L, S_JOB, "last_checkpoint");
-        return 0;
-      }
-      lua_pushliteral(L, "_local/");
-      lua_getfield(L, S_JOB, "rep_id");
-      lua_concat(L, 2);
-      lua_setfield(L, C_DOC, "_id");
-      push_ckpt_rev(L, SIDES[side]);
-      lua_setfield(L, C_DOC, "_rev");
-      attempt = 0;
-      push_put(L, SIDES[side]);
-      lua_callk(L, 4, 2, CCTX(CS_PUT_DONE, side, attempt), ckpt_k);
-      st = CS_PUT_DONE;
-      continue;
-
-    case CS_PUT_DONE: {
-      lua_Integer code = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      if (code != 409 && code != 404) {
-        st = CS_SET_REV;
-        continue;
-      }
-      if (++attempt > MAX_ATTEMPTS) {
-        lua_getfield(L, S_COUCH, "_raise");
-        lua_pushliteral(L, "replication");
-        lua_pushfstring(L, "the checkpoint on the %s kept changing under this job (%d conflicts in a row): "
-                           "is another job writing it?", SIDES[side], attempt - 1);
-        lua_createtable(L, 0, 2);
-        lua_pushliteral(L, "checkpoint_conflict");
-        lua_setfield(L, -2, "reason");
-        lua_pushinteger(L, code);
-        lua_setfield(L, -2, "status");
-        lua_call(L, 3, 0);
-        return luaL_error(L, "unreachable");
-      }
-      /* another job on the same pair wrote it, or it vanished: look at what is there now */
-      lua_settop(L, C_TOP);
-      push_request(L, SIDES[side], "GET");
-      push_get_opts(L);
-      lua_callk(L, 4, 2, CCTX(CS_GOT_NOW, side, attempt), ckpt_k);
-      st = CS_GOT_NOW;
-      continue;
-    }
-
-    case CS_GOT_NOW: {
-      local_or_nil(L);
-      int now = lua_gettop(L);
-      /* gone although we had one: the database was deleted and re-created under us;
-       * never write a checkpoint that would claim its old content */
-      if (lua_isnil(L, now)) {
-        push_ckpt_rev(L, SIDES[side]);
-        int had = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        if (had) return raise_recreated(L, SIDES[side]);
-      }
-      /* another job's checkpoint: ours replaces it. It never claims more than this job
-       * moved, so the checkpoint never runs ahead; the next run finds the newest common
-       * session of both sides. */
-      push_rev_of(L, now);
-      lua_setfield(L, C_DOC, "_rev");
-      lua_settop(L, C_TOP);
-      push_put(L, SIDES[side]);
-      lua_callk(L, 4, 2, CCTX(CS_PUT_DONE, side, attempt), ckpt_k);
-      st = CS_PUT_DONE;
-      continue;
-    }
-
-    case CS_SET_REV:
-      /* the PUT's answer on top: job.ckpt_rev[side] = res.rev */
-      lua_getfield(L, -1, "rev");
-      lua_getfield(L, S_JOB, "ckpt_rev");
-      lua_insert(L, -2);
-      lua_setfield(L, -2, SIDES[side]);
-      side++;
-      st = CS_PUT;
-      continue;
-
-    default:
-      return luaL_error(L, "checkpoint: bad step %d", st);
-    }
-  }
+  ckpt *c = (ckpt *)ctx;
+  local_or_nil(L);
+  int now = lua_gettop(L);
+  /* gone although we had one: the database was deleted and re-created under us; never
+   * write a checkpoint that would claim its old content */
+  if (lua_isnil(L, now) && c->r->ref.ckpt_rev[c->side] != LUA_NOREF) return raise_recreated(L, c->r, c->side);
+  /* another job's checkpoint: ours replaces it. It never claims more than this job moved;
+   * the next run finds the newest common session of both sides. */
+  push_doc(L);
+  push_rev_of(L, now);
+  lua_setfield(L, -2, "_rev");
+  lua_settop(L, S_TOP);
+  send_put(L, c);
+  return put_k(L, LUA_OK, ctx);
 }
 
-/* The body of one checkpoint, run under lua_pcallk so the `checkpointing` flag is always
- * cleared, also when a PUT fails. */
+static int put_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ckpt *c = (ckpt *)ctx;
+  lua_Integer code = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (code == 409 || code == 404) {
+    if (++c->attempt > MAX_ATTEMPTS) {
+      couch_error_push(L, "replication",
+                       "the checkpoint on the %s kept changing under this job (%d conflicts in a row): is "
+                       "another job writing it?",
+                       SIDE_NAME[c->side], c->attempt - 1);
+      couch_error_setstr(L, lua_gettop(L), "reason", "checkpoint_conflict");
+      couch_error_setint(L, lua_gettop(L), "status", code);
+      return lua_error(L);
+    }
+    lua_settop(L, S_TOP); /* look at what is there now */
+    get_local(L, c, c->side, reread_k);
+    return reread_k(L, LUA_OK, ctx);
+  }
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "rev");
+  else lua_pushnil(L);
+  couch_repl_set(L, &c->r->ref.ckpt_rev[c->side], -1);
+  lua_settop(L, S_TOP);
+  if (c->side == REPL_SOURCE) { /* both written: what was recorded (through may have moved on) */
+    push_doc(L);
+    lua_getfield(L, -1, "source_last_seq");
+    couch_repl_set(L, &c->r->ref.checkpointed_seq, -1);
+    c->r->last_checkpoint = couch_repl_now();
+    lua_settop(L, S_TOP);
+    return 0;
+  }
+  c->side = REPL_SOURCE;
+  return put_side(L, c);
+}
+
+static int put_side(lua_State *L, ckpt *c) {
+  c->attempt = 0;
+  push_doc(L);
+  couch_repl_push(L, c->r->ref.ckpt_rev[c->side]);
+  lua_setfield(L, -2, "_rev");
+  lua_pop(L, 1);
+  send_put(L, c);
+  return put_k(L, LUA_OK, (lua_KContext)c);
+}
+
+/* Before claiming anything: is the first revision this run saw on each side still there?
+ * A database deleted and re-created under the job (CouchDB 3's instance_start_time is
+ * always "0") has lost it. One _revs_diff per side that has an anchor. */
+static int verify_side(lua_State *L, ckpt *c);
+
+static int verified_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ckpt *c = (ckpt *)ctx;
+  couch_repl *r = c->r;
+  int lost = lua_tointeger(L, -1) == 404; /* the database itself is gone */
+  lua_pop(L, 1);
+  if (!lost && lua_istable(L, -1)) {
+    couch_repl_push(L, r->ref.anchor_id[c->side]);
+    lost = lua_gettable(L, -2) == LUA_TTABLE;
+  }
+  if (lost) return raise_recreated(L, r, c->side);
+  lua_settop(L, S_TOP);
+  if (c->side == REPL_SOURCE) {
+    if (c->verify_only) return 0;
+    c->side = REPL_TARGET;
+    return put_side(L, c);
+  }
+  c->side = REPL_SOURCE;
+  return verify_side(L, c);
+}
+
+static int verify_side(lua_State *L, ckpt *c) {
+  couch_repl *r = c->r;
+  while (r->ref.anchor_id[c->side] == LUA_NOREF) { /* nothing seen there yet */
+    if (c->side == REPL_SOURCE) {
+      if (c->verify_only) return 0;
+      c->side = REPL_TARGET;
+      return put_side(L, c);
+    }
+    c->side = REPL_SOURCE;
+  }
+  couch_repl_push_request(L, r, c->side, "POST", "/_revs_diff");
+  lua_createtable(L, 0, 3);
+  couch_json_newobject(L);
+  couch_repl_push(L, r->ref.anchor_id[c->side]);
+  couch_json_newarray(L);
+  couch_repl_push(L, r->ref.anchor_rev[c->side]);
+  lua_rawseti(L, -2, 1);
+  lua_settable(L, -3);
+  lua_setfield(L, -2, "body");
+  push_allow(L, 404, 0);
+  lua_setfield(L, -2, "allow");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "idempotent");
+  lua_callk(L, 4, 2, (lua_KContext)c, verified_k);
+  return verified_k(L, LUA_OK, (lua_KContext)c);
+}
+
+/* The body of one checkpoint, under lua_pcallk so `checkpointing` is always cleared. */
 static int do_checkpoint(lua_State *L) {
+  couch_repl *r = lua_touserdata(L, 1);
   lua_settop(L, 1);
   luaL_checkstack(L, 32, "checkpointing");
-  lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
-  lua_pushnil(L);                        /* C_DOC */
-  build_doc(L);
-  return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 0));
+  ckpt *c = push_ckpt(L, r);
+  build_doc(L, r);
+  return verify_side(L, c);
 }
 
-/* couch._verify_sides(job): raise the replication error of a side deleted and re-created
- * during the run (reason target_recreated / source_recreated), else return nothing. The
- * job calls it when it fails, so a failure caused by a re-created database (a _changes
- * answer that makes no sense, a revision gone) says so. */
-static int l_verify_sides(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  luaL_checkstack(L, 32, "verifying");
-  lua_pushvalue(L, lua_upvalueindex(1)); /* S_COUCH */
-  lua_pushnil(L);                        /* C_DOC */
-  return ckpt_k(L, LUA_OK, CCTX(CS_VERIFY, 0, 1));
-}
-
+/* The checkpoint is over (written or failed): wake a final checkpoint waiting for it. */
 static int finish_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
-  lua_pushboolean(L, 0);
-  lua_setfield(L, 1, "checkpointing");
+  couch_repl *r = lua_touserdata(L, 1);
+  r->checkpointing = 0;
+  couch_repl_push(L, r->ref.idle);
+  if (!lua_isnil(L, -1)) {
+    lua_getfield(L, -1, "broadcast");
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
   if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   return 0;
 }
 
-/* couch._checkpoint(job): record job.through_seq on both sides, when it moved. */
-static int l_checkpoint(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+static int start_checkpoint(lua_State *L, couch_repl *r) {
   lua_settop(L, 1);
-  lua_getfield(L, 1, "use_checkpoints");
-  lua_getfield(L, 1, "through_seq");
-  lua_getfield(L, 1, "checkpointed_seq");
-  if (!lua_toboolean(L, 2) || lua_isnil(L, 3) || lua_compare(L, 3, 4, LUA_OPEQ)) return 0;
+  if (!r->use_checkpoints || r->ref.through_seq == LUA_NOREF) return 0;
+  couch_repl_push(L, r->ref.through_seq);
+  couch_repl_push(L, r->ref.checkpointed_seq);
+  int same = lua_compare(L, -1, -2, LUA_OPEQ);
   lua_settop(L, 1);
-  if (job_flag(L, "checkpointing")) return 0; /* one at a time; the next batch tries again */
-  lua_pushboolean(L, 1);
-  lua_setfield(L, 1, "checkpointing");
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushcclosure(L, do_checkpoint, 1);
-  lua_pushvalue(L, 1);
+  if (same) return 0;
+  r->checkpointing = 1;
+  lua_pushcfunction(L, do_checkpoint);
+  lua_pushlightuserdata(L, r);
   return finish_k(L, lua_pcallk(L, 1, 0, 0, 0, finish_k), 0);
 }
 
+/* A final checkpoint waits for the one in flight (a cond, no polling), then writes. */
+static int idle_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  couch_repl *r = couch_repl_check(L, 1);
+  lua_settop(L, 1);
+  if (r->checkpointing && r->ref.idle != LUA_NOREF) {
+    couch_repl_push(L, r->ref.idle);
+    lua_getfield(L, -1, "wait");
+    lua_insert(L, -2);
+    lua_callk(L, 1, 0, 0, idle_k);
+    return idle_k(L, LUA_OK, 0);
+  }
+  return start_checkpoint(L, r);
+}
+
+/* job:_checkpoint([final]): record the through seq on both sides, when it moved. Only one
+ * at a time: a worker finding one in flight goes on (the next batch tries again); the
+ * final one waits for it. */
+static int l_checkpoint(lua_State *L) {
+  couch_repl *r = couch_repl_check(L, 1);
+  int final = lua_toboolean(L, 2);
+  lua_settop(L, 1);
+  if (final) return idle_k(L, LUA_OK, 0);
+  if (r->checkpointing) return 0;
+  return start_checkpoint(L, r);
+}
+
+/* job:_verify_sides(): raise the replication error of a side deleted and re-created during
+ * the run, else return nothing. A failing job calls it, so a failure caused by a
+ * re-created database (a _changes answer that makes no sense, a revision gone) says so. */
+static int l_verify_sides(lua_State *L) {
+  couch_repl *r = couch_repl_check(L, 1);
+  lua_settop(L, 1);
+  luaL_checkstack(L, 32, "verifying");
+  ckpt *c = push_ckpt(L, r);
+  c->verify_only = 1;
+  return verify_side(L, c);
+}
+
 void couch_checkpoint_open(lua_State *L) {
-  lua_pushvalue(L, -1); /* the couch table: escape, now and _raise are looked up there */
-  lua_pushcclosure(L, l_find_start, 1);
-  lua_setfield(L, -2, "_find_start");
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, l_checkpoint, 1);
-  lua_setfield(L, -2, "_checkpoint");
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, l_verify_sides, 1);
-  lua_setfield(L, -2, "_verify_sides");
+  static const luaL_Reg methods[] = {
+      {"_start", l_start}, {"_checkpoint", l_checkpoint}, {"_verify_sides", l_verify_sides}, {NULL, NULL}};
+  couch_repl_add_methods(L, methods);
 }

@@ -1,6 +1,6 @@
 #ifndef COUCH_CHECKPOINT_H
 #define COUCH_CHECKPOINT_H
 #include <lua.h>
-/* Add couch._find_start and couch._checkpoint to the `couch` table on top of the stack. */
+/* Add job:_start, job:_checkpoint and job:_verify_sides to the job's metatable. */
 void couch_checkpoint_open(lua_State *L);
 #endif

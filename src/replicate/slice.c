@@ -194,7 +194,7 @@ static const yajl_callbacks callbacks = {on_null,      on_bool,    NULL,        
 
 /* couch._slice_docs(json_text) -> list of {id, rev, json, deleted, group} / {entry, group};
  * nil, message when the text is not JSON (the caller knows which request it answered). */
-static int l_slice_docs(lua_State *L) {
+int couch_slice_docs(lua_State *L) {
   size_t len;
   const char *text = luaL_checklstring(L, 1, &len);
   lua_settop(L, 1);
@@ -236,6 +236,6 @@ static int l_slice_docs(lua_State *L) {
 }
 
 void couch_slice_open(lua_State *L) {
-  lua_pushcfunction(L, l_slice_docs);
+  lua_pushcfunction(L, couch_slice_docs);
   lua_setfield(L, -2, "_slice_docs");
 }

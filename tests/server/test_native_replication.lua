@@ -214,6 +214,40 @@ function TestNative:test_continuous_picks_up_new_writes_and_cancel_checkpoints()
   lu.assertNotNil(self.tgt:get("_local/" .. stats.replication_id))
 end
 
+-- The job is a C object (src/replicate/job.c): one metatable, a live stats table read from
+-- its counters, its state, tostring without credentials, <close> cancelling a running job.
+function TestNative:test_the_job_object()
+  seed(self.src, 40)
+  local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  batch_size = 10, name = "shape" }
+  lu.assertEquals(getmetatable(job).__name, "couch.replication_job")
+  lu.assertEquals(job.name, "shape")
+  lu.assertStrContains(tostring(job), "couch.replication_job ")
+  lu.assertNotStrContains(tostring(job), "@")
+  local live = job:stats()
+  local stats = job:wait()
+  lu.assertIs(stats, live, "job:stats() is one table, refreshed from the job's counters")
+  lu.assertEquals(live.docs_written, 40)
+  lu.assertEquals(live.revisions_checked, 40)
+  lu.assertEquals(job.state, "completed")
+  lu.assertNotNil(live.end_time)
+  lu.assertEquals(#job:errors(), 0)
+  lu.assertEquals(job.rep_id, live.replication_id)
+  lu.assertIs(job.source, self.src)
+  -- a job in a to-be-closed variable is cancelled when its block ends
+  local tgt2 = srv:db(self.tgt.name .. "_close")
+  local closed
+  do
+    local j <close> = couch.replication { source = self.src, target = tgt2, create_target = true, continuous = true,
+                                          poll = 1, quiet = true }
+    closed = j
+    couch.sleep(0.3)
+  end
+  closed:wait()
+  lu.assertEquals(closed.state, "cancelled")
+  tgt2:delete()
+end
+
 function TestNative:test_usage_errors()
   for _, case in ipairs {
     { { target = self.tgt }, "source" },
