@@ -9,6 +9,9 @@
 --     couchlua process so its peak RSS (VmHWM) is its own, with the time each protocol
 --     step took, the requests sent and the server's CPU while it ran;
 --   * the server's own replicator (/_replicate with full http:// URLs) on the same data;
+--   * PouchDB 9's client-side PouchDB.replicate between the same two server databases
+--     (batch_size 500, batches_limit 4: the tool users would pick instead; bench/peer.lua,
+--     pinned in tests/support/pouchdb-peer), with its own peak RSS and CPU;
 --   * couch.compare(source, copy) after every copy: a benchmark of a broken copy is
 --     worthless, so an unequal copy is reported and makes the run fail.
 -- The issue's goals are printed next to the figures; nothing about timings is asserted.
@@ -25,6 +28,7 @@ local dir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench"
 package.path = dir .. "/?.lua;" .. package.path
 local couch = require "couch"
 local B = require "common"
+local peer = require "peer"
 local json = couch.json
 local out = B.out
 
@@ -390,6 +394,12 @@ local function bench_size(n, sweep)
                             cfg = cfg, runs = {} }
     end
   end
+  local peer_missing = peer.missing()
+  if peer_missing then
+    out("  PouchDB 9 not run: %s", peer_missing)
+  else
+    items[#items + 1] = { label = "PouchDB 9 replicate", peer = true, runs = {} }
+  end
   items[#items + 1] = { label = "server's /_replicate", server = true, runs = {} }
 
   local function run_ceiling(it)
@@ -411,9 +421,18 @@ local function bench_size(n, sweep)
   end
 
   local function run_copy(it)
-    local tgt = newdb(it.server and "rserver" or "rnative")
+    local tgt = newdb(it.server and "rserver" or it.peer and "rpouchdb" or "rnative")
     local run
-    if it.server then
+    if it.peer then
+      tgt:create()
+      local res, why
+      local secs, cpu = timed(function()
+        res, why = peer.replicate(url .. "/" .. src.name, url .. "/" .. tgt.name, { batch_size = 500, batches_limit = 4 })
+      end)
+      if not res then error("PouchDB.replicate failed: " .. tostring(why), 0) end
+      run = { rate = res.written / secs, secs = secs, server_cpu = cpu, cpu = res.cpu_secs, written = res.written,
+              failed = res.failed, hwm = res.max_rss_kb }
+    elseif it.server then
       local secs, cpu, res = timed(function()
         return srv:replicate { source = url .. "/" .. src.name, target = url .. "/" .. tgt.name, create_target = true }
       end)
@@ -429,7 +448,8 @@ local function bench_size(n, sweep)
     end
     out("    round %d  %-26s %14s %6.2fs  srv CPU %s%s", it.round, it.label, fmt_rate(run.rate), run.secs,
       pct_cpu(run.server_cpu, run.secs),
-      run.cpu and ("  client CPU %.0f%%, %d requests, peak RSS %s"):format(100 * run.cpu / run.secs, run.requests, B.mb(run.hwm)) or "")
+      run.cpu and ("  client CPU %.0f%%, %s requests, peak RSS %s"):format(100 * run.cpu / run.secs,
+        run.requests and tostring(run.requests) or "n/a", B.mb(run.hwm)) or "")
     if run.phases then
       out("              waiting per request kind (count x mean): %s", run.phases)
       out("              batch queue: the reader waited %.2fs for room (workers behind), %d workers %.2fs for batches (reader behind);",
@@ -441,7 +461,7 @@ local function bench_size(n, sweep)
     if run.written ~= n or (run.failed or 0) > 0 then
       out("              WARNING: %d written, %d failed (expected %d written)", run.written, run.failed or 0, n)
     end
-    verify("              ", it.server and "server's copy" or "native copy", src, tgt)
+    verify("              ", it.server and "server's copy" or it.peer and "PouchDB's copy" or "native copy", src, tgt)
     tgt:delete()
     return run
   end
@@ -484,6 +504,7 @@ local function bench_size(n, sweep)
   end
   local server = items[#items]
   R.server = server.best.rate
+  for _, it in ipairs(items) do if it.peer then R.pouchdb = it.best.rate end end
   R.native = items[1].best.rate
   R.rss = items[1].hwm
 
@@ -494,7 +515,7 @@ local function bench_size(n, sweep)
   out("    %-26s %14s   of the ceiling (1 / %d clients)   vs the server's replicator   peak RSS", "", "rate", CLIENTS)
   local best_native = items[1]
   for _, it in ipairs(items) do
-    if not it.server and it.best.rate > best_native.best.rate then best_native = it end
+    if it.cfg and it.best.rate > best_native.best.rate then best_native = it end
     out("    %-26s %14s          %4.0f%% / %4.0f%%                   %5.2fx         %10s", it.label, fmt_rate(it.best.rate),
       100 * it.best.rate / R.ceiling, 100 * it.best.rate / R.ceiling_conc, it.best.rate / R.server,
       it.server and "" or B.mb(it.hwm))
@@ -505,6 +526,10 @@ local function bench_size(n, sweep)
     items[1].label, 100 * R.native / R.ceiling, 100 * R.native / R.ceiling_conc, CLIENTS)
   out("    %s >= 2x the server's own replicator: %.2fx (best setting, %s: %.2fx)",
     items[1].label, R.native / R.server, (best_native.label:gsub("^native ", "")), best_native.best.rate / R.server)
+  if R.pouchdb then
+    out("    %s >= 2x PouchDB 9's replicate: %.2fx (best setting: %.2fx)", items[1].label, R.native / R.pouchdb,
+      best_native.best.rate / R.pouchdb)
+  end
   if SERVER_PID then out("    (pouchdb-server's RSS now: %s)", B.mb(server_rss())) end
   src:delete()
 end
