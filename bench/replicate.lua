@@ -27,6 +27,7 @@
 local dir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench"
 package.path = dir .. "/?.lua;" .. package.path
 local couch = require "couch"
+local internal = require "couch.internal"
 local B = require "common"
 local peer = require "peer"
 local json = couch.json
@@ -65,7 +66,7 @@ if arg[1] == "--child" then
   local batch_size, concurrency = tonumber(arg[4]), tonumber(arg[5])
   local srv = couch.connect(B.url(), CONN_OPTS)
   local phases = {}
-  local S = couch._server_methods
+  local S = internal.server_methods
   local send = S._send
   S._send = function(self, method, path, opts)
     local sub = tostring(path):gsub("%?.*$", ""):gsub("^/[^/]+", "", 1):gsub("^/_local/.*$", "/_local/<id>")
@@ -306,7 +307,7 @@ local function bulk_docs_bodies(get_bodies)
   local bodies, ndocs, docbytes = {}, 0, 0
   for _, body in ipairs(get_bodies) do
     local parts = {}
-    for _, d in ipairs(couch._slice_docs(body)) do
+    for _, d in ipairs(internal.slice_docs(body)) do
       if d.json then
         parts[#parts + 1] = d.json
         docbytes = docbytes + #d.json

@@ -127,7 +127,7 @@ local function copy()
       if c.parameters.name == opts.collection then found = c.parameters end
     end
     if not found then
-      couch._raise("usage", ("ArangoDB database '%s' has no collection '%s'"):format(opts.database, opts.collection))
+      error(couch.error("usage", ("ArangoDB database '%s' has no collection '%s'"):format(opts.database, opts.collection)), 0)
     end
     log("copying %s collection '%s' into %s", found.edge and "edge" or "document", opts.collection, tostring(cdb))
 

@@ -1,4 +1,4 @@
-/* couch._abort(): h:abort() ends every request started with { abort = h } that is still in
+/* internal.abort(): h:abort() ends every request started with { abort = h } that is still in
  * flight, at once, with a `cancelled` error ("aborted"); h.aborted says whether it was used.
  * Requests started with an aborted handle fail at once. */
 #include "abort.h"
@@ -36,7 +36,7 @@ static void abort_wait(couch_loop *loop, couch_wait *w) {
 void couch_abort_watch(lua_State *L, int idx, couch_wait *w, const char *what) {
   if (lua_isnoneornil(L, idx)) return;
   abort_t *a = luaL_testudata(L, idx, ABORT_MT);
-  if (!a) couch_error_usage(L, what, "expected a couch._abort() handle, got %s", luaL_typename(L, idx));
+  if (!a) couch_error_usage(L, what, "expected a internal.abort() handle, got %s", luaL_typename(L, idx));
   if (a->aborted) couch_error_raise(L, "cancelled", "aborted before it started");
   couch_wait_list_add(&a->waits, w);
 }
@@ -79,5 +79,5 @@ void couch_abort_open(lua_State *L) {
   couch_meta_new(L, ABORT_MT, &meta);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_new);
-  lua_setfield(L, -2, "_abort");
+  lua_setfield(L, -2, "abort");
 }

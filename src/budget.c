@@ -98,7 +98,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   return finish(L, status);
 }
 
-/* couch._budget_call(limit, fn, ...) */
+/* internal.budget_call(limit, fn, ...) */
 static int l_budget_call(lua_State *L) {
   lua_Integer limit = luaL_checkinteger(L, 1);
   if (limit <= 0) return couch_error_usage(L, "limit", "must be a positive number of instructions");
@@ -116,5 +116,5 @@ static int l_budget_call(lua_State *L) {
 
 void couch_budget_open(lua_State *L) {
   lua_pushcfunction(L, l_budget_call);
-  lua_setfield(L, -2, "_budget_call");
+  lua_setfield(L, -2, "budget_call");
 }

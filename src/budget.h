@@ -3,7 +3,7 @@
  * of hanging the job. The budget counts Lua VM instructions of the call, across yields
  * (a hook may call the server and wait); time spent waiting or in C functions is free.
  *
- * couch._budget_call(limit, fn, ...) -> fn's results, or raises fn's error, or a `budget`
+ * internal.budget_call(limit, fn, ...) -> fn's results, or raises fn's error, or a `budget`
  * error object (field `limit`) once fn has run `limit` instructions. Budgets nest: an
  * inner call counts against the outer one too. */
 #ifndef COUCH_BUDGET_H
@@ -16,6 +16,6 @@
  * right before the next one. */
 void couch_budget_rearm(lua_State *co);
 
-void couch_budget_open(lua_State *L); /* registers couch._budget_call */
+void couch_budget_open(lua_State *L); /* registers internal.budget_call */
 
 #endif

@@ -200,12 +200,10 @@ int couchlua_dofile(couchlua_host *h, const char *path) {
   return finish(h, status);
 }
 
-/* package.loaded.couch._at_exit(), if both exist. Looked up inside the protected call
- * because the module table may have metamethods. */
+/* The couch module's internal.at_exit(), if the module was loaded. */
 static int call_at_exit(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, "couch") != LUA_TTABLE) return 0; /* never required: no tasks */
-  if (lua_getfield(L, -1, "_at_exit") != LUA_TFUNCTION) return 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "couch.internal") != LUA_TTABLE) return 0; /* never required */
+  if (lua_getfield(L, -1, "at_exit") != LUA_TFUNCTION) return 0;
   lua_call(L, 0, 0);
   return 0;
 }

@@ -114,7 +114,7 @@ static int l_is_tty(lua_State *L) {
 
 void couch_output_open(lua_State *L) {
   lua_pushcfunction(L, l_write);
-  lua_setfield(L, -2, "_write");
+  lua_setfield(L, -2, "write");
   lua_pushcfunction(L, l_is_tty);
-  lua_setfield(L, -2, "_is_tty");
+  lua_setfield(L, -2, "is_tty");
 }

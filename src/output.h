@@ -16,7 +16,7 @@ void couch_output_write(lua_State *L, int kind, const char *text, size_t len);
 void couch_output_set_writer(lua_State *L, couch_writer fn, void *ud);
 /* Whether the given kind goes to a terminal (progress lines redraw themselves there). */
 int couch_output_is_tty(lua_State *L, int kind);
-/* Add couch._write(kind, text) and couch._is_tty(kind) to the table on top of the stack;
+/* Add internal.write(kind, text) and internal.is_tty(kind) to the table on top of the stack;
  * kind is "print", "progress" or "warning". */
 void couch_output_open(lua_State *L);
 #endif

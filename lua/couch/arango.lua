@@ -13,6 +13,7 @@
 -- call goes through srv:request, so it yields inside a task and blocks outside one.
 -- docs/arango.md is the reference, with the server versions that have each endpoint.
 local couch = require "couch"
+local I = require "couch.internal" -- the module's private channel (src/module.c)
 local json = couch.json
 local escape = couch.escape
 
@@ -20,9 +21,7 @@ local M = {}
 
 -- ---- errors ------------------------------------------------------------------------
 
-local function usage(arg, msg)
-  couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-end
+local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
 -- Names of the ArangoDB error numbers this group meets (lib/Basics/errors.dat).
 local ERROR_NAMES = {
@@ -203,7 +202,7 @@ function M.connect(url, opts)
       if status ~= 200 or type(body) ~= "table" or type(body.jwt) ~= "string" then
         local num = type(body) == "table" and body.errorNum or nil
         local msg = type(body) == "table" and body.errorMessage or nil
-        couch._raise("auth", ("ArangoDB refused the JWT login of user '%s' (HTTP %s%s)"):format(
+        I.raise("auth", ("ArangoDB refused the JWT login of user '%s' (HTTP %s%s)"):format(
           jwt_user, tostring(status), msg and (": " .. tostring(msg)) or ""),
           { status = status, error_num = num, method = "POST", url = srv.url .. "/_open/auth" })
       end
@@ -619,7 +618,7 @@ local function parse_lines(text)
     if line:match("%S") then
       local ok, v = pcall(json.decode, line)
       if not ok then
-        couch._raise("json", ("line %d of the dump is not valid JSON: %s"):format(n + 1, tostring(v)), { line = n + 1 })
+        I.raise("json", ("line %d of the dump is not valid JSON: %s"):format(n + 1, tostring(v)), { line = n + 1 })
       end
       n = n + 1
       out[n] = v
@@ -941,7 +940,7 @@ function Replication:wal_tail(...)
       if done then return nil end
       local res = wal_tail_once(self, cur)
       if res.from_present == false and a.require_from_present ~= false then
-        couch._raise("replication", ("the server no longer has its write-ahead log from tick %s on: changes "
+        I.raise("replication", ("the server no longer has its write-ahead log from tick %s on: changes "
           .. "after it were missed (start again from a fresh dump)"):format(tostring(cur.from or 0)),
           { reason = "from_not_present", from = cur.from })
       end

@@ -34,6 +34,8 @@
 -- Every request goes through the database object, so both run on the loop: they yield
 -- inside a task and block at the top level; `parallelism` batches are in flight at once,
 -- each in a task of its own. File I/O is plain Lua io.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
 
@@ -44,18 +46,16 @@ return function(couch)
   -- the last line of a finished all-revisions backup: a file without it is incomplete
   local END_LINE = '{"end":"' .. FORMAT .. '"}'
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
   -- code: couchbackup's error name (its CLI's exit code follows from it)
   local function fail(code, msg, fields)
     fields = fields or {}
     fields.code = code
-    couch._raise("backup", msg, fields)
+    I.raise("backup", msg, fields)
   end
 
   local function is_db(x)
-    return type(x) == "table" and getmetatable(x) == couch._Database
+    return type(x) == "table" and getmetatable(x) == I.Database
   end
 
   local function check_int(opts, k, default)
@@ -172,7 +172,7 @@ return function(couch)
         run.no_bulk_get = true   -- CouchDB before 2.3 and proxies: one GET per document, as the native engine
       else
         local why
-        slices, why = couch._slice_docs(text)
+        slices, why = I.slice_docs(text)
         if not slices then fail("FetchError", "the _bulk_get answer is " .. tostring(why)) end
       end
     end
@@ -188,7 +188,7 @@ return function(couch)
                      open_revs = #revs[id] > 0 and json.encode(revs[id]) or "all" }
         local text = db:request("GET", "/" .. couch.doc_path(id), { query = oq, raw = true,
           headers = { Accept = "application/json" }, idempotent = true })
-        local got, why = couch._slice_docs(text)
+        local got, why = I.slice_docs(text)
         if not got then fail("FetchError", ("the open_revs answer for %s is %s"):format(id, tostring(why)), { id = id }) end
         for _, s in ipairs(got) do
           if not s.json then s.group = id end

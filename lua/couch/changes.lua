@@ -1,10 +1,12 @@
 -- _changes: a one-shot read and a feed that follows the database. Sequences are opaque
 -- JSON values (integers on pouchdb-server, strings on CouchDB 2+): kept and sent back as
 -- received.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch, Database, pick, spec)
   local json = couch.json
 
-  -- query parameters (name -> type, for couch._check_options); since is opaque
+  -- query parameters (name -> type, for I.check_options); since is opaque
   local CHANGES_PARAMS = { since = "any", limit = "integer", include_docs = "boolean", style = "string",
                            filter = "string", heartbeat = "integer|boolean", timeout = "integer",
                            conflicts = "boolean", descending = "boolean", seq_interval = "integer",
@@ -21,7 +23,7 @@ return function(couch, Database, pick, spec)
   local function changes_request(db, opts, feed)
     opts = opts or {}
     if opts.doc_ids and opts.selector then
-      couch._raise("usage", "bad argument 'doc_ids': cannot be combined with 'selector'", { argument = "doc_ids" })
+      I.raise("usage", "bad argument 'doc_ids': cannot be combined with 'selector'", { argument = "doc_ids" })
     end
     local q = pick(opts, CHANGES_PARAMS)
     if type(q.since) == "table" then q.since = json.encode(q.since) end
@@ -39,7 +41,7 @@ return function(couch, Database, pick, spec)
         st.is_pouchdb = ok and type(info) == "table" and info["express-pouchdb"] ~= nil
       end
       if st.is_pouchdb then
-        couch._raise("unsupported", "this server (pouchdb-server) cannot filter _changes by selector",
+        I.raise("unsupported", "this server (pouchdb-server) cannot filter _changes by selector",
           { endpoint = "_changes?filter=_selector" })
       end
       q.filter = "_selector"
@@ -50,7 +52,7 @@ return function(couch, Database, pick, spec)
   end
   -- The native replication's reader (src/replicate/reader.c) builds its requests here too:
   -- one home for the filters of a _changes read.
-  couch._changes_request = changes_request
+  I.changes_request = changes_request
 
   -- A long-poll mostly sits idle on the server: it does not take one of the connection's
   -- max_concurrency slots, or a few hundred followers would starve every other call.
@@ -78,7 +80,7 @@ return function(couch, Database, pick, spec)
 
   --- db:changes(opts) -> {results, last_seq, pending}: one normal (non-feed) read
   function Database:changes(opts)
-    couch._check_options(opts, "db:changes", CHANGES_SPEC)
+    I.check_options(opts, "db:changes", CHANGES_SPEC)
     local q, body = changes_request(self, opts, nil)
     local res, status = fetch(self, q, body, opts and opts.request_timeout)
     if not well_formed(res) then
@@ -157,13 +159,13 @@ return function(couch, Database, pick, spec)
   -- opts.poll (s, default 30): the long-poll length; opts.coalesce (s, default 0): a pause
   -- between rounds so that changes arriving close together come in one answer.
   function Database:changes_feed(opts)
-    opts = couch._check_options(opts, "db:changes_feed", FEED_SPEC) or {}
+    opts = I.check_options(opts, "db:changes_feed", FEED_SPEC) or {}
     local q, body = changes_request(self, opts, "longpoll")
     q.since, q.timeout = nil, nil
     local feed = setmetatable({
       db = self, query = q, body = body, since = opts.since or 0, poll = opts.poll or 30,
       grace = opts.grace or 5, failures = 0, bad = 0, quick = 0, max_failures = opts.max_failures or 10,
-      buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = couch._abort(),
+      buffer = {}, pos = 1, rounds = 0, coalesce = opts.coalesce or 0, abort = I.abort(),
       wake = couch.cond(),
     }, Feed)
     return function()

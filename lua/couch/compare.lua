@@ -1,6 +1,8 @@
 -- couch.compare(a, b): did my migration work? Every leaf revision of every document
 -- (conflicts and deletions included) on each side is checked against the other with
 -- _revs_diff, one _changes page at a time, so memory stays flat however big the databases.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
 
@@ -59,8 +61,8 @@ return function(couch)
   --- couch.compare(a, b [, {page = 1000}]) -> report {equal, missing, extra, missing_count,
   -- extra_count, checked_a, checked_b}; tostring(report) is a printable summary
   function couch.compare(a, b, opts)
-    if getmetatable(a) ~= couch._Database then couch._raise("usage", "bad argument 'a': expected a database object", { argument = "a" }) end
-    if getmetatable(b) ~= couch._Database then couch._raise("usage", "bad argument 'b': expected a database object", { argument = "b" }) end
+    if getmetatable(a) ~= I.Database then I.raise("usage", "bad argument 'a': expected a database object", { argument = "a" }) end
+    if getmetatable(b) ~= I.Database then I.raise("usage", "bad argument 'b': expected a database object", { argument = "b" }) end
     local page = opts and opts.page or 1000
     local missing, mc, ca = missing_in(a, b, page)
     local extra, ec, cb = missing_in(b, a, page)

@@ -1,17 +1,19 @@
 -- Databases and documents: thin wrappers that turn CouchDB's wire names into calls on the
 -- server's request primitive. Document ids and database names are escaped here, once.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
   local escape = couch.escape
 
-  -- Each call's options, name -> type (couch._check_options): a typo or a wrong type is a
+  -- Each call's options, name -> type (I.check_options): a typo or a wrong type is a
   -- usage error naming the nearest known option, never an option silently dropped.
   local function spec(...)
     local out = {}
     for _, t in ipairs { ... } do for k, v in pairs(t) do out[k] = v end end
     return out
   end
-  local check = couch._check_options
+  local check = I.check_options
 
   local CREATE_SPEC = { q = "integer", n = "integer", partitioned = "boolean", exist_ok = "boolean" }
   local GET_PARAMS = { rev = "string", revs = "boolean", revs_info = "boolean", open_revs = "string|table",
@@ -32,11 +34,9 @@ return function(couch)
   local Database = {}
   Database.__index = Database
   Database.__name = "couch.database"
-  couch._Database = Database
+  I.Database = Database
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   local function check_id(id, arg)
     if type(id) ~= "string" or id == "" then usage(arg or "id", "expected a non-empty document id string") end
@@ -52,7 +52,7 @@ return function(couch)
   end
   couch.doc_path = doc_path
 
-  function couch._new_database(server, name)
+  function I.new_database(server, name)
     if type(name) ~= "string" or name == "" then usage("name", "expected a non-empty database name") end
     return setmetatable({ server = server, name = name, path = "/" .. escape(name) }, Database)
   end

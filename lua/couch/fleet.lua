@@ -6,6 +6,8 @@
 -- A repair restarts a replication the way CouchDB's documentation prescribes: the
 -- document is deleted and created again with the same id and options (a job does not
 -- re-read a document updated in place).
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch, Replicator, h)
   local json = couch.json
   local scheduler = h.scheduler
@@ -55,7 +57,7 @@ return function(couch, Replicator, h)
   -- entry an `id` for that).
   function Replicator:create_many(list, opts)
     if type(list) ~= "table" then usage("list", "expected a list of replication options") end
-    couch._check_options(opts, "rep:create_many", { chunk = "integer", resume = "boolean", on_chunk = "function" })
+    I.check_options(opts, "rep:create_many", { chunk = "integer", resume = "boolean", on_chunk = "function" })
     local size = chunk_of(opts)
     local resume = opts and opts.resume
     local docs = {}
@@ -116,7 +118,7 @@ return function(couch, Replicator, h)
   -- Replications matching a selection: { ids = {...} } and/or states and source/target
   -- patterns (Lua patterns, matched against the endpoint URL without credentials).
   local function select_ids(self, sel, default_states)
-    couch._check_options(sel, "selection", { ids = "table", states = "table|string", source = "string",
+    I.check_options(sel, "selection", { ids = "table", states = "table|string", source = "string",
                                              target = "string", dry_run = "boolean", chunk = "integer" })
     if sel.ids then return sel.ids, nil end
     local states = sel.states
@@ -197,7 +199,7 @@ return function(couch, Replicator, h)
   -- endpoint URLs).
   function Replicator:stop_many(sel, opts)
     if type(sel) ~= "table" then usage("ids", "expected a list of ids or a selection table") end
-    couch._check_options(opts, "rep:stop_many", { chunk = "integer" })
+    I.check_options(opts, "rep:stop_many", { chunk = "integer" })
     local size = chunk_of(opts)
     if sel[1] ~= nil then sel = { ids = sel } end
     local ids = select_ids(self, sel, nil)

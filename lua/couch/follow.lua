@@ -11,6 +11,8 @@
 -- only when its text's digest changed; a follower keeps only the fields of its row a
 -- state is made of; it is woken only when its inputs changed, and yields only when its
 -- state did (compared field by field, nothing encoded). bench/fleet.lua measures it.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch, Replicator, h)
   local json = couch.json
   local redact = require("couch.redact")
@@ -21,7 +23,7 @@ return function(couch, Replicator, h)
   local SETTLE = 10 -- s a follower waits for a document to say how its job ended
   -- What a follower keeps of its scheduler row's text to compare the next poll's with: its
   -- md5 (32 bytes instead of the row's ~800; 2 µs a row), or the text itself
-  local digest = couch._md5_hex or function(text) return text end
+  local digest = I.md5_hex or function(text) return text end
   local watchers = setmetatable({}, { __mode = "k" }) -- server state table -> watcher
 
   -- A follower's inputs changed. f.g is the cond its rep:follow waits on, or the queue
@@ -302,7 +304,7 @@ return function(couch, Replicator, h)
     else
       msg = ("%s still %s after %gs"):format(what, state, seconds)
     end
-    couch._raise("timeout", msg, { seconds = seconds, state = state, unfinished = n, id = id })
+    I.raise("timeout", msg, { seconds = seconds, state = state, unfinished = n, id = id })
   end
 
   local function deleted(id)
@@ -332,7 +334,7 @@ return function(couch, Replicator, h)
       leave(w, f)
       if f.error then error(f.error, 0) end
       if many then return setmetatable({ id = f.id, state = "not_found" }, { __tostring = function() return ("replication %s: not found"):format(f.id) end }) end
-      couch._raise("not_found", ("no replication %q in %s"):format(f.id, self.db_name),
+      I.raise("not_found", ("no replication %q in %s"):format(f.id, self.db_name),
         { status = 404, id = f.id, error = "not_found" })
     end
     if f.doc == false then
@@ -415,8 +417,8 @@ return function(couch, Replicator, h)
   -- `timeout` error if it has not ended by then, saying so when no job even started.
   function Replicator:follow(id, opts)
     opts = opts or {}
-    couch._check_options(opts, "rep:follow", FOLLOW_SPEC)
-    if type(id) ~= "string" or id == "" then couch._raise("usage", "bad argument 'id': expected a replication document id", { argument = "id" }) end
+    I.check_options(opts, "rep:follow", FOLLOW_SPEC)
+    if type(id) ~= "string" or id == "" then I.raise("usage", "bad argument 'id': expected a replication document id", { argument = "id" }) end
     local w, f = join(self, id, opts, couch.cond())
     if opts.timeout then f.deadline, f.timeout = couch.now() + opts.timeout, opts.timeout end
     local c = setmetatable({ w, f }, CLOSE_ONE)
@@ -430,15 +432,15 @@ return function(couch, Replicator, h)
   -- "deleted", or "not_found" for an id with no document). The cheap way to watch a fleet
   -- of thousands from one script.
   function Replicator:follow_many(ids, opts)
-    if type(ids) ~= "table" then couch._raise("usage", "bad argument 'ids': expected a list of replication ids", { argument = "ids" }) end
+    if type(ids) ~= "table" then I.raise("usage", "bad argument 'ids': expected a list of replication ids", { argument = "ids" }) end
     opts = opts or {}
-    couch._check_options(opts, "rep:follow_many", FOLLOW_SPEC)
+    I.check_options(opts, "rep:follow_many", FOLLOW_SPEC)
     local deadline = opts.timeout and couch.now() + opts.timeout
     local has_sched = scheduler.supported(self.server)
     local cond, all, w = couch.cond(), {}, nil
     local queue = { head = 1, tail = 0, cond = cond }
     for i, id in ipairs(ids) do
-      if type(id) ~= "string" then couch._raise("usage", ("bad argument 'ids': entry %d is not a string"):format(i), { argument = "ids" }) end
+      if type(id) ~= "string" then I.raise("usage", ("bad argument 'ids': entry %d is not a string"):format(i), { argument = "ids" }) end
       local f
       w, f = join(self, id, opts, queue)
       all[i] = f

@@ -10,6 +10,8 @@
 -- A path: "a.b" a member of a member; "docs[].x" member x of every element of list docs;
 -- "*" every member of the object. `selectors` are Mango selectors, whose $and/$or/$nor/
 -- $in/$nin/$all/$mod arguments are lists wherever they are nested.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
 
@@ -37,9 +39,7 @@ return function(couch)
   local SELECTOR_LISTS = { ["$and"] = "selectors", ["$or"] = "selectors", ["$nor"] = "selectors",
                            ["$in"] = "values", ["$nin"] = "values", ["$all"] = "values", ["$mod"] = "values" }
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   -- v as a list: an empty table becomes a (new) JSON array; a list stays as it is.
   local function as_list(v, where)

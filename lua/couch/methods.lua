@@ -2,6 +2,7 @@
 -- colon (`srv.info()`, `db.get("a")`), a method would fail deep inside with "attempt to
 -- index a nil value"; instead it raises a `usage` error that says what to write.
 local M = {}
+local I = require "couch.internal" -- the module's private channel (src/module.c)
 
 --- guard(couch, methods, var, is_instance): wraps each public function of `methods`
 -- (names not starting with "_") so that its first argument must satisfy is_instance.
@@ -11,7 +12,7 @@ function M.guard(couch, methods, var, is_instance)
     if type(f) == "function" and not name:match("^_") then
       methods[name] = function(self, ...)
         if not is_instance(self) then
-          couch._raise("usage", ("%s.%s(...) was called without its object: write %s:%s(...)")
+          I.raise("usage", ("%s.%s(...) was called without its object: write %s:%s(...)")
             :format(var, name, var, name), { argument = "self" })
         end
         return f(self, ...)

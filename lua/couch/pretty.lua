@@ -13,7 +13,7 @@
 --
 -- opts (all optional): depth (4), indent ("  "), width (80), max_items (100: at most this
 -- many entries per table, then "... (N more)"), private (false: functions stored under
--- "_"-prefixed keys, a module's internals like couch._raise, are left out; data such as a
+-- "_"-prefixed keys, an object's internals like srv:_send, are left out; data such as a
 -- document's _id and _rev is always shown).
 
 local M = {}

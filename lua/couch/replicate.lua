@@ -7,13 +7,13 @@
 -- losing or rewriting anything. Without hooks, each document travels as the exact bytes
 -- the source sent. This file checks the options into the job's struct and runs the
 -- user's hooks.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
   local redact = require("couch.redact")
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
 
@@ -21,14 +21,14 @@ return function(couch)
   -- database on the other endpoint's server (as in a replication document); `other` is
   -- that endpoint as given.
   local function as_db(x, arg, conn_opts, other)
-    if getmetatable(x) == couch._Database then return x end
+    if getmetatable(x) == I.Database then return x end
     if type(x) == "string" and x:match("^https?://") then
       local base, name = x:match("^(https?://.-)/([^/]+)/?$")
       if not name then usage(arg, "a URL must end with the database name") end
       return couch.connect(base, conn_opts):db(unescape(name))
     end
     if type(x) == "string" and x:match("^[a-z][a-z0-9_$()+/-]*$") then -- CouchDB's rule for names
-      local peer = getmetatable(other) == couch._Database and other
+      local peer = getmetatable(other) == I.Database and other
         or (type(other) == "string" and other:match("^https?://") and as_db(other, arg == "source" and "target" or "source", nil))
       if peer then return peer.server:db(x) end
       usage(arg, "a bare database name needs the other endpoint to be a database object or URL (its server is used)")
@@ -96,7 +96,7 @@ return function(couch)
       end
       parts[#parts + 1] = name .. "=" .. val
     end
-    return couch._md5_hex(table.concat(parts, "\0"))
+    return I.md5_hex(table.concat(parts, "\0"))
   end
 
   local SPEC = {
@@ -111,7 +111,7 @@ return function(couch)
 
   local function check(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of options") end
-    couch._check_options(opts, what, SPEC)
+    I.check_options(opts, what, SPEC)
     if opts.source == nil then usage("source", "is required") end
     if opts.target == nil then usage("target", "is required") end
     if opts.doc_ids and (opts.selector or opts.filter) then
@@ -150,7 +150,7 @@ return function(couch)
         return -- the user's function replaces the built-in line
       end
       if opts.quiet or opts.progress == false then return end
-      local tty = couch._is_tty("progress")
+      local tty = I.is_tty("progress")
       local now = couch.now()
       if not final and now - last_report < (tty and 0.2 or 5) then return end
       last_report = now
@@ -162,9 +162,9 @@ return function(couch)
         source_name, target_name, s.docs_written, s.doc_write_failures, math.floor(rate),
         final and (" " .. final) or eta)
       if tty then
-        couch._write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
+        I.write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
       else
-        couch._write("progress", line .. "\n")
+        I.write("progress", line .. "\n")
       end
     end
   end
@@ -280,7 +280,7 @@ return function(couch)
       local filter = type(opts.filter) == "string" and opts.filter or nil
       local doc_ids = opts.doc_ids and json.array {}
       for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
-      return couch._changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
+      return I.changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
                                               filter = filter, query_params = filter and opts.query_params })
     end
 
@@ -294,7 +294,7 @@ return function(couch)
     local source = as_db(opts.source, "source", opts.source_options, opts.target)
     local target = as_db(opts.target, "target", opts.target_options, opts.source)
     local hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions or false
-    local rep_id = opts.replication_id or couch._md5_hex(json.encode({
+    local rep_id = opts.replication_id or I.md5_hex(json.encode({
       identity(source), identity(target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
       hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
@@ -302,12 +302,12 @@ return function(couch)
       opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
     }, { sort_keys = true }))
     local R = runners(opts, hooks, source, target)
-    local job = couch._repl_new {
+    local job = I.repl_new {
       source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
       continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
-      since = opts.since or 0, rep_id = rep_id, session_id = couch._random_hex(16), name = opts.name,
+      since = opts.since or 0, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
       runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
       source_url = redact.url(source.server.url) .. "/" .. source.name,
       target_url = redact.url(target.server.url) .. "/" .. target.name,

@@ -3,15 +3,15 @@
 -- database per server wakes every follower whose document changed, and one
 -- /_scheduler/docs request per interval feeds every follower's transient state; no
 -- follower ever polls on its own.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local json = couch.json
-  local S = couch._server_methods
+  local S = I.server_methods
   local redact = require("couch.redact")
   local scheduler = require("couch.scheduler")(couch)
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   ---------------------------------------------------------------------------
   -- Building replication documents / _replicate bodies
@@ -121,7 +121,7 @@ return function(couch)
 
   local function normalise(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of replication options") end
-    couch._check_options(opts, what, what == "srv:replicate" and REPLICATE_SPEC or SPEC)
+    I.check_options(opts, what, what == "srv:replicate" and REPLICATE_SPEC or SPEC)
     local o = {}
     for alias, name in pairs(ALIASES) do
       if opts[alias] ~= nil and opts[name] ~= nil then
@@ -155,7 +155,7 @@ return function(couch)
     return body
   end
 
-  local function new_id() return couch._random_hex(16) end
+  local function new_id() return I.random_hex(16) end
 
   ---------------------------------------------------------------------------
   -- States
@@ -294,7 +294,7 @@ return function(couch)
     if type(id) ~= "string" or id == "" then usage("id", "expected a replication document id") end
     local doc, status = self.db:request("GET", "/" .. couch.doc_path(id), { allow = { [404] = true } })
     if status == 404 then
-      couch._raise("not_found", ("no replication %q in %s"):format(id, self.db_name),
+      I.raise("not_found", ("no replication %q in %s"):format(id, self.db_name),
         { status = 404, id = id, error = "not_found" })
     end
     return doc
@@ -332,7 +332,7 @@ return function(couch)
   -- (by node: replications that run on no node -- completed, failed, not started -- are
   -- under "none").
   function Replicator:list(opts)
-    couch._check_options(opts or {}, "rep:list", { by = "string" })
+    I.check_options(opts or {}, "rep:list", { by = "string" })
     local by = opts and opts.by
     if by ~= nil and by ~= "node" and by ~= "state" then usage("by", "expected \"node\" or \"state\"") end
     local by_id = scheduler.docs_by_id(self.server, self.db_name)
@@ -386,7 +386,7 @@ return function(couch)
       if status ~= 409 then return res end
       couch.sleep(0.05 * attempt)
     end
-    couch._raise("http", ("could not delete replication %q: it kept changing (409)"):format(id),
+    I.raise("http", ("could not delete replication %q: it kept changing (409)"):format(id),
       { status = 409, error = "conflict" })
   end
   Replicator.stop_replication = Replicator.stop

@@ -1,15 +1,15 @@
 -- /_scheduler (CouchDB 2.1+): docs, doc, jobs, job and iterators over every page. A server
 -- without it (pouchdb-server, CouchDB 1.x) gives an `unsupported` error naming the
 -- endpoint; the replicator falls back to the documents' own fields there.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
-  local S = couch._server_methods
+  local S = I.server_methods
   local json = couch.json
   local redact = require("couch.redact")
   local M = {}
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   --- Whether the server has /_scheduler (asked once per server).
   -- Many tasks ask at once when many followers start together: one probe answers them all.
@@ -30,7 +30,7 @@ return function(couch)
   end
 
   local function unsupported(endpoint)
-    couch._raise("unsupported", ("this server has no %s (CouchDB 2.1+ has it; pouchdb-server and CouchDB 1.x do not)"):format(endpoint),
+    I.raise("unsupported", ("this server has no %s (CouchDB 2.1+ has it; pouchdb-server and CouchDB 1.x do not)"):format(endpoint),
       { endpoint = endpoint })
   end
 
@@ -219,7 +219,7 @@ return function(couch)
   function Scheduler:doc(id, db)
     if type(id) ~= "string" or id == "" then usage("id", "expected a document id") end
     local d = get(self.server, "/_scheduler/docs/" .. couch.escape(db or "_replicator") .. "/" .. couch.escape(id), nil, true)
-    if not d then couch._raise("not_found", ("the scheduler knows no document %q"):format(id), { status = 404, error = "not_found" }) end
+    if not d then I.raise("not_found", ("the scheduler knows no document %q"):format(id), { status = 404, error = "not_found" }) end
     return d
   end
   Scheduler.get_doc = Scheduler.doc
@@ -232,7 +232,7 @@ return function(couch)
   function Scheduler:job(id)
     if type(id) ~= "string" or id == "" then usage("id", "expected a job id") end
     local j = get(self.server, "/_scheduler/jobs/" .. couch.escape(id), nil, true)
-    if not j then couch._raise("not_found", ("no scheduler job %q"):format(id), { status = 404, error = "not_found" }) end
+    if not j then I.raise("not_found", ("no scheduler job %q"):format(id), { status = 404, error = "not_found" }) end
     return j
   end
 

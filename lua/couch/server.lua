@@ -1,7 +1,9 @@
 -- Server methods: the server-level CouchDB API on the C request primitive srv:_send, which
 -- does auth (basic, cookie session, IAM token), retries and errors itself.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
-  local S = couch._server_methods
+  local S = I.server_methods
   local json = couch.json
   local lists = require("couch.lists")(couch)
 
@@ -40,13 +42,11 @@ return function(couch)
                          endkey = "any", end_key = "any", descending = "boolean", inclusive_end = "boolean" }
 
   function S:all_dbs(opts)
-    couch._check_options(opts, "srv:all_dbs", ALL_DBS_SPEC)
+    I.check_options(opts, "srv:all_dbs", ALL_DBS_SPEC)
     return (self:request("GET", "/_all_dbs", { query = opts }))
   end
 
-  local function usage(arg, msg)
-    couch._raise("usage", ("bad argument '%s': %s"):format(arg, msg), { argument = arg })
-  end
+  local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   function S:dbs_info(keys)
     if type(keys) ~= "table" then usage("keys", "expected a list of database names") end
@@ -68,7 +68,7 @@ return function(couch)
   function S:login() self:_forget_auth(); return self:session() end
 
   function S:active_tasks(opts)
-    couch._check_options(opts, "srv:active_tasks", { type = "string" })
+    I.check_options(opts, "srv:active_tasks", { type = "string" })
     local tasks = self:request("GET", "/_active_tasks")
     if opts and opts.type then
       local out = json.array {}
@@ -78,7 +78,7 @@ return function(couch)
     return tasks
   end
 
-  function S:db(name) return couch._new_database(self, name) end
+  function S:db(name) return I.new_database(self, name) end
 
   function S:create_db(name, opts)
     local db = self:db(name)

@@ -1,5 +1,7 @@
 -- Task helpers written on the C primitives (spawn, task:wait, cond): gather, all, timeout,
 -- and a queue for producer-consumer scripts.
+local I = require "couch.internal" -- the module's private channel (src/module.c)
+
 return function(couch)
   local function as_task(x)
     if type(x) == "function" then return couch.spawn(x) end
@@ -32,7 +34,7 @@ return function(couch)
     if not res[1] then
       if couch.is_error(res[2]) and res[2].kind == "timeout" and t:status() ~= "done" then
         t:cancel()
-        couch._raise("timeout", ("gave up after %gs"):format(seconds), { seconds = seconds })
+        I.raise("timeout", ("gave up after %gs"):format(seconds), { seconds = seconds })
       end
       error(res[2], 0)
     end
@@ -55,7 +57,7 @@ return function(couch)
   function Queue:__tostring() return ("couch.queue (%d items%s)"):format(#self, self.closed and ", closed" or "") end
 
   function Queue:push(v)
-    if self.closed then couch._raise("usage", "push on a closed queue") end
+    if self.closed then I.raise("usage", "push on a closed queue") end
     while self.maxsize and #self >= self.maxsize do self.not_full:wait() end
     self.tail = self.tail + 1
     self.items[self.tail] = v

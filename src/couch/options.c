@@ -118,7 +118,7 @@ static int has_type(lua_State *L, int idx, const char *want, size_t len) {
 #undef IS
 }
 
-/* couch._check_options(opts, what, spec): spec maps each known option to its type name
+/* internal.check_options(opts, what, spec): spec maps each known option to its type name
  * ("string", "boolean", "integer", "number", "table", "function", "any", or several joined
  * by "|"). Raises a `usage` error naming an unknown option (and the nearest known one) or
  * one of the wrong type; returns opts. nil opts are fine. */
@@ -180,5 +180,5 @@ static int l_check_options(lua_State *L) {
 
 void couch_options_open(lua_State *L) {
   lua_pushcfunction(L, l_check_options);
-  lua_setfield(L, -2, "_check_options");
+  lua_setfield(L, -2, "check_options");
 }

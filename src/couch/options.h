@@ -13,7 +13,7 @@ int couch_opt_bool(lua_State *L, int idx, const char *name, int def);
  * naming the nearest known option ("did you mean 'timeout'?"). */
 void couch_options_check_known(lua_State *L, int idx, const char *what, const char *const known[]);
 
-/* Add couch._check_options (the same checks, with types, for the Lua half) to the table
+/* Add internal.check_options (the same checks, with types, for the Lua half) to the table
  * on top of the stack. */
 void couch_options_open(lua_State *L);
 

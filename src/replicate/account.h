@@ -2,7 +2,7 @@
 #define COUCH_ACCOUNT_H
 #include <lua.h>
 /* Account for every revision asked of the source (issue 11: a short answer lost
- * documents). asked: id -> [rev]; docs: the sliced answers (couch._slice_docs), of which
+ * documents). asked: id -> [rev]; docs: the sliced answers (internal.slice_docs), of which
  * docs[from..] answer `asked`. Rewrites each of those entries to an "ok" document or to
  * {error = {id =, rev =, error =, reason =}} (a {missing} answer, an error answer, a
  * document under another id than asked, an entry of no known shape), and pushes

@@ -206,7 +206,7 @@ static void opt_ref(lua_State *L, int spec, const char *k, int *ref) {
   lua_pop(L, 1);
 }
 
-/* couch._repl_new(spec) -> job. spec: the options replicate.lua checked and completed
+/* internal.repl_new(spec) -> job. spec: the options replicate.lua checked and completed
  * (defaults applied, endpoints as database objects, rep_id computed). Read once, here. */
 static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -240,14 +240,14 @@ static int l_new(lua_State *L) {
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
   static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "report", "changes_request"};
-  if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "couch._repl_new: 'runners' must be a table");
+  if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "internal.repl_new: 'runners' must be a table");
   for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);
   lua_pop(L, 1);
   opt_ref(L, 1, "name", &r->ref.name);
   opt_ref(L, 1, "idle", &r->ref.idle);
   opt_ref(L, 1, "spawn", &r->ref.spawn);
   opt_ref(L, 1, "queue", &r->ref.queue_new);
-  if (r->ref.idle == LUA_NOREF) return luaL_error(L, "couch._repl_new: 'idle' (a couch.cond) is required");
+  if (r->ref.idle == LUA_NOREF) return luaL_error(L, "internal.repl_new: 'idle' (a couch.cond) is required");
   opt_ref(L, 1, "source_name", &r->ref.source_name);
   opt_ref(L, 1, "target_name", &r->ref.target_name);
   opt_ref(L, 1, "source_url", &r->ref.source_url);
@@ -476,5 +476,5 @@ void couch_repl_open(lua_State *L) {
   lua_pop(L, 1);
   couch_run_open(L);
   lua_pushcfunction(L, l_new);
-  lua_setfield(L, -2, "_repl_new");
+  lua_setfield(L, -2, "repl_new");
 }

@@ -1,7 +1,7 @@
 /* The native replication job as a C object (couch_repl), the one owner of a job's state.
  *
  * What the struct holds:
- *   options   typed, parsed and checked once by lua/couch/replicate.lua (couch._repl_new)
+ *   options   typed, parsed and checked once by lua/couch/replicate.lua (internal.repl_new)
  *   counters  the stats (CouchDB's _active_tasks names), plain integers
  *   seqs      since / start / through / checkpointed: opaque Lua values (numbers, strings,
  *             tables), kept as registry refs and sent back exactly as received
@@ -119,7 +119,7 @@ void couch_repl_cleanup(lua_State *L, couch_repl *r);
 /* Add methods to the job's metatable (each step's file adds its own). */
 void couch_repl_add_methods(lua_State *L, const luaL_Reg *methods);
 
-/* Add couch._repl_new and the job's metatable (job.c) to the couch table on top. */
+/* Add internal.repl_new and the job's metatable (job.c) to the couch table on top. */
 void couch_repl_open(lua_State *L);
 
 #endif

@@ -5,7 +5,7 @@
  * longpoll. The queue is closed at the end and on error, so the workers finish what was
  * read and stop.
  * The query and body (filter=_doc_ids / _selector / a server-side filter and its
- * query_params) come from changes.lua (couch._changes_request, through the job's
+ * query_params) come from changes.lua (internal.changes_request, through the job's
  * `changes_request` runner): one home for how _changes is asked.
  * Steps, each its own continuation, their state in a `reader` struct (a userdata at stack
  * slot 3; its user values: the seq to read from, the query, the body; the continuation

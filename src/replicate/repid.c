@@ -1,4 +1,4 @@
-/* couch._md5_hex(s): the hash behind replication ids (CouchDB's are md5 hex too), from
+/* internal.md5_hex(s): the hash behind replication ids (CouchDB's are md5 hex too), from
  * libcrypto rather than a hand-written copy. */
 #include "replicate/slice.h"
 
@@ -22,7 +22,7 @@ static int l_md5_hex(lua_State *L) {
   return 1;
 }
 
-/* couch._random_hex(nbytes) -> hex of that many bytes from the kernel: ids must not collide
+/* internal.random_hex(nbytes) -> hex of that many bytes from the kernel: ids must not collide
  * between processes started together (math.random's seed can be the same in both). */
 static int l_random_hex(lua_State *L) {
   lua_Integer n = luaL_optinteger(L, 1, 16);
@@ -41,7 +41,7 @@ static int l_random_hex(lua_State *L) {
 
 void couch_repid_open(lua_State *L) {
   lua_pushcfunction(L, l_random_hex);
-  lua_setfield(L, -2, "_random_hex");
+  lua_setfield(L, -2, "random_hex");
   lua_pushcfunction(L, l_md5_hex);
-  lua_setfield(L, -2, "_md5_hex");
+  lua_setfield(L, -2, "md5_hex");
 }

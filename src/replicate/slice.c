@@ -192,7 +192,7 @@ static const yajl_callbacks callbacks = {on_null,      on_bool,    NULL,        
                                          on_number,    on_string,  on_start_map,   on_map_key,
                                          on_end_map,   on_start_array, on_end_array};
 
-/* couch._slice_docs(json_text) -> list of {id, rev, json, deleted, group} / {entry, group};
+/* internal.slice_docs(json_text) -> list of {id, rev, json, deleted, group} / {entry, group};
  * nil, message when the text is not JSON (the caller knows which request it answered). */
 int couch_slice_docs(lua_State *L) {
   size_t len;
@@ -237,5 +237,5 @@ int couch_slice_docs(lua_State *L) {
 
 void couch_slice_open(lua_State *L) {
   lua_pushcfunction(L, couch_slice_docs);
-  lua_setfield(L, -2, "_slice_docs");
+  lua_setfield(L, -2, "slice_docs");
 }

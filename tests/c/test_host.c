@@ -117,13 +117,13 @@ static void test_run_pending(void) {
   /* Nothing required: nothing to do. */
   CHECK(couchlua_run_pending(h) == 0);
   /* The hook the async core provides is called when present... */
-  CHECK(couchlua_dostring(h, "local c = require 'couch'; rawset(c, '_at_exit', function()"
-                             " at_exit_ran = true end)", "=hook") == 0);
+  CHECK(couchlua_dostring(h, "require 'couch'; require('couch.internal').at_exit = function()"
+                             " at_exit_ran = true end", "=hook") == 0);
   CHECK(couchlua_run_pending(h) == 0);
   CHECK(couchlua_dostring(h, "assert(at_exit_ran)", "=check") == 0);
   /* ...and its errors are reported like a script's. */
-  CHECK(couchlua_dostring(h, "rawset(require 'couch', '_at_exit', function()"
-                             " error('task failed') end)", "=hook2") == 0);
+  CHECK(couchlua_dostring(h, "require('couch.internal').at_exit = function()"
+                             " error('task failed') end", "=hook2") == 0);
   CHECK(couchlua_run_pending(h) != 0);
   CHECK(first_line_has(couchlua_last_error(h), "task failed"));
   couchlua_close(h);
@@ -226,9 +226,9 @@ static void test_writer(void) {
   memset(&c, 0, sizeof c);
   couchlua_set_writer(h, capture, &c);
   CHECK(couchlua_dostring(h, "print('a', 1, nil)\n"
-                             "local couch = require 'couch'\n"
-                             "couch._write('progress', 'replicate a -> b: 3 written\\n')\n"
-                             "assert(couch._is_tty('progress') == false)\n"
+                             "local internal = require 'couch.internal'\n"
+                             "internal.write('progress', 'replicate a -> b: 3 written\\n')\n"
+                             "assert(internal.is_tty('progress') == false)\n"
                              "warn('careful', ' now')",
                           "=out") == 0);
   CHECK(strcmp(c.text[COUCHLUA_PRINT - 1], "a\t1\tnil\n") == 0);

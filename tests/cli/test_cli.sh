@@ -216,18 +216,18 @@ checks=$((checks + 1))
 expect_not_in err "lua/couch/" "no frames of couch's own Lua half in a task's traceback"
 
 # ---- the at-exit hook of the couch module ----
-run "$COUCHLUA" -e 'rawset(require "couch", "_at_exit", function() print("at exit") end)' \
+run "$COUCHLUA" -e 'require "couch"; require("couch.internal").at_exit = function() print("at exit") end' \
   -e 'print("main")' </dev/null
 expect_out "main
-at exit" "couch._at_exit runs after the main chunk"
+at exit" "the module's at_exit runs after the main chunk"
 cat >ae.lua <<'EOF'
-rawset(require "couch", "_at_exit", function() error("pending task failed") end)
+require "couch"; require("couch.internal").at_exit = function() error("pending task failed") end
 print("script done")
 EOF
 run "$COUCHLUA" ae.lua </dev/null
-expect_rc 1 "an error in couch._at_exit exits 1"
+expect_rc 1 "an error in the module's at_exit exits 1"
 expect_in err "couchlua: ae.lua:1: pending task failed" "an at-exit error is reported"
-run "$COUCHLUA" -e 'rawset(require "couch", "_at_exit", function() print("no") end) error("x")' </dev/null
+run "$COUCHLUA" -e 'require "couch"; require("couch.internal").at_exit = function() print("no") end error("x")' </dev/null
 expect_not_in out "no" "no at-exit after an error"
 
 finish

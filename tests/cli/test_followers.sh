@@ -23,9 +23,10 @@ failures=0 checks=0
 #   replication complete.
 cat >"$tmp/followers.lua" <<'LUA'
 local couch = require "couch"
+local internal = require "couch.internal"
 local url, n, reps, ending = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
 local srv = couch.connect(url)
-local tag = couch._random_hex(4)
+local tag = internal.random_hex(4)
 local src = srv:db("followers_src")
 src:create { exist_ok = true }
 src:bulk_docs { { _id = "a" }, { _id = "b" } }

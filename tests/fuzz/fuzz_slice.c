@@ -1,4 +1,4 @@
-/* couch._slice_docs (src/replicate/slice.c) on any bytes, as a _bulk_get / open_revs
+/* internal.slice_docs (src/replicate/slice.c) on any bytes, as a _bulk_get / open_revs
  * answer: no crash, leak or undefined behaviour; it returns a list or raises. Each
  * {json = ...} entry is a '{'...'}' run of the answer's own bytes, the entries in order
  * and not overlapping. When the whole answer is valid JSON (couch.json.decode takes it),
@@ -11,7 +11,7 @@
 #include <string.h>
 
 static int slice(lua_State *L) {
-  lua_getfield(L, lua_upvalueindex(1), "_slice_docs");
+  lua_getfield(L, lua_upvalueindex(1), "slice_docs");
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   return 1;

@@ -3,12 +3,13 @@
 -- with the same options) of the replications in a bad state or matching a pattern.
 local lu = require "luaunit"
 local couch = require "couch"
+local internal = require "couch.internal"
 local ts = require "testserver"
 
 local srv = ts.connect()
 local rep = srv:replicator()
 pcall(srv.create_db, srv, "_replicator")
-local tag = couch._random_hex(4)
+local tag = internal.random_hex(4)
 
 local made = {}
 local function opts_list(n, label, extra)

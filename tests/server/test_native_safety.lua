@@ -4,6 +4,7 @@
 -- Each: nothing claimed that is not on the target, nothing reported done that is not.
 local lu = require "luaunit"
 local couch = require "couch"
+local internal = require "couch.internal"
 local ts = require "testserver"
 
 local srv = ts.connect()
@@ -218,14 +219,14 @@ function TestNativeSafety:test_stats_and_option_checking()
   end
 end
 
--- The progress line goes through couch._write("progress", ...); a progress function
+-- The progress line goes through internal.write("progress", ...); a progress function
 -- replaces it; a cancelled job's last line says "cancelled"; a hook's error names the
 -- document.
 function TestNativeSafety:test_progress_output_and_hook_errors()
   seed(self.src, 30)
   local lines = {}
-  local real_write, real_tty = couch._write, couch._is_tty
-  couch._write = function(kind, text) if kind == "progress" then lines[#lines + 1] = text else real_write(kind, text) end end
+  local real_write, real_tty = internal.write, internal.is_tty
+  internal.write = function(kind, text) if kind == "progress" then lines[#lines + 1] = text else real_write(kind, text) end end
   local ok, err = pcall(function()
     couch.replicate { source = self.src, target = self.tgt, create_target = true }
     lu.assertStrContains(lines[#lines], " done")
@@ -254,7 +255,7 @@ function TestNativeSafety:test_progress_output_and_hook_errors()
     lu.assertEquals(err2.kind, "cancelled")
     lu.assertStrContains(lines[#lines] or "", "cancelled")
   end)
-  couch._write, couch._is_tty = real_write, real_tty
+  internal.write, internal.is_tty = real_write, real_tty
   lu.assertTrue(ok, tostring(err))
   local fresh = srv:db(self.tgt.name .. "_h")
   local ok2, err2 = pcall(couch.replicate, { source = self.src, target = fresh, create_target = true, quiet = true,

@@ -1,6 +1,7 @@
 -- Shared by the server suites: the server under test (COUCHLUA_TEST_URL, set by
 -- tests/support/with-server) and throw-away databases that are deleted afterwards.
 local couch = require "couch"
+local internal = require "couch.internal"
 
 local M = {}
 
@@ -15,7 +16,7 @@ function M.connect(opts) return couch.connect(M.url, opts) end
 
 local created = {}
 local counter = 0
-local run_id = couch._random_hex(4) -- distinct even for suites started in the same instant
+local run_id = internal.random_hex(4) -- distinct even for suites started in the same instant
 
 --- A new, empty database with a unique name (deleted by M.cleanup()).
 function M.fresh_db(srv, label)

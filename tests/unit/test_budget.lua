@@ -1,9 +1,10 @@
--- Instruction budgets for user code (couch._budget_call, src/budget.c): what the engine
+-- Instruction budgets for user code (internal.budget_call, src/budget.c): what the engine
 -- runs replication hooks under, so that a hook looping forever ends in a clear error.
 local lu = require "luaunit"
 local couch = require "couch"
+local internal = require "couch.internal"
 
-local call = couch._budget_call
+local call = internal.budget_call
 
 local function spin() while true do end end
 

@@ -27,7 +27,7 @@ function TestComplete:test_methods_of_couch_objects_after_a_colon()
   lu.assertEquals(complete("db:all_d"), { "db:all_docs", "db:all_docs_iter" })
   -- private names only when asked for
   for _, m in ipairs(complete("couch.")) do lu.assertFalse(m:match("^couch%._") ~= nil, m) end
-  lu.assertTrue(#complete("couch._r") > 0)
+  lu.assertEquals(complete("couch._r"), {}) -- the private functions are off the module
   _G.couch, _G.srv, _G.db = nil, nil, nil
 end
 

@@ -2,6 +2,7 @@
 -- and the places a yield must survive (pcall, iterators, nested coroutines).
 local lu = require "luaunit"
 local couch = require "couch"
+local internal = require "couch.internal"
 
 
 TestTasks = {}
@@ -44,7 +45,7 @@ function TestTasks:test_a_failing_task_is_reported_by_run_with_its_name()
 end
 
 function TestTasks:test_error_objects_keep_their_shape_and_get_the_task_name()
-  local t = couch.spawn("named", function() couch._raise("usage", "bad thing") end)
+  local t = couch.spawn("named", function() internal.raise("usage", "bad thing") end)
   local ok, err = pcall(t.wait, t)
   lu.assertFalse(ok)
   lu.assertTrue(couch.is_error(err))
@@ -212,7 +213,7 @@ function TestTasks:test_result_gives_true_and_the_results()
   lu.assertEquals(r[2], 3)
   lu.assertNil(r[3])
   lu.assertEquals(r[4], "x")
-  local failed = couch.spawn(function() couch._raise("http", "boom") end)
+  local failed = couch.spawn(function() internal.raise("http", "boom") end)
   pcall(couch.run)
   local ok, err = failed:result()
   lu.assertFalse(ok)
