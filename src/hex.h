@@ -1,5 +1,5 @@
-/* Hex digits both ways: percent-encoding and -decoding (src/http/url.c) and digests and
- * random ids (src/replicate/repid.c has its own two loops still: it can use these). */
+/* Hex digits both ways: percent-encoding and -decoding (src/http/url.c), digests and
+ * random ids (src/replicate/repid.c). */
 #ifndef COUCH_HEX_H
 #define COUCH_HEX_H
 

@@ -15,7 +15,7 @@ return function(couch)
 
   local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
-  local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+  local unescape = require("couch.url").unescape
 
   -- A database object, or a URL whose last path segment is the database. A bare name is a
   -- database on the other endpoint's server (as in a replication document); `other` is

@@ -90,7 +90,7 @@ return function(couch)
         if clean == v then return v end
         -- credentials in a URL move into an auth object
         local user, pass = v:match("^%a[%w+.-]*://([^:/@]*):?([^/@]*)@")
-        local function unescape(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+        local unescape = require("couch.url").unescape
         return { url = clean, headers = json.object {},
                  auth = { basic = { username = unescape(user), password = unescape(pass) } } }
       end

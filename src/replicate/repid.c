@@ -2,6 +2,8 @@
  * libcrypto rather than a hand-written copy. */
 #include "replicate/slice.h"
 
+#include "hex.h"
+
 #include <lauxlib.h>
 #include <openssl/evp.h>
 #include <sys/random.h>
@@ -12,12 +14,8 @@ static int l_md5_hex(lua_State *L) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (!EVP_Digest(s, len, md, &n, EVP_md5(), NULL)) return luaL_error(L, "md5 failed");
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
-  static const char digits[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < n; i++) {
-    hex[2 * i] = digits[md[i] >> 4];
-    hex[2 * i + 1] = digits[md[i] & 15];
-  }
+  char hex[2 * EVP_MAX_MD_SIZE];
+  couch_hex_encode(hex, md, n);
   lua_pushlstring(L, hex, 2 * n);
   return 1;
 }
@@ -29,12 +27,8 @@ static int l_random_hex(lua_State *L) {
   unsigned char buf[64];
   if (n < 1 || n > (lua_Integer)sizeof buf) return luaL_argerror(L, 1, "1..64 bytes");
   if (getrandom(buf, (size_t)n, 0) != (ssize_t)n) return luaL_error(L, "getrandom failed");
-  char hex[129];
-  static const char digits[] = "0123456789abcdef";
-  for (lua_Integer i = 0; i < n; i++) {
-    hex[2 * i] = digits[buf[i] >> 4];
-    hex[2 * i + 1] = digits[buf[i] & 15];
-  }
+  char hex[2 * sizeof buf];
+  couch_hex_encode(hex, buf, (size_t)n);
   lua_pushlstring(L, hex, (size_t)(2 * n));
   return 1;
 }
