@@ -2,6 +2,8 @@
  * mechanism: couch_error_push builds the table, couch_error_raise throws it. */
 #include "error.h"
 
+#include "meta.h"
+
 #include <lauxlib.h>
 #include <stdarg.h>
 #include <string.h>
@@ -97,11 +99,7 @@ static int error_tostring(lua_State *L) {
 }
 
 void couch_error_init(lua_State *L) {
-  if (luaL_newmetatable(L, ERROR_MT)) {
-    lua_pushcfunction(L, error_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, ERROR_MT);
-    lua_setfield(L, -2, "__name");
-  }
+  static const couch_meta meta = {.tostring = error_tostring}; /* __name: luaL_newmetatable's */
+  couch_meta_new(L, ERROR_MT, &meta);
   lua_pop(L, 1);
 }

@@ -2,6 +2,8 @@
  * (wait, cancel, status, result). Resuming is the loop's business (loop/resume.c). */
 #include "task.h"
 
+#include "meta.h"
+
 #include "error.h"
 #include "loop/task.h"
 
@@ -362,15 +364,10 @@ static const luaL_Reg task_functions[] = {
     {"yield", l_yield}, {"current", l_current}, {"now", l_now}, {NULL, NULL}};
 
 void couch_task_open(lua_State *L) {
-  if (luaL_newmetatable(L, TASK_MT)) {
+  static const couch_meta meta = {.index = l_task_index, .gc = l_task_gc, .tostring = l_task_tostring};
+  if (couch_meta_new(L, TASK_MT, &meta)) {
     luaL_newlib(L, task_methods);
     lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, l_task_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_task_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_task_gc);
-    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, task_functions, 0);
