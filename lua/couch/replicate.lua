@@ -106,7 +106,7 @@ return function(couch)
     checkpoint_interval = "number", use_checkpoints = "boolean", attachments = "boolean",
     transform = "function", on_error = "function", progress = "function|boolean", quiet = "boolean",
     new_revisions = "boolean", replication_id = "string", poll = "number", name = "string",
-    max_batch_bytes = "integer",
+    max_batch_bytes = "integer", hook_budget = "integer|boolean",
   }
 
   local function check(opts, what)
@@ -127,6 +127,20 @@ return function(couch)
         .. "seconds by mistake (use %d for %s s)"):format(ci, math.floor(ci * 1000), ci))
     end
     if opts.max_batch_bytes and opts.max_batch_bytes < 1024 then usage("max_batch_bytes", "expected at least 1024") end
+    local hb = opts.hook_budget
+    if hb == true or (type(hb) == "number" and hb < 1) then
+      usage("hook_budget", "expected a number of instructions >= 1, or false for none")
+    end
+  end
+
+  -- Instructions a hook call may run (I.budget_call): a hook that loops forever ends
+  -- the job instead of hanging it. false: no budget.
+  local DEFAULT_HOOK_BUDGET = 100000000
+  local function hook_budget(opts)
+    local hb = opts.hook_budget
+    if hb == false then return nil end
+    if hb == nil then return DEFAULT_HOOK_BUDGET end
+    return math.tointeger(hb) or math.maxinteger
   end
 
   ---------------------------------------------------------------------------
@@ -199,13 +213,22 @@ return function(couch)
     return out
   end
 
-  -- A hook's error names the document it failed on (a cancel passes through as it is).
-  local function call_hook(name, fn, doc, d)
-    local ok, res = pcall(fn, doc)
+  -- A hook's error names the document it failed on (a cancel passes through as it is);
+  -- one that ran past its instruction budget says so (reason hook_budget).
+  local function call_hook(name, fn, budget, d, ...)
+    local ok, res
+    if budget then ok, res = pcall(I.budget_call, budget, fn, ...)
+    else ok, res = pcall(fn, ...) end
     if ok then return res end
     if couch.is_error(res) and res.kind == "cancelled" then error(res, 0) end
+    if couch.is_error(res) and res.kind == "budget" then
+      error(couch.error("replication", ("the %s hook ran past its budget of %d instructions on document '%s' (%s) "
+        .. "(a loop that never ends? raise 'hook_budget', or false for none)"):format(
+        name, budget, tostring(d.id), tostring(d.rev)),
+        { id = d.id, rev = d.rev, hook = name, limit = budget, reason = "hook_budget" }), 0)
+    end
     error(couch.error("replication", ("the %s hook failed on document '%s' (%s): %s"):format(
-      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, reason = "hook_failed" }), 0)
+      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, hook = name, reason = "hook_failed" }), 0)
   end
 
   -- The runners the C steps call (job.h: the job's `hooks` ref), over the options only.
@@ -213,12 +236,15 @@ return function(couch)
     local R = {}
     local filter = type(opts.filter) == "function" and opts.filter or nil
     local transform, on_error, new_revisions = opts.transform, opts.on_error, opts.new_revisions
+    local budget = hook_budget(opts)
 
     -- A refused revision: counted and kept by the job; on_error gets the document (a
     -- revision that could not be read has no body: the hook gets what names it).
     function R.failed(job, d, err)
       local e = job:_failure(d, err)
-      if on_error then on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
+      if on_error then
+        call_hook("on_error", on_error, budget, d, d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e)
+      end
     end
 
     -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
@@ -232,10 +258,10 @@ return function(couch)
         if d.json then
           local doc = json.decode(d.json)
           local keep = true
-          if filter then keep = call_hook("filter", filter, doc, d) end
+          if filter then keep = call_hook("filter", filter, budget, d, doc) end
           if keep then
             local res = doc
-            if transform then res = call_hook("transform", transform, doc, d) end
+            if transform then res = call_hook("transform", transform, budget, d, doc) end
             if res ~= nil then
               local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
               for _, r in ipairs(list) do
