@@ -107,7 +107,10 @@ return function(couch)
     transform = "function", on_error = "function", progress = "function|boolean", quiet = "boolean",
     new_revisions = "boolean", replication_id = "string", poll = "number", name = "string",
     max_batch_bytes = "integer", hook_budget = "integer|boolean",
+    -- CouchDB's replicator's names
+    since_seq = "any", winning_revs_only = "boolean", create_target_params = "table", use_bulk_get = "boolean",
   }
+  local CREATE_TARGET_SPEC = { q = "integer", n = "integer", partitioned = "boolean" }
 
   local function check(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of options") end
@@ -127,6 +130,13 @@ return function(couch)
         .. "seconds by mistake (use %d for %s s)"):format(ci, math.floor(ci * 1000), ci))
     end
     if opts.max_batch_bytes and opts.max_batch_bytes < 1024 then usage("max_batch_bytes", "expected at least 1024") end
+    if opts.since ~= nil and opts.since_seq ~= nil then
+      usage("since_seq", "is CouchDB's name of 'since': give one of them")
+    end
+    if opts.create_target_params then
+      if not opts.create_target then usage("create_target_params", "needs create_target = true") end
+      I.check_options(opts.create_target_params, "create_target_params", CREATE_TARGET_SPEC)
+    end
     local hb = opts.hook_budget
     if hb == true or (type(hb) == "number" and hb < 1) then
       usage("hook_budget", "expected a number of instructions >= 1, or false for none")
@@ -306,7 +316,9 @@ return function(couch)
       local filter = type(opts.filter) == "string" and opts.filter or nil
       local doc_ids = opts.doc_ids and json.array {}
       for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
-      return I.changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
+      -- winning_revs_only: the winner of each document only, as CouchDB's replicator asks
+      local style = opts.winning_revs_only and "main_only" or "all_docs"
+      return I.changes_request(source, { style = style, doc_ids = doc_ids, selector = opts.selector,
                                               filter = filter, query_params = filter and opts.query_params })
     end
 
@@ -320,20 +332,24 @@ return function(couch)
     local source = as_db(opts.source, "source", opts.source_options, opts.target)
     local target = as_db(opts.target, "target", opts.target_options, opts.source)
     local hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions or false
-    local rep_id = opts.replication_id or I.md5_hex(json.encode({
+    local base = {
       identity(source), identity(target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
       hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
       type(opts.filter) == "function" and hook_identity(opts.filter, "filter", 0, {}) or json.null,
       opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
-    }, { sort_keys = true }))
+    }
+    -- appended only when set, so the ids of jobs without it stay what they were
+    if opts.winning_revs_only then base[#base + 1] = "winning_revs_only" end
+    local rep_id = opts.replication_id or I.md5_hex(json.encode(base, { sort_keys = true }))
     local R = runners(opts, hooks, source, target)
     local job = I.repl_new {
       source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
       continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
-      since = opts.since or 0, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
+      since = opts.since or opts.since_seq or 0, use_bulk_get = opts.use_bulk_get ~= false,
+      create_target_params = opts.create_target_params, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
       runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
       source_url = redact.url(source.server.url) .. "/" .. source.name,
       target_url = redact.url(target.server.url) .. "/" .. target.name,

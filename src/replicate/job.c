@@ -228,6 +228,7 @@ static int l_new(lua_State *L) {
   r->attachments = opt_bool(L, 1, "attachments");
   r->new_revisions = opt_bool(L, 1, "new_revisions");
   r->hooks = opt_bool(L, 1, "hooks");
+  r->no_bulk_get = !opt_bool(L, 1, "use_bulk_get"); /* use_bulk_get = false: open_revs GETs */
   r->missing_ratio = -1;
   static const char *const sides[] = {"source", "target"};
   for (int s = 0; s < 2; s++) {
@@ -239,6 +240,7 @@ static int l_new(lua_State *L) {
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
+  opt_ref(L, 1, "create_target_params", &r->ref.create_params);
   static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "report", "changes_request"};
   if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "internal.repl_new: 'runners' must be a table");
   for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);

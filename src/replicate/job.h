@@ -71,6 +71,7 @@ typedef struct couch_repl {
     int name, source_name, target_name, source_url, target_url;
     int idle;                 /* a couch.cond: broadcast when a checkpoint ends */
     int spawn, queue_new;     /* couch.spawn and couch.queue, for the run (run.c) */
+    int create_params;        /* create_target_params: {q, n, partitioned} or unset */
   } ref;
 } couch_repl;
 

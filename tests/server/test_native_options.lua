@@ -133,4 +133,99 @@ function TestNativeOptions:test_a_budget_big_enough_changes_nothing()
   usage_error({ source = self.src, target = self.tgt, hook_bugdet = 10 }, "hook_bugdet")
 end
 
+--- CouchDB's replicator's names ---------------------------------------------------------
+
+-- The request lines of fn's run (couch.log at debug: one line per request).
+local function requests(fn)
+  local lines = {}
+  couch.log { level = "debug", writer = function(_, line) lines[#lines + 1] = line end }
+  local ok, err = pcall(fn)
+  couch.log { level = "off", writer = false }
+  if not ok then error(err, 0) end
+  return lines
+end
+
+local function count(lines, pattern)
+  local n = 0
+  for _, l in ipairs(lines) do if l:find(pattern) then n = n + 1 end end
+  return n
+end
+
+-- since_seq is CouchDB's name of since: the same start; both at once is a usage error.
+function TestNativeOptions:test_since_seq_is_since()
+  seed(self.src, 10)
+  local seq = self.src:changes().last_seq
+  seed(self.src, 5, 11)
+  local stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  since_seq = seq }
+  lu.assertEquals(stats.docs_written, 5)
+  lu.assertEquals(ids(self.tgt)[1], "doc000011")
+  usage_error({ source = self.src, target = self.tgt, since = 0, since_seq = seq }, "since_seq")
+  usage_error({ source = self.src, target = self.tgt, sinceseq = seq }, "sinceseq")
+end
+
+-- winning_revs_only: a conflicted document arrives as its winner alone; it is another
+-- replication (its own replication id), as in CouchDB.
+function TestNativeOptions:test_winning_revs_only_copies_the_winner_alone()
+  self.src:bulk_docs({ { _id = "c", _rev = "1-aaa", v = 1 }, { _id = "c", _rev = "1-bbb", v = 2 } },
+                     { new_edits = false })
+  seed(self.src, 3)
+  local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  winning_revs_only = true }
+  local stats = job:wait()
+  lu.assertEquals(stats.docs_written, 4)
+  local doc = self.tgt:get("c", { conflicts = true })
+  lu.assertEquals(doc._rev, "1-bbb")
+  lu.assertNil(doc._conflicts)
+  local all = couch.replication { source = self.src, target = srv:db(self.tgt.name .. "_all"), create_target = true,
+                                  quiet = true }
+  all:wait()
+  lu.assertEquals(#srv:db(self.tgt.name .. "_all"):get("c", { conflicts = true })._conflicts, 1)
+  srv:db(self.tgt.name .. "_all"):delete()
+  lu.assertNotEquals(job.rep_id, all.rep_id)
+  usage_error({ source = self.src, target = self.tgt, winning_revs_only = "yes" }, "winning_revs_only")
+end
+
+-- create_target_params go with the target's creation (PUT /db?q=&n=&partitioned=).
+function TestNativeOptions:test_create_target_params_are_sent_when_creating()
+  seed(self.src, 3)
+  local stats
+  local lines = requests(function()
+    stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                              create_target_params = { q = 2, n = 1 } }
+  end)
+  lu.assertEquals(stats.docs_written, 3)
+  local put
+  for _, l in ipairs(lines) do if l:find("PUT", 1, true) and l:find(self.tgt.name .. "?", 1, true) then put = l end end
+  lu.assertNotNil(put, "no PUT creating the target: " .. table.concat(lines, "\n"))
+  lu.assertStrContains(put, "q=2")
+  lu.assertStrContains(put, "n=1")
+  usage_error({ source = self.src, target = self.tgt, create_target = true, create_target_params = { q = "2" } }, "q")
+  usage_error({ source = self.src, target = self.tgt, create_target = true, create_target_params = { shards = 2 } },
+              "shards")
+  usage_error({ source = self.src, target = self.tgt, create_target_params = { q = 2 } }, "create_target_params")
+end
+
+-- use_bulk_get = false: one open_revs GET per document, even where the server has _bulk_get.
+function TestNativeOptions:test_use_bulk_get_false_reads_with_open_revs()
+  seed(self.src, 6)
+  local stats
+  local lines = requests(function()
+    stats = couch.replicate { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                              use_bulk_get = false }
+  end)
+  lu.assertEquals(stats.docs_written, 6)
+  lu.assertEquals(count(lines, "_bulk_get"), 0)
+  lu.assertEquals(count(lines, "open_revs"), 6)
+  lu.assertTrue(couch.compare(self.src, self.tgt).equal)
+  -- the default asks _bulk_get (both servers under test have it)
+  local fresh = srv:db(self.tgt.name .. "_b")
+  lines = requests(function()
+    couch.replicate { source = self.src, target = fresh, create_target = true, quiet = true }
+  end)
+  fresh:delete()
+  lu.assertTrue(count(lines, "_bulk_get") >= 1)
+  usage_error({ source = self.src, target = self.tgt, use_bulk_get = 0 }, "use_bulk_get")
+end
+
 os.exit(lu.LuaUnit.run())
