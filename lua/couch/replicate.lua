@@ -109,6 +109,8 @@ return function(couch)
     max_batch_bytes = "integer", hook_budget = "integer|boolean",
     -- CouchDB's replicator's names
     since_seq = "any", winning_revs_only = "boolean", create_target_params = "table", use_bulk_get = "boolean",
+    -- PouchDB's
+    checkpoint = "boolean|string", batches_limit = "integer",
   }
   local CREATE_TARGET_SPEC = { q = "integer", n = "integer", partitioned = "boolean" }
 
@@ -121,7 +123,14 @@ return function(couch)
       usage("doc_ids", "cannot be combined with " .. (opts.selector and "'selector'" or "'filter'"))
     end
     if opts.selector and type(opts.filter) == "string" then usage("selector", "cannot be combined with a server-side 'filter'") end
-    for _, k in ipairs { "batch_size", "concurrency" } do
+    local cp = opts.checkpoint
+    if type(cp) == "string" and cp ~= "source" and cp ~= "target" then
+      usage("checkpoint", ("expected true, false, \"source\" or \"target\", got %q"):format(cp))
+    end
+    if opts.use_checkpoints == false and cp ~= nil and cp ~= false then
+      usage("checkpoint", "contradicts use_checkpoints = false (checkpoint = false is the same)")
+    end
+    for _, k in ipairs { "batch_size", "concurrency", "batches_limit" } do
       if opts[k] and opts[k] < 1 then usage(k, "expected a whole number >= 1") end
     end
     local ci = opts.checkpoint_interval
@@ -346,7 +355,10 @@ return function(couch)
     local job = I.repl_new {
       source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
-      continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
+      continuous = opts.continuous, batches_limit = opts.batches_limit,
+      -- checkpoint (PouchDB's): true both sides, "source" / "target" one, false none
+      checkpoint_source = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "target",
+      checkpoint_target = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "source",
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
       since = opts.since or opts.since_seq or 0, use_bulk_get = opts.use_bulk_get ~= false,
       create_target_params = opts.create_target_params, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,

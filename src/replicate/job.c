@@ -224,7 +224,10 @@ static int l_new(lua_State *L) {
   r->checkpoint_interval = opt_num(L, 1, "checkpoint_interval", 5000) / 1000;
   r->poll = opt_num(L, 1, "poll", 30);
   r->continuous = opt_bool(L, 1, "continuous");
-  r->use_checkpoints = opt_bool(L, 1, "use_checkpoints");
+  r->ckpt_side[REPL_SOURCE] = opt_bool(L, 1, "checkpoint_source");
+  r->ckpt_side[REPL_TARGET] = opt_bool(L, 1, "checkpoint_target");
+  r->use_checkpoints = r->ckpt_side[REPL_SOURCE] || r->ckpt_side[REPL_TARGET];
+  r->batches_limit = opt_int(L, 1, "batches_limit", r->concurrency);
   r->attachments = opt_bool(L, 1, "attachments");
   r->new_revisions = opt_bool(L, 1, "new_revisions");
   r->hooks = opt_bool(L, 1, "hooks");

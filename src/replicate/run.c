@@ -230,7 +230,7 @@ static int started_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = RUN(ctx)->r;
   lua_settop(L, R_TOP);
   couch_repl_push(L, r->ref.queue_new);
-  lua_pushinteger(L, r->concurrency);
+  lua_pushinteger(L, r->batches_limit);
   lua_callk(L, 1, 1, ctx, queued_k);
   return queued_k(L, LUA_OK, ctx);
 }

@@ -228,4 +228,88 @@ function TestNativeOptions:test_use_bulk_get_false_reads_with_open_revs()
   usage_error({ source = self.src, target = self.tgt, use_bulk_get = 0 }, "use_bulk_get")
 end
 
+--- PouchDB's names --------------------------------------------------------------------
+
+-- The checkpoint document of a job on db, or nil.
+local function local_doc(db, rep_id)
+  local ok, doc = pcall(db.get, db, "_local/" .. rep_id)
+  if ok then return doc end
+  lu.assertEquals(doc.status, 404, tostring(doc))
+  return nil
+end
+
+-- Run a job; returns its stats and replication id.
+local function run(opts)
+  local job = couch.replication(opts)
+  return job:wait(), job.rep_id
+end
+
+-- checkpoint = "target" / "source": written on that side only, and a second run resumes
+-- from it; false: none written, a second run reads everything again.
+function TestNativeOptions:test_checkpoint_on_one_side_or_none()
+  seed(self.src, 20)
+  local total = 20
+  for _, case in ipairs { { "target", self.tgt, self.src }, { "source", self.src, self.tgt } } do
+    local mode, written, other = case[1], case[2], case[3]
+    pcall(self.tgt.delete, self.tgt)
+    local opts = { source = self.src, target = self.tgt, create_target = true, quiet = true, checkpoint = mode }
+    local stats, id = run(opts)
+    lu.assertEquals(stats.docs_written, total, mode)
+    lu.assertNotNil(local_doc(written, id), mode .. ": no checkpoint on the " .. mode)
+    lu.assertNil(local_doc(other, id), mode .. ": a checkpoint on the other side")
+    seed(self.src, 5, mode == "target" and 101 or 201)
+    total = total + 5
+    stats = run(opts)
+    lu.assertEquals(stats.docs_written, 5, mode)
+    lu.assertEquals(stats.revisions_checked, 5, mode .. ": the second run did not resume from the checkpoint")
+    lu.assertNil(local_doc(other, id), mode)
+  end
+  pcall(self.tgt.delete, self.tgt)
+  local src = ts.fresh_db(srv, "osrc") -- one where no job of this pair checkpointed
+  seed(src, 30)
+  local opts = { source = src, target = self.tgt, create_target = true, quiet = true, checkpoint = false }
+  local stats, id = run(opts)
+  lu.assertEquals(stats.docs_written, 30)
+  lu.assertNil(local_doc(src, id))
+  lu.assertNil(local_doc(self.tgt, id))
+  stats = run(opts)
+  lu.assertEquals(stats.revisions_checked, 30, "without checkpoints a run starts from the beginning")
+  lu.assertEquals(stats.docs_written, 0)
+  -- true is the default: both sides
+  stats, id = run { source = src, target = self.tgt, quiet = true, checkpoint = true }
+  lu.assertNotNil(local_doc(src, id))
+  lu.assertNotNil(local_doc(self.tgt, id))
+  usage_error({ source = self.src, target = self.tgt, checkpoint = "both" }, "checkpoint")
+  usage_error({ source = self.src, target = self.tgt, checkpoint = 1 }, "checkpoint")
+  usage_error({ source = self.src, target = self.tgt, checkpoint = "target", use_checkpoints = false }, "checkpoint")
+end
+
+-- batches_limit: how many batches the reader reads ahead of busy workers.
+function TestNativeOptions:test_batches_limit_bounds_the_read_ahead()
+  seed(self.src, 200)
+  local function read_ahead(limit)
+    local target = srv:db(self.src.name .. "_q" .. limit)
+    local changes, lines = nil, {}
+    couch.log { level = "debug", writer = function(_, line) lines[#lines + 1] = line end }
+    local ok, err = pcall(couch.replicate, { source = self.src, target = target, create_target = true, quiet = true,
+      batch_size = 10, concurrency = 1, batches_limit = limit,
+      transform = function(doc)
+        if not changes then
+          couch.sleep(0.5) -- the only worker is busy: the reader runs ahead meanwhile
+          changes = count(lines, "_changes")
+        end
+        return doc
+      end })
+    couch.log { level = "off", writer = false }
+    pcall(target.delete, target)
+    lu.assertTrue(ok, tostring(err))
+    return changes
+  end
+  local one, six = read_ahead(1), read_ahead(6)
+  lu.assertTrue(one <= 3, "batches_limit = 1 read " .. one .. " pages ahead")
+  lu.assertTrue(six >= 7, "batches_limit = 6 read only " .. six .. " pages ahead")
+  usage_error({ source = self.src, target = self.tgt, batches_limit = 0 }, "batches_limit")
+  usage_error({ source = self.src, target = self.tgt, batches_limit = "4" }, "batches_limit")
+end
+
 os.exit(lu.LuaUnit.run())
