@@ -106,8 +106,13 @@ return function(couch)
     checkpoint_interval = "number", use_checkpoints = "boolean", attachments = "boolean",
     transform = "function", on_error = "function", progress = "function|boolean", quiet = "boolean",
     new_revisions = "boolean", replication_id = "string", poll = "number", name = "string",
-    max_batch_bytes = "integer",
+    max_batch_bytes = "integer", hook_budget = "integer|boolean",
+    -- CouchDB's replicator's names
+    since_seq = "any", winning_revs_only = "boolean", create_target_params = "table", use_bulk_get = "boolean",
+    -- PouchDB's
+    checkpoint = "boolean|string", batches_limit = "integer",
   }
+  local CREATE_TARGET_SPEC = { q = "integer", n = "integer", partitioned = "boolean" }
 
   local function check(opts, what)
     if type(opts) ~= "table" then usage("opts", "expected a table of options") end
@@ -118,7 +123,14 @@ return function(couch)
       usage("doc_ids", "cannot be combined with " .. (opts.selector and "'selector'" or "'filter'"))
     end
     if opts.selector and type(opts.filter) == "string" then usage("selector", "cannot be combined with a server-side 'filter'") end
-    for _, k in ipairs { "batch_size", "concurrency" } do
+    local cp = opts.checkpoint
+    if type(cp) == "string" and cp ~= "source" and cp ~= "target" then
+      usage("checkpoint", ("expected true, false, \"source\" or \"target\", got %q"):format(cp))
+    end
+    if opts.use_checkpoints == false and cp ~= nil and cp ~= false then
+      usage("checkpoint", "contradicts use_checkpoints = false (checkpoint = false is the same)")
+    end
+    for _, k in ipairs { "batch_size", "concurrency", "batches_limit" } do
       if opts[k] and opts[k] < 1 then usage(k, "expected a whole number >= 1") end
     end
     local ci = opts.checkpoint_interval
@@ -127,6 +139,27 @@ return function(couch)
         .. "seconds by mistake (use %d for %s s)"):format(ci, math.floor(ci * 1000), ci))
     end
     if opts.max_batch_bytes and opts.max_batch_bytes < 1024 then usage("max_batch_bytes", "expected at least 1024") end
+    if opts.since ~= nil and opts.since_seq ~= nil then
+      usage("since_seq", "is CouchDB's name of 'since': give one of them")
+    end
+    if opts.create_target_params then
+      if not opts.create_target then usage("create_target_params", "needs create_target = true") end
+      I.check_options(opts.create_target_params, "create_target_params", CREATE_TARGET_SPEC)
+    end
+    local hb = opts.hook_budget
+    if hb == true or (type(hb) == "number" and hb < 1) then
+      usage("hook_budget", "expected a number of instructions >= 1, or false for none")
+    end
+  end
+
+  -- Instructions a hook call may run (I.budget_call): a hook that loops forever ends
+  -- the job instead of hanging it. false: no budget.
+  local DEFAULT_HOOK_BUDGET = 100000000
+  local function hook_budget(opts)
+    local hb = opts.hook_budget
+    if hb == false then return nil end
+    if hb == nil then return DEFAULT_HOOK_BUDGET end
+    return math.tointeger(hb) or math.maxinteger
   end
 
   ---------------------------------------------------------------------------
@@ -199,13 +232,22 @@ return function(couch)
     return out
   end
 
-  -- A hook's error names the document it failed on (a cancel passes through as it is).
-  local function call_hook(name, fn, doc, d)
-    local ok, res = pcall(fn, doc)
+  -- A hook's error names the document it failed on (a cancel passes through as it is);
+  -- one that ran past its instruction budget says so (reason hook_budget).
+  local function call_hook(name, fn, budget, d, ...)
+    local ok, res
+    if budget then ok, res = pcall(I.budget_call, budget, fn, ...)
+    else ok, res = pcall(fn, ...) end
     if ok then return res end
     if couch.is_error(res) and res.kind == "cancelled" then error(res, 0) end
+    if couch.is_error(res) and res.kind == "budget" then
+      error(couch.error("replication", ("the %s hook ran past its budget of %d instructions on document '%s' (%s) "
+        .. "(a loop that never ends? raise 'hook_budget', or false for none)"):format(
+        name, budget, tostring(d.id), tostring(d.rev)),
+        { id = d.id, rev = d.rev, hook = name, limit = budget, reason = "hook_budget" }), 0)
+    end
     error(couch.error("replication", ("the %s hook failed on document '%s' (%s): %s"):format(
-      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, reason = "hook_failed" }), 0)
+      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, hook = name, reason = "hook_failed" }), 0)
   end
 
   -- The runners the C steps call (job.h: the job's `hooks` ref), over the options only.
@@ -213,12 +255,15 @@ return function(couch)
     local R = {}
     local filter = type(opts.filter) == "function" and opts.filter or nil
     local transform, on_error, new_revisions = opts.transform, opts.on_error, opts.new_revisions
+    local budget = hook_budget(opts)
 
     -- A refused revision: counted and kept by the job; on_error gets the document (a
     -- revision that could not be read has no body: the hook gets what names it).
     function R.failed(job, d, err)
       local e = job:_failure(d, err)
-      if on_error then on_error(d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e) end
+      if on_error then
+        call_hook("on_error", on_error, budget, d, d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e)
+      end
     end
 
     -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
@@ -232,10 +277,10 @@ return function(couch)
         if d.json then
           local doc = json.decode(d.json)
           local keep = true
-          if filter then keep = call_hook("filter", filter, doc, d) end
+          if filter then keep = call_hook("filter", filter, budget, d, doc) end
           if keep then
             local res = doc
-            if transform then res = call_hook("transform", transform, doc, d) end
+            if transform then res = call_hook("transform", transform, budget, d, doc) end
             if res ~= nil then
               local list = (type(res) == "table" and res._id == nil and #res > 0) and res or { res }
               for _, r in ipairs(list) do
@@ -280,7 +325,9 @@ return function(couch)
       local filter = type(opts.filter) == "string" and opts.filter or nil
       local doc_ids = opts.doc_ids and json.array {}
       for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
-      return I.changes_request(source, { style = "all_docs", doc_ids = doc_ids, selector = opts.selector,
+      -- winning_revs_only: the winner of each document only, as CouchDB's replicator asks
+      local style = opts.winning_revs_only and "main_only" or "all_docs"
+      return I.changes_request(source, { style = style, doc_ids = doc_ids, selector = opts.selector,
                                               filter = filter, query_params = filter and opts.query_params })
     end
 
@@ -294,20 +341,27 @@ return function(couch)
     local source = as_db(opts.source, "source", opts.source_options, opts.target)
     local target = as_db(opts.target, "target", opts.target_options, opts.source)
     local hooks = type(opts.filter) == "function" or opts.transform ~= nil or opts.new_revisions or false
-    local rep_id = opts.replication_id or I.md5_hex(json.encode({
+    local base = {
       identity(source), identity(target), opts.doc_ids or json.null, opts.selector or json.null,
       type(opts.filter) == "string" and opts.filter or json.null, opts.query_params or json.null,
       hooks and "client-hooks" or json.null, opts.new_revisions and "new_revisions" or json.null,
       type(opts.filter) == "function" and hook_identity(opts.filter, "filter", 0, {}) or json.null,
       opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
-    }, { sort_keys = true }))
+    }
+    -- appended only when set, so the ids of jobs without it stay what they were
+    if opts.winning_revs_only then base[#base + 1] = "winning_revs_only" end
+    local rep_id = opts.replication_id or I.md5_hex(json.encode(base, { sort_keys = true }))
     local R = runners(opts, hooks, source, target)
     local job = I.repl_new {
       source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
-      continuous = opts.continuous, use_checkpoints = opts.use_checkpoints ~= false,
+      continuous = opts.continuous, batches_limit = opts.batches_limit,
+      -- checkpoint (PouchDB's): true both sides, "source" / "target" one, false none
+      checkpoint_source = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "target",
+      checkpoint_target = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "source",
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
-      since = opts.since or 0, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
+      since = opts.since or opts.since_seq or 0, use_bulk_get = opts.use_bulk_get ~= false,
+      create_target_params = opts.create_target_params, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
       runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
       source_url = redact.url(source.server.url) .. "/" .. source.name,
       target_url = redact.url(target.server.url) .. "/" .. target.name,

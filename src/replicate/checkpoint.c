@@ -1,5 +1,6 @@
 /* The native replication's `_local/<rep_id>` checkpoints, kept on both sides as CouchDB's
- * replicator keeps them:
+ * replicator keeps them (or on one, r->ckpt_side: PouchDB's checkpoint = "source" /
+ * "target", e.g. for a read-only source; it is then resumed from that side alone):
  *   job:_start()         where to resume: the newest session both checkpoints share
  *                        (CouchDB's rule); sets the start, through and checkpointed seqs
  *   job:_checkpoint([final]) record the through seq on the target, then on the source,
@@ -169,6 +170,29 @@ static int got_target_k(lua_State *L, int status, lua_KContext ctx) {
   return started(L, r, lua_gettop(L));
 }
 
+/* One side's checkpoint only (checkpoint = "source" / "target", as PouchDB's): the seq it
+ * recorded, else since. No session to match: nothing is written on the other side. */
+static int got_one_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ckpt *c = (ckpt *)ctx;
+  couch_repl *r = c->r;
+  local_or_nil(L);
+  int doc = lua_gettop(L);
+  push_rev_of(L, doc);
+  couch_repl_set(L, &r->ref.ckpt_rev[c->side], -1);
+  lua_pop(L, 1);
+  if (lua_istable(L, doc)) lua_getfield(L, doc, "history");
+  else lua_pushnil(L);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  couch_repl_set(L, &r->ref.history, -1);
+  lua_pop(L, 1);
+  if (!lua_istable(L, doc) || lua_getfield(L, doc, "source_last_seq") == LUA_TNIL) couch_repl_push(L, r->ref.since);
+  return started(L, r, lua_gettop(L));
+}
+
 static int got_source_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   ckpt *c = (ckpt *)ctx;
@@ -189,6 +213,11 @@ static int l_start(lua_State *L) {
     return started(L, r, 2);
   }
   ckpt *c = push_ckpt(L, r);
+  if (!r->ckpt_side[REPL_SOURCE] || !r->ckpt_side[REPL_TARGET]) {
+    c->side = r->ckpt_side[REPL_SOURCE] ? REPL_SOURCE : REPL_TARGET;
+    get_local(L, c, c->side, got_one_k);
+    return got_one_k(L, LUA_OK, (lua_KContext)c);
+  }
   get_local(L, c, REPL_SOURCE, got_source_k);
   return got_source_k(L, LUA_OK, (lua_KContext)c);
 }
@@ -265,6 +294,16 @@ static void build_doc(lua_State *L, couch_repl *r) {
 
 static int put_side(lua_State *L, ckpt *c);
 
+/* Every side to write is written: what was recorded (through may have moved on). */
+static int recorded(lua_State *L, ckpt *c) {
+  push_doc(L);
+  lua_getfield(L, -1, "source_last_seq");
+  couch_repl_set(L, &c->r->ref.checkpointed_seq, -1);
+  c->r->last_checkpoint = couch_repl_now();
+  lua_settop(L, S_TOP);
+  return 0;
+}
+
 /* The PUT of the checkpoint to c->side: a 409 or 404 is an answer (another job on the same
  * pair wrote in between, ours vanished, or a retry after a timeout had landed). */
 static int put_k(lua_State *L, int status, lua_KContext ctx);
@@ -324,19 +363,17 @@ static int put_k(lua_State *L, int status, lua_KContext ctx) {
   else lua_pushnil(L);
   couch_repl_set(L, &c->r->ref.ckpt_rev[c->side], -1);
   lua_settop(L, S_TOP);
-  if (c->side == REPL_SOURCE) { /* both written: what was recorded (through may have moved on) */
-    push_doc(L);
-    lua_getfield(L, -1, "source_last_seq");
-    couch_repl_set(L, &c->r->ref.checkpointed_seq, -1);
-    c->r->last_checkpoint = couch_repl_now();
-    lua_settop(L, S_TOP);
-    return 0;
-  }
+  if (c->side == REPL_SOURCE) return recorded(L, c);
   c->side = REPL_SOURCE;
   return put_side(L, c);
 }
 
 static int put_side(lua_State *L, ckpt *c) {
+  if (!c->r->ckpt_side[c->side]) { /* checkpoint = "source" / "target": not this side */
+    if (c->side == REPL_SOURCE) return recorded(L, c);
+    c->side = REPL_SOURCE;
+    return put_side(L, c);
+  }
   c->attempt = 0;
   push_doc(L);
   couch_repl_push(L, c->r->ref.ckpt_rev[c->side]);

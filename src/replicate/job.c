@@ -224,10 +224,14 @@ static int l_new(lua_State *L) {
   r->checkpoint_interval = opt_num(L, 1, "checkpoint_interval", 5000) / 1000;
   r->poll = opt_num(L, 1, "poll", 30);
   r->continuous = opt_bool(L, 1, "continuous");
-  r->use_checkpoints = opt_bool(L, 1, "use_checkpoints");
+  r->ckpt_side[REPL_SOURCE] = opt_bool(L, 1, "checkpoint_source");
+  r->ckpt_side[REPL_TARGET] = opt_bool(L, 1, "checkpoint_target");
+  r->use_checkpoints = r->ckpt_side[REPL_SOURCE] || r->ckpt_side[REPL_TARGET];
+  r->batches_limit = opt_int(L, 1, "batches_limit", r->concurrency);
   r->attachments = opt_bool(L, 1, "attachments");
   r->new_revisions = opt_bool(L, 1, "new_revisions");
   r->hooks = opt_bool(L, 1, "hooks");
+  r->no_bulk_get = !opt_bool(L, 1, "use_bulk_get"); /* use_bulk_get = false: open_revs GETs */
   r->missing_ratio = -1;
   static const char *const sides[] = {"source", "target"};
   for (int s = 0; s < 2; s++) {
@@ -239,6 +243,7 @@ static int l_new(lua_State *L) {
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
+  opt_ref(L, 1, "create_target_params", &r->ref.create_params);
   static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "report", "changes_request"};
   if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "internal.repl_new: 'runners' must be a table");
   for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);

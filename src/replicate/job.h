@@ -44,6 +44,10 @@ typedef struct couch_repl {
   double checkpoint_interval; /* seconds */
   double poll;                /* seconds a longpoll may wait */
   unsigned continuous : 1, use_checkpoints : 1, attachments : 1, new_revisions : 1, hooks : 1;
+  /* the sides checkpoints are written to and resumed from (checkpoint = "source" /
+   * "target": one side, e.g. a read-only source); use_checkpoints: either */
+  unsigned ckpt_side[2];
+  lua_Integer batches_limit; /* batches the reader may queue ahead of the workers */
   /* lifecycle */
   couch_repl_state state;
   unsigned stopping : 1, checkpointing : 1, no_bulk_get : 1, probing : 1;
@@ -71,6 +75,7 @@ typedef struct couch_repl {
     int name, source_name, target_name, source_url, target_url;
     int idle;                 /* a couch.cond: broadcast when a checkpoint ends */
     int spawn, queue_new;     /* couch.spawn and couch.queue, for the run (run.c) */
+    int create_params;        /* create_target_params: {q, n, partitioned} or unset */
   } ref;
 } couch_repl;
 

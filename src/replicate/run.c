@@ -230,7 +230,7 @@ static int started_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = RUN(ctx)->r;
   lua_settop(L, R_TOP);
   couch_repl_push(L, r->ref.queue_new);
-  lua_pushinteger(L, r->concurrency);
+  lua_pushinteger(L, r->batches_limit);
   lua_callk(L, 1, 1, ctx, queued_k);
   return queued_k(L, LUA_OK, ctx);
 }
@@ -252,7 +252,17 @@ static int exists_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl_push(L, r->ref.db[REPL_TARGET]);
   lua_getfield(L, -1, "create");
   lua_insert(L, -2);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 4); /* create_target_params (q, n, partitioned), and exist_ok */
+  couch_repl_push(L, r->ref.create_params);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, -5);
+    }
+  }
+  lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "exist_ok");
   lua_callk(L, 2, 0, ctx, created_k);
