@@ -146,17 +146,6 @@ local PASS_THROUGH = { "headers", "timeout", "connect_timeout", "retries", "back
 local KNOWN_OPTIONS = { user = true, username = true, password = true, auth = true, database = true }
 for _, k in ipairs(PASS_THROUGH) do KNOWN_OPTIONS[k] = true end
 
-local percent_decode = require("couch.url").unescape
-
--- Take user:password@ out of a URL (only for JWT, where Lua must send them to /_open/auth).
-local function split_userinfo(url)
-  local scheme, userinfo, rest = url:match("^(https?://)([^/?#]*)@(.*)$")
-  if not scheme then return url end
-  local user, pass = userinfo:match("^([^:]*):(.*)$")
-  if not user then user = userinfo end
-  return scheme .. rest, percent_decode(user), pass and percent_decode(pass) or nil
-end
-
 --- arango.connect(url [, opts]) -> a database handle
 -- opts: user / username, password (or in the URL), auth = "basic" | "jwt" | "none"
 -- (default "basic" when there is a user), database (default "_system"), and couch.connect's
@@ -184,38 +173,13 @@ function M.connect(url, opts)
     usage("auth", ('expected "basic", "jwt" or "none", got %s'):format(tostring(auth)))
   end
 
+  -- The request layer logs in (JWT: POST /_open/auth, then a bearer token, one new login
+  -- after a 401) and keeps the credentials in C: none in this handle.
   local copts = {}
   for _, k in ipairs(PASS_THROUGH) do copts[k] = opts[k] end
-  local srv, relogin
-  if auth == "jwt" then
-    local clean, url_user, url_pass = split_userinfo(url)
-    local jwt_user, jwt_pass = user or url_user, opts.password or url_pass or ""
-    if not jwt_user then usage("user", "JWT authentication needs a user (in the URL or options)") end
-    copts.auth = "none"
-    srv = couch.connect(clean, copts)
-    local logged_in = false
-    -- The credentials live only in this closure's upvalues, never in a printed table.
-    relogin = function()
-      srv:_set_token(nil)
-      local body, status = srv:request("POST", "/_open/auth",
-        { body = { username = jwt_user, password = jwt_pass }, allow = true, retries = 0 })
-      if status ~= 200 or type(body) ~= "table" or type(body.jwt) ~= "string" then
-        local num = type(body) == "table" and body.errorNum or nil
-        local msg = type(body) == "table" and body.errorMessage or nil
-        I.raise("auth", ("ArangoDB refused the JWT login of user '%s' (HTTP %s%s)"):format(
-          jwt_user, tostring(status), msg and (": " .. tostring(msg)) or ""),
-          { status = status, error_num = num, method = "POST", url = srv.url .. "/_open/auth" })
-      end
-      srv:_set_token(body.jwt)
-      logged_in = true
-    end
-    local ensure = function() if not logged_in then relogin() end end
-    return setmetatable({ server = srv, name = database, path = "/_db/" .. escape(database), auth = auth,
-                          _relogin = relogin, _ensure = ensure }, Database)
-  end
   copts.user, copts.password = user, opts.password
-  if auth == "none" then copts.auth = "none" elseif user or has_url_user then copts.auth = "basic" end
-  srv = couch.connect(url, copts)
+  if auth == "none" then copts.auth = "none" elseif auth == "jwt" or user or has_url_user then copts.auth = auth end
+  local srv = couch.connect(url, copts)
   return setmetatable({ server = srv, name = database, path = "/_db/" .. escape(database), auth = auth }, Database)
 end
 
@@ -223,18 +187,13 @@ function Database:__tostring()
   return ("couch.arango.database <%s/_db/%s> (auth: %s)"):format(self.server.url, self.name, self.auth)
 end
 
--- One request under /_db/{name}: JWT login first, one new login on a 401, ArangoDB's
--- error body turned into an `arango` (or `unsupported`) error.
+-- One request under /_db/{name}, ArangoDB's error body turned into an `arango` (or
+-- `unsupported`) error.
 local function call(self, method, path, opts, ep)
-  if self._ensure then self._ensure() end
   opts = opts or {}
   opts.allow = true
   local full = self.path .. path
   local body, status, headers = self.server:request(method, full, opts)
-  if status == 401 and self._relogin then
-    self._relogin()
-    body, status, headers = self.server:request(method, full, opts)
-  end
   if status >= 400 then error(error_for(method, self.server.url .. full, status, body, ep)) end
   return body, status, headers
 end

@@ -102,18 +102,6 @@ static int l_forget_auth(lua_State *L) {
   return 0;
 }
 
-/* srv:_set_token(token_or_nil): a bearer token obtained by the caller (ArangoDB's JWT
- * login, lua/couch/arango.lua), sent with every request from now on. */
-static int l_set_token(lua_State *L) {
-  couch_conn *c = couch_server_check(L, 1);
-  const char *tok = luaL_optstring(L, 2, NULL);
-  char *copy = tok ? strdup(tok) : NULL;
-  if (tok && !copy) return luaL_error(L, "out of memory");
-  couch_auth_forget(c);
-  c->bearer = copy;
-  return 0;
-}
-
 /* srv:_endpoint_auth() -> the auth object a replication endpoint on this server needs
  * ({basic = {username, password}} or {iam = {api_key}}), or nil. The one place a
  * credential becomes a Lua value: it goes into a replication document, and everything
@@ -162,7 +150,6 @@ void couch_server_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"_send", l_send},
                                      {"_state", l_state},
                                      {"_forget_auth", l_forget_auth},
-                                     {"_set_token", l_set_token},
                                      {"_endpoint_auth", l_endpoint_auth},
                                      {"stats", l_stats},
                                      {NULL, NULL}};

@@ -31,18 +31,25 @@ void couch_auth_apply(couch_request *r) {
     curl_easy_setopt(e, CURLOPT_PASSWORD, c->password ? c->password : "");
   }
   curl_easy_setopt(e, CURLOPT_COOKIE, c->cookie);
-  if (c->bearer) { /* IAM, or a token set with srv:_set_token (ArangoDB's JWT) */
+  if (c->bearer) { /* IAM's token, ArangoDB's JWT */
     curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
     curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, c->bearer);
   }
 }
 
-static int logs_in(const couch_conn *c) { return c->auth == COUCH_AUTH_COOKIE || c->auth == COUCH_AUTH_IAM; }
+static const char *what_login(const couch_conn *c) {
+  return c->auth == COUCH_AUTH_IAM ? "IAM token" : c->auth == COUCH_AUTH_JWT ? "JWT" : "cookie session";
+}
+
+static int logs_in(const couch_conn *c) {
+  return c->auth == COUCH_AUTH_COOKIE || c->auth == COUCH_AUTH_IAM || c->auth == COUCH_AUTH_JWT;
+}
 
 static int needs_login(const couch_conn *c) {
   if (c->login) return 1;
   if (c->auth == COUCH_AUTH_COOKIE) return c->cookie == NULL;
   if (c->auth == COUCH_AUTH_IAM) return !c->bearer || couch_now_ms() > c->token_expires_ms - TOKEN_MARGIN_MS;
+  if (c->auth == COUCH_AUTH_JWT) return !c->bearer; /* renewed on a 401: ArangoDB says no expiry */
   return 0;
 }
 
@@ -64,13 +71,14 @@ static void free_login(couch_request *login) {
 
 /* ---- the login's body: credentials go from the connection into C memory only ---- */
 
-/* {"name": user, "password": password} */
+/* {"name": user, "password": password} (CouchDB's _session), {"username": ...} for JWT */
 static char *session_body(const couch_conn *c, size_t *len) {
   yajl_gen g = yajl_gen_alloc(NULL);
   if (!g) return NULL;
   const char *user = c->username ? c->username : "", *pass = c->password ? c->password : "";
   yajl_gen_map_open(g);
-  yajl_gen_string(g, (const unsigned char *)"name", 4);
+  const char *key = c->auth == COUCH_AUTH_JWT ? "username" : "name";
+  yajl_gen_string(g, (const unsigned char *)key, strlen(key));
   yajl_gen_string(g, (const unsigned char *)user, strlen(user));
   yajl_gen_string(g, (const unsigned char *)"password", 8);
   yajl_gen_string(g, (const unsigned char *)pass, strlen(pass));
@@ -105,10 +113,11 @@ static couch_request *start_login(couch_request *for_r) {
   int iam = c->auth == COUCH_AUTH_IAM;
   couch_request *login = calloc(1, sizeof *login);
   if (!login) return NULL;
+  const char *path = c->auth == COUCH_AUTH_JWT ? "/_open/auth" : "/_session";
   char *url = NULL;
-  if (!iam && (url = malloc(strlen(c->base_url) + sizeof "/_session"))) {
+  if (!iam && (url = malloc(strlen(c->base_url) + strlen(path) + 1))) {
     strcpy(url, c->base_url);
-    strcat(url, "/_session");
+    strcat(url, path);
   }
   int bad = couch_request_init(login, for_r->loop, c, "POST", iam ? c->token_url : url ? url : "") != 0;
   free(url);
@@ -124,7 +133,7 @@ static couch_request *start_login(couch_request *for_r) {
                                       : "Content-Type: application/json");
   lua_State *L = for_r->loop->L;
   if (couch_log_enabled(L, COUCH_LOG_INFO))
-    couch_log(L, COUCH_LOG_INFO, "logging in to %s (%s)", c->base_url, iam ? "IAM token" : "cookie session");
+    couch_log(L, COUCH_LOG_INFO, "logging in to %s (%s)", c->base_url, what_login(c));
   c->login = login;
   couch_auth_forget(c); /* what the login brings is the only credential from now on */
   return login;
@@ -132,12 +141,14 @@ static couch_request *start_login(couch_request *for_r) {
 
 /* ---- the login's continuation ---- */
 
-/* Take the IAM token out of the answer: 0, or -1 when there is none. */
+/* Take the token (IAM's access_token, ArangoDB's jwt) out of the answer: 0, or -1 when
+ * there is none. */
 static int take_token(couch_request *login) {
   couch_conn *c = login->conn;
   char err[128];
   yajl_val root = login->resp ? yajl_tree_parse(login->resp, err, sizeof err) : NULL;
-  const char *tok_path[] = {"access_token", NULL}, *ttl_path[] = {"expires_in", NULL};
+  const char *tok_path[] = {c->auth == COUCH_AUTH_JWT ? "jwt" : "access_token", NULL};
+  const char *ttl_path[] = {"expires_in", NULL};
   yajl_val tok = yajl_tree_get(root, tok_path, yajl_t_string);
   yajl_val ttl = yajl_tree_get(root, ttl_path, yajl_t_any);
   double seconds = 3600;
@@ -157,9 +168,10 @@ static int take_token(couch_request *login) {
 static int login_ok(couch_request *login) {
   couch_conn *c = login->conn;
   if (login->result != CURLE_OK || login->status < 200 || login->status >= 300) return 0;
-  if (c->auth == COUCH_AUTH_IAM) {
+  if (c->auth == COUCH_AUTH_IAM || c->auth == COUCH_AUTH_JWT) {
     if (take_token(login) == 0) return 1;
-    login->auth_why = "the IAM token endpoint answered without an access_token";
+    login->auth_why = c->auth == COUCH_AUTH_IAM ? "the IAM token endpoint answered without an access_token"
+                                                : "POST /_open/auth answered without a jwt";
     return 0;
   }
   if (c->cookie) return 1;
@@ -228,7 +240,7 @@ int couch_auth_renew(couch_request *r) {
   lua_State *L = r->loop->L;
   if (couch_log_enabled(L, COUCH_LOG_INFO))
     couch_log(L, COUCH_LOG_INFO, "%s answered 401 to %s: the %s expired, sending it again", c->base_url,
-              r->method, c->auth == COUCH_AUTH_IAM ? "IAM token" : "session");
+              r->method, what_login(c));
   r->attempt = r->throttles = 0; /* a new request, as far as its retries go */
   if (!couch_auth_hold(r)) couch_request_admit(r);
   return 1;

@@ -35,7 +35,7 @@ void couch_conn_free(couch_conn *c) {
 }
 
 const char *couch_conn_auth_name(const couch_conn *c) {
-  static const char *const names[] = {"none", "basic", "cookie", "iam"};
+  static const char *const names[] = {"none", "basic", "cookie", "iam", "jwt"};
   return names[c->auth];
 }
 
@@ -105,11 +105,12 @@ static void take_auth(lua_State *L, couch_conn *c, int opts) {
   if (strcmp(auth, "basic") == 0) c->auth = COUCH_AUTH_BASIC;
   else if (strcmp(auth, "cookie") == 0) c->auth = COUCH_AUTH_COOKIE;
   else if (strcmp(auth, "iam") == 0) c->auth = COUCH_AUTH_IAM;
+  else if (strcmp(auth, "jwt") == 0) c->auth = COUCH_AUTH_JWT; /* ArangoDB's (couch.arango) */
   else if (strcmp(auth, "none") == 0) c->auth = COUCH_AUTH_NONE;
   else couch_error_usage(L, "auth", "expected \"basic\", \"cookie\", \"iam\" or \"none\", got \"%s\"", auth);
   if (c->auth == COUCH_AUTH_IAM && !c->api_key)
     couch_error_usage(L, "api_key", "IAM authentication needs an api_key");
-  if ((c->auth == COUCH_AUTH_BASIC || c->auth == COUCH_AUTH_COOKIE) && !c->username)
+  if ((c->auth == COUCH_AUTH_BASIC || c->auth == COUCH_AUTH_COOKIE || c->auth == COUCH_AUTH_JWT) && !c->username)
     couch_error_usage(L, "user", "%s authentication needs a user (in the URL or options)", auth);
   c->token_url = strdup(couch_opt_string(L, opts, "token_url", "https://iam.cloud.ibm.com/identity/token"));
 }

@@ -11,7 +11,8 @@
 
 typedef struct couch_request couch_request;
 
-typedef enum { COUCH_AUTH_NONE, COUCH_AUTH_BASIC, COUCH_AUTH_COOKIE, COUCH_AUTH_IAM } couch_auth_mode;
+/* COUCH_AUTH_JWT: ArangoDB's login (POST /_open/auth -> {"jwt"}), then a bearer token. */
+typedef enum { COUCH_AUTH_NONE, COUCH_AUTH_BASIC, COUCH_AUTH_COOKIE, COUCH_AUTH_IAM, COUCH_AUTH_JWT } couch_auth_mode;
 
 typedef struct couch_conn {
   char *base_url;        /* scheme://host[:port][/prefix], no userinfo, no trailing slash */

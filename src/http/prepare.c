@@ -99,7 +99,12 @@ couch_request *couch_prepare(lua_State *L, int srv, couch_conn *c, const char *m
   r->retries = (int)couch_opt_number(L, opts, "retries", r->retries);
   r->idempotent = couch_opt_bool(L, opts, "idempotent", r->idempotent);
   r->unlimited = couch_opt_bool(L, opts, "unlimited", 0);
-  r->keep_401 = couch_prepare_allows(L, opts, 401);
+  /* a 401 on a connection that logs in is renewed and sent again, unless the caller listed
+   * 401 itself (allow = {[401] = true}); allow = true is about errors, not logins */
+  r->keep_401 = 0;
+  if (lua_type(L, opts) == LUA_TTABLE && lua_getfield(L, opts, "allow") == LUA_TTABLE)
+    r->keep_401 = couch_prepare_allows(L, opts, 401);
+  if (lua_type(L, opts) == LUA_TTABLE) lua_pop(L, 1);
   if (lua_type(L, opts) == LUA_TTABLE) {
     lua_getfield(L, opts, "abort");
     couch_abort_watch(L, -1, &r->w, "abort");

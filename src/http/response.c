@@ -141,7 +141,9 @@ static void push_login_failure(lua_State *L, const couch_request *r) {
   couch_error_setstr(L, -1, "server", r->conn->base_url);
   lua_getfield(L, -1, "message");
   const char *m = lua_tostring(L, -1);
-  lua_pushfstring(L, "logging in to %s failed%s%s", r->conn->base_url, m && *m ? ": " : "", m && *m ? m : "");
+  const char *user = r->conn->username;
+  lua_pushfstring(L, "logging in to %s%s%s failed%s%s", r->conn->base_url, user ? " as " : "", user ? user : "",
+                  m && *m ? ": " : "", m && *m ? m : "");
   lua_setfield(L, -3, "message");
   lua_pop(L, 1);
 }

@@ -138,6 +138,22 @@ function TestConnect:test_jwt_login_then_bearer_and_one_new_login_after_a_401()
   end
 end
 
+-- The login is the request layer's: requests started together wait for one login, and
+-- after the token expires they share one new login too.
+function TestConnect:test_jwt_requests_started_together_share_one_login()
+  local db = connect { auth = "jwt" }
+  local function five()
+    local tasks = {}
+    for i = 1, 5 do tasks[i] = couch.spawn(function() return db:version().version end) end
+    for _, t in ipairs(tasks) do lu.assertEquals(t:wait(), "3.11.7") end
+  end
+  five()
+  lu.assertEquals(#f:requests("/_open/auth"), 1)
+  f:expire_tokens()
+  five()
+  lu.assertEquals(#f:requests("/_open/auth"), 2)
+end
+
 function TestConnect:test_jwt_credentials_from_the_url()
   local db = arango.connect("http://root:se%63ret@" .. host, { auth = "jwt", retries = 0 })
   lu.assertEquals(db.server.url, f.url)
