@@ -144,6 +144,19 @@ static void push_common_seq(lua_State *L, couch_repl *r, int s, int t) {
   couch_repl_push(L, r->ref.since);
 }
 
+/* The history of the checkpoint document at doc (a table, or nil: none yet), kept for the
+ * next checkpoint to extend. */
+static void keep_history(lua_State *L, couch_repl *r, int doc) {
+  if (lua_istable(L, doc)) lua_getfield(L, doc, "history");
+  else lua_pushnil(L);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  couch_repl_set(L, &r->ref.history, -1);
+  lua_pop(L, 1);
+}
+
 static int got_target_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   ckpt *c = (ckpt *)ctx;
@@ -157,14 +170,7 @@ static int got_target_k(lua_State *L, int status, lua_KContext ctx) {
   push_rev_of(L, t);
   couch_repl_set(L, &r->ref.ckpt_rev[REPL_TARGET], -1);
   lua_settop(L, s);
-  if (lua_istable(L, s)) lua_getfield(L, s, "history");
-  else lua_pushnil(L);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-  }
-  couch_repl_set(L, &r->ref.history, -1);
-  lua_pop(L, 1);
+  keep_history(L, r, s);
   if (!lua_istable(L, s) || !lua_istable(L, t)) couch_repl_push(L, r->ref.since);
   else push_common_seq(L, r, s, t);
   return started(L, r, lua_gettop(L));
@@ -181,14 +187,7 @@ static int got_one_k(lua_State *L, int status, lua_KContext ctx) {
   push_rev_of(L, doc);
   couch_repl_set(L, &r->ref.ckpt_rev[c->side], -1);
   lua_pop(L, 1);
-  if (lua_istable(L, doc)) lua_getfield(L, doc, "history");
-  else lua_pushnil(L);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-  }
-  couch_repl_set(L, &r->ref.history, -1);
-  lua_pop(L, 1);
+  keep_history(L, r, doc);
   if (!lua_istable(L, doc) || lua_getfield(L, doc, "source_last_seq") == LUA_TNIL) couch_repl_push(L, r->ref.since);
   return started(L, r, lua_gettop(L));
 }

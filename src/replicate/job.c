@@ -16,6 +16,7 @@
 #include "error.h"
 #include "http/url.h"
 #include "json/json.h"
+#include "meta.h"
 #include "replicate/done.h"
 
 #include <lauxlib.h>
@@ -415,8 +416,11 @@ static int l_elapsed(lua_State *L) {
 
 static int l_index(lua_State *L) {
   couch_repl *r = couch_repl_check(L, 1);
+  luaL_getmetatable(L, COUCH_REPL_MT);
+  lua_getfield(L, -1, "methods");
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1; /* a method */
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1; /* a method */
+  lua_pop(L, 3);
   const char *k = lua_tostring(L, 2);
   if (!k) return 0;
   if (strcmp(k, "state") == 0) lua_pushstring(L, STATES[r->state]);
@@ -465,18 +469,10 @@ void couch_repl_open(lua_State *L) {
       {"cancel", l_cancel},     {"_tasks", l_tasks},        {"_failure", l_failure},
       {"_skipped", l_skipped},
       {"_elapsed", l_elapsed},  {NULL, NULL}};
-  if (luaL_newmetatable(L, COUCH_REPL_MT)) {
+  static const couch_meta meta = {.index = l_index, .gc = l_gc, .close = l_close, .tostring = l_tostring};
+  if (couch_meta_new(L, COUCH_REPL_MT, &meta)) {
     luaL_newlib(L, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods");
-    lua_pushcclosure(L, l_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
+    lua_setfield(L, -2, "methods");
   }
   lua_pop(L, 1);
   couch_run_open(L);
