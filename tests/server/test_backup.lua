@@ -15,7 +15,7 @@ local function tmpname()
   local p = os.tmpname()
   return p
 end
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = require("node_process").shell_quote
 local function read_lines(path)
   local t = {}
   for l in io.lines(path) do t[#t + 1] = l end

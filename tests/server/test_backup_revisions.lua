@@ -13,26 +13,14 @@ local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/tests/server/[^/]*$") or
 local COUCHLUA = arg[-1] or "couchlua"
 local CB = ROOT .. "/.deps/couchbackup/node_modules/@cloudant/couchbackup/bin/"
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh_quote = require("node_process").shell_quote
 local function read_lines(path)
   local t = {}
   for l in io.lines(path) do t[#t + 1] = l end
   return t
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  return ((s:gsub(".", function(c)
-    local b, out = c:byte(), ""
-    for i = 8, 1, -1 do out = out .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return out
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return B64:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local base64 = require "b64" -- tests/support/b64.lua
 
 local BINARY = {}
 for i = 0, 255 do BINARY[#BINARY + 1] = string.char(i) end
