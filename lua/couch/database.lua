@@ -83,7 +83,15 @@ return function(couch)
     return status == 412 and { ok = true, existed = true } or body
   end
 
-  function Database:delete() return (self:request("DELETE", "")) end
+  -- Deletes the whole database. An argument means the caller meant a document (as other
+  -- clients' remove(id, rev) reads): refused, so that slip cannot drop every document.
+  function Database:delete(...)
+    if select("#", ...) > 0 then
+      usage("db:delete", ("deletes the whole database '%s' and takes no arguments; to delete a document "
+        .. "use db:delete_doc(id, rev)"):format(self.name))
+    end
+    return (self:request("DELETE", ""))
+  end
 
   -- The query parameters of opts that spec names (a spec's keys are its query names).
   local function pick(opts, params, extra)

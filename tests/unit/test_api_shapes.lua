@@ -37,6 +37,22 @@ function TestApiShapes:test_a_method_called_with_a_dot_says_to_use_a_colon()
   lu.assertEquals(db:info().db_name, "src")
 end
 
+-- db:delete() deletes the whole database. Written as a document delete (db:delete(id, rev),
+-- as python-cloudant's doc.delete() or other clients' remove(id, rev) read), it used to
+-- drop the database and all its documents: any argument is a usage error that points to
+-- delete_doc, and the database is still there.
+function TestApiShapes:test_db_delete_with_a_document_is_refused()
+  local db = srv:db("src")
+  local rev = db:put { _id = "keep" }.rev
+  local err = usage_error(function() return db:delete("keep", rev) end)
+  lu.assertStrContains(tostring(err), "delete_doc")
+  lu.assertStrContains(tostring(usage_error(function() return db:delete { _id = "keep", _rev = rev } end)), "delete_doc")
+  lu.assertEquals(db:get("keep")._rev, rev)
+  lu.assertTrue(db:exists())
+  db:delete_doc("keep", rev)
+  lu.assertTrue(db:exists())
+end
+
 function TestApiShapes:test_python_cloudant_positional_calls()
   for i = 1, 3 do rep:create { id = "p" .. i, source = "src", target = "t" .. i, create_target = true } end
   local sched = srv:scheduler()
