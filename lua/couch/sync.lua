@@ -16,8 +16,7 @@ local I = require "couch.internal" -- the module's private channel (src/module.c
 return function(couch)
   local usage = I.usage
 
-  local EVENTS = { change = "function", paused = "function", active = "function", denied = "function",
-                   complete = "function", error = "function" }
+  local EVENTS = { change = "any", paused = "any", active = "any", denied = "any", complete = "any", error = "any" }
   local SPEC = { push = "table", pull = "table" } -- the rest is checked by couch.replication
 
   local Sync = {}
@@ -43,8 +42,11 @@ return function(couch)
 
   --- sync:on(event, fn) -> sync
   function Sync:on(event, fn)
-    if type(event) ~= "string" then usage("event", "expected an event name, got " .. type(event)) end
-    I.check_options({ [event] = fn }, "sync:on (events)", EVENTS) -- the name, and fn a function
+    if type(event) ~= "string" then
+      usage("event", "expected an event name (change, paused, active, denied, complete or error), got " .. type(event))
+    end
+    I.check_options({ [event] = true }, "sync:on", EVENTS) -- names the nearest event
+    if type(fn) ~= "function" then usage("handler", "expected a function, got " .. type(fn)) end
     local list = self.handlers[event]
     list[#list + 1] = fn
     return self
