@@ -268,4 +268,34 @@ couch.backup { source = db, file = %q, buffer_size = 5 %s }
   lu.assertNotStrContains(err, "docs,")
 end
 
+-- Ctrl-C (SIGINT) during a backup, waited for by couch.backup or by job:wait(): the
+-- command ends with 130 and the backup resumes to every document once.
+function TestBackupJob:test_ctrl_c_then_resume()
+  local src = ts.fresh_db(srv, "bkj_src")
+  fill(src, 80)
+  for _, how in ipairs { "couch.backup", "job:wait()" } do
+    local file, log = self:tmp(), self:tmp()
+    local code = child(self, ([[
+local couch = require "couch"
+local db = couch.connect(os.getenv("COUCHLUA_TEST_URL")):db(%q)
+local opts = { source = db, file = %q, log = %q, buffer_size = 10, parallelism = 2, progress = function(s)
+  if s.batches == 2 then
+    -- as Ctrl-C at a terminal (not from os.execute itself: system() ignores SIGINT), while
+    -- the loop waits on the batches
+    os.execute("(sleep 0.2; kill -INT $PPID) &")
+    couch.sleep(5)
+  end
+end }
+if %q == "couch.backup" then couch.backup(opts) else couch.backup_job(opts):wait() end
+print("not interrupted")
+]]):format(src.name, file, log, how))
+    lu.assertEquals(code, 130, how)
+    local st = couch.backup { source = src, file = file, log = log, resume = true, quiet = true }
+    lu.assertTrue(st.docs < 80, how)
+    local count, total = ids_in(file)
+    lu.assertEquals(total, 80, how)
+    for id, c in pairs(count) do lu.assertEquals(c, 1, id) end
+  end
+end
+
 os.exit(lu.LuaUnit.run())
