@@ -16,7 +16,7 @@
 -- Figures are printed, never asserted.
 --
 --   couchlua bench/backup.lua            (BENCH_URL or COUCH_URL: the server; or bench/run backup)
--- Environment: BENCH_BACKUP_DOCS (10000), BENCH_BIG=1 (adds 100,000 documents;
+-- Environment: BENCH_BACKUP_PARTS and BENCH_COUCHLUA_BEFORE (below), BENCH_BACKUP_DOCS (10000), BENCH_BIG=1 (adds 100,000 documents;
 --   pouchdb-server grows to ~1 GB), BENCH_DOC_BYTES (about 1000 per document),
 --   BENCH_BACKUP_ROUNDS (2: best of, in alternating order; 1 at 100,000).
 local dir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench"
@@ -179,26 +179,40 @@ local function fmt_rate(r) return r and B.int(r) or "n/a" end
 local PARTS = {}
 for p in (os.getenv("BENCH_BACKUP_PARTS") or "compare,shallow,resume"):gmatch("[^,%s]+") do PARTS[p] = true end
 
+-- BENCH_COUCHLUA_BEFORE: another couchlua binary (an earlier build) timed beside this one
+-- in the shallow and resume parts, alternating, so a before/after is one run on one server
+-- (BENCH_CMD_BEFORE: its couchlua-backup.lua, when the command changed too)
+local BUILDS = { { label = "", bin = COUCHLUA, cmd = CMD } }
+if os.getenv("BENCH_COUCHLUA_BEFORE") then
+  BUILDS = { { label = "before", bin = os.getenv("BENCH_COUCHLUA_BEFORE"), cmd = os.getenv("BENCH_CMD_BEFORE") or CMD },
+             { label = "after ", bin = COUCHLUA, cmd = CMD } }
+end
+
 local function part_shallow(n)
   out("shallow mode, %s documents of ~%d bytes (couchlua-backup -m shallow, best of %d)", B.int(n), DOC_BYTES, ROUNDS)
   local src = new_db("bk_shallow")
   fill(src, n)
   local file = tmp()
   for _, par in ipairs { 1, 5 } do
-    local best, peak
-    for _ = 1, ROUNDS do
-      local okb, secs, kb = timed(("%s %s backup --db %s -q -m shallow -p %d -o %s"):format(q(COUCHLUA), q(CMD),
-        q(src.name), par, q(file)), "COUCH_URL=" .. q(url))
-      if not okb then failures = failures + 1; out("  !! couchlua-backup -m shallow failed") end
-      if not best or secs < best then best = secs end
-      if kb and (not peak or kb > peak) then peak = kb end
+    local best, peak = {}, {}
+    for round = 1, ROUNDS do
+      for k = 1, #BUILDS do
+        local b = BUILDS[round % 2 == 1 and k or #BUILDS + 1 - k]
+        local okb, secs, kb = timed(("%s %s backup --db %s -q -m shallow -p %d -o %s"):format(q(b.bin), q(b.cmd),
+          q(src.name), par, q(file)), "COUCH_URL=" .. q(url))
+        if not okb then failures = failures + 1; out("  !! couchlua-backup -m shallow failed") end
+        if not best[b] or secs < best[b] then best[b] = secs end
+        if kb and (not peak[b] or kb > peak[b]) then peak[b] = kb end
+        local docs = 0
+        for line in io.lines(file) do
+          if line:sub(1, 1) == "[" then docs = docs + #json.decode(line) end
+        end
+        if docs ~= n then failures = failures + 1; out("  !! the shallow file holds %d documents, expected %d", docs, n) end
+      end
     end
-    local docs = 0
-    for line in io.lines(file) do
-      if line:sub(1, 1) == "[" then docs = docs + #json.decode(line) end
+    for _, b in ipairs(BUILDS) do
+      out("  %s -p %d: %10s docs/s  peak RSS %s", b.label, par, B.int(n / best[b]), peak[b] and B.mb(peak[b]) or "-")
     end
-    if docs ~= n then failures = failures + 1; out("  !! the shallow file holds %d documents, expected %d", docs, n) end
-    out("  -p %d: %10s docs/s  peak RSS %s", par, B.int(n / best), peak and B.mb(peak) or "-")
   end
   pcall(src.delete, src)
   out("")
@@ -220,11 +234,13 @@ local function part_resume(n)
   if #tasks > 0 then couch.all(tasks) end
   out("  filled in %.1fs", couch.now() - t0)
   local file, log = tmp(), tmp()
-  os.remove(log)
-  local okb, secs, kb = timed(("%s %s backup --db %s -q -l %s -o %s"):format(q(COUCHLUA), q(CMD), q(src.name), q(log), q(file)),
-    "COUCH_URL=" .. q(url))
-  if not okb then failures = failures + 1; out("  !! couchlua-backup -l failed") end
-  out("  full backup with a log: %10s docs/s  peak RSS %s", B.int(n / secs), kb and B.mb(kb) or "-")
+  for _, b in ipairs(BUILDS) do
+    os.remove(log)
+    local okb, secs, kb = timed(("%s %s backup --db %s -q -l %s -o %s"):format(q(b.bin), q(b.cmd), q(src.name), q(log), q(file)),
+      "COUCH_URL=" .. q(url))
+    if not okb then failures = failures + 1; out("  !! couchlua-backup -l failed") end
+    out("  %s full backup with a log: %10s docs/s  peak RSS %s", b.label, B.int(n / secs), kb and B.mb(kb) or "-")
+  end
   -- as if killed before the last batch: drop its line from the file and its :d from the log
   local lines = {}
   for l in io.lines(log) do lines[#lines + 1] = l end
@@ -232,27 +248,32 @@ local function part_resume(n)
   for i = #lines, 1, -1 do
     if lines[i]:match("^:d ") then last = table.remove(lines, i); break end
   end
-  local f = assert(io.open(log, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
+  local loglines = table.concat(lines, "\n") .. "\n"
   local keep = {}
   for l in io.lines(file) do keep[#keep + 1] = l end
   table.remove(keep)
-  f = assert(io.open(file, "w"))
-  f:write(table.concat(keep, "\n"), "\n")
-  f:close()
-  local okr, rsecs, rkb = timed(("%s %s backup --db %s -q -l %s -o %s -r"):format(q(COUCHLUA), q(CMD), q(src.name), q(log),
-    q(file)), "COUCH_URL=" .. q(url))
-  if not okr then failures = failures + 1; out("  !! couchlua-backup --resume failed") end
-  local docs = 0
-  for line in io.lines(file) do
-    if line:sub(1, 1) == "[" then
-      local okd, v = pcall(json.decode, line)
-      if okd then docs = docs + #v end
+  local filelines = table.concat(keep, "\n") .. "\n"
+  keep = nil
+  for _, b in ipairs(BUILDS) do
+    local f = assert(io.open(log, "w"))
+    f:write(loglines)
+    f:close()
+    f = assert(io.open(file, "w"))
+    f:write(filelines)
+    f:close()
+    local okr, rsecs, rkb = timed(("%s %s backup --db %s -q -l %s -o %s -r"):format(q(b.bin), q(b.cmd), q(src.name), q(log),
+      q(file)), "COUCH_URL=" .. q(url))
+    if not okr then failures = failures + 1; out("  !! couchlua-backup --resume failed") end
+    local docs = 0
+    for line in io.lines(file) do
+      if line:sub(1, 1) == "[" then
+        local okd, v = pcall(json.decode, line)
+        if okd then docs = docs + #v end
+      end
     end
+    if docs ~= n then failures = failures + 1; out("  !! the resumed file holds %d documents, expected %d", docs, n) end
+    out("  %s resume (%s): %.1fs, peak RSS %s", b.label, last, rsecs, rkb and B.mb(rkb) or "-")
   end
-  if docs ~= n then failures = failures + 1; out("  !! the resumed file holds %d documents, expected %d", docs, n) end
-  out("  resume (%s): %.1fs, peak RSS %s", last, rsecs, rkb and B.mb(rkb) or "-")
   pcall(src.delete, src)
   out("")
 end

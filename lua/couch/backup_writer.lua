@@ -6,8 +6,9 @@
 --     and inline attachments (_changes?style=all_docs, _bulk_get?latest=true), then the
 --     end line;
 --   * mode "shallow": winning revisions from _all_docs?include_docs=true, without history;
---     the reader pages through the ids alone and each worker reads one range of them with
---     their documents; lines are written in id order, as a one-at-a-time read writes them;
+--     with parallelism above 1 the reader pages through the ids alone and each worker
+--     reads one range of them with their documents; lines are written in id order, as a
+--     one-at-a-time read (parallelism 1) writes them;
 --   * `log`: couchbackup's log (backup_log.lua): the ids are spooled first, each batch is
 --     marked done as its line is written, and `resume` fetches the batches not done.
 -- o: the checked options (backup.lua); ctl: the job's (stopping, report); stats: updated
@@ -35,33 +36,52 @@ return function(couch, F, pipeline)
     write(f, F.header("shallow", o.attachments), o.what)
     -- pages done out of order wait here for the ones before them (at most 2 x parallelism)
     local done, next_page = {}, 1
-    local ok, err = pcall(pipeline, ctl, o.par, function(push)
-      -- the ids only, one page ahead: a range ends where the next page starts, so a
-      -- document created meanwhile between two pages is in one of them
-      local q = { limit = o.size }
-      local page, start = 0, nil
-      while true do
-        local rows = db:all_docs(q).rows
-        if #rows == 0 then break end
-        if start then page = page + 1; push { page = page, startkey = start, endkey = rows[1].id } end
-        start = rows[1].id
-        if #rows < o.size then break end
-        q.startkey = rows[#rows].id .. "\0"
-      end
-      if start then push { page = page + 1, startkey = start } end
-    end, function(p)
-      -- the range ends before endkey: the row of endkey itself is dropped here (pouchdb-server
-      -- ignores inclusive_end = false)
-      local rows = db:all_docs({ include_docs = true, startkey = p.startkey, endkey = p.endkey,
-                                 inclusive_end = p.endkey and false or nil, attachments = o.attachments or nil }).rows
+    -- the documents of _all_docs?include_docs=true from q.startkey, before q.endkey (its
+    -- row is dropped here: pouchdb-server ignores inclusive_end = false), or q.limit of them
+    local function read(q)
+      q.include_docs, q.attachments = true, o.attachments or nil
+      if q.endkey ~= nil then q.inclusive_end = false end
+      local rows = db:all_docs(q).rows
       local docs = json.array {}
       for _, r in ipairs(rows) do
-        if type(r.doc) == "table" and r.id ~= p.endkey then
+        if type(r.doc) == "table" and r.id ~= q.endkey then
           docs[#docs + 1] = r.doc
           if o.attachments then F.add_sdk_content_types(r.doc) end
         end
       end
-      done[p.page] = docs
+      return docs, rows
+    end
+    local ok, err = pcall(pipeline, ctl, o.par, function(push)
+      if o.par == 1 then
+        -- one page at a time, as couchbackup reads (no pass over the ids: on a server that
+        -- answers one request at a time it costs as much as the documents)
+        local page, startkey = 0, nil
+        while true do
+          local docs, rows = read { limit = o.size, startkey = startkey }
+          if #rows == 0 then break end
+          page = page + 1
+          push { page = page, docs = docs }
+          if #rows < o.size then break end
+          startkey = rows[#rows].id .. "\0"
+        end
+        return
+      end
+      -- the ids only, `parallelism` ranges per request, one range ahead: a range ends where
+      -- the next one starts, so a document created meanwhile between two is in one of them
+      local q = { limit = o.size * o.par }
+      local page, start = 0, nil
+      while true do
+        local rows = db:all_docs(q).rows
+        for i = 1, #rows, o.size do
+          if start then page = page + 1; push { page = page, startkey = start, endkey = rows[i].id } end
+          start = rows[i].id
+        end
+        if #rows < q.limit then break end
+        q.startkey = rows[#rows].id .. "\0"
+      end
+      if start then push { page = page + 1, startkey = start } end
+    end, function(p)
+      done[p.page] = p.docs or read { startkey = p.startkey, endkey = p.endkey }
       while done[next_page] do
         local d = done[next_page]
         done[next_page] = nil
