@@ -64,6 +64,9 @@ return function(couch)
     if p.ctl.reader then p.ctl.reader:cancel() else p.task:cancel() end
   end
 
+  -- job.wait() without the colon is a usage error that says so
+  require("couch.methods").guard(couch, methods, "job", function(x) return private[x] ~= nil end)
+
   local MT = {
     __name = "couch.backup_job",
     __index = function(job, k)
@@ -89,7 +92,7 @@ return function(couch)
                 name = opts.name or (kind .. " " .. label) }
     private[job] = p
     local report = reporter(opts, kind .. " " .. label, stats, couch.now())
-    ctl.report = function() report() end
+    ctl.report = report
     p.task = couch.spawn(p.name, function()
       if ctl.stopping then p.state = "cancelled"; return stats end
       p.state = "running"

@@ -147,6 +147,9 @@ function TestBackupJob:test_wait_raises_the_job_error()
   lu.assertEquals(err.line, 2)
   lu.assertEquals(job.state, "failed")
   lu.assertFalse(job:stats().complete)
+  ok, err = pcall(job.wait)              -- a dot for the colon: a usage error that says so
+  lu.assertEquals(err.kind, "usage")
+  lu.assertStrContains(tostring(err), "job:wait(")
   -- wrong options fail at once, before any job starts
   ok, err = pcall(couch.backup_job, { source = dst, file = self:tmp(), mode = "deep" })
   lu.assertEquals(err.kind, "usage")
