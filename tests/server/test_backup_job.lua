@@ -131,6 +131,20 @@ function TestBackupJob:test_stats_while_running_and_the_job_surface()
   lu.assertEquals(job2:wait().docs, 50)
 end
 
+-- wait(timeout) gives up with a `timeout` error and the job goes on
+function TestBackupJob:test_wait_with_a_timeout()
+  local src = ts.fresh_db(srv, "bkj_src")
+  fill(src, 20)
+  local job = couch.backup_job { source = src, file = self:tmp(), buffer_size = 10, parallelism = 1,
+    progress = function(s) if s.batches == 1 then couch.sleep(0.3) end end }
+  local ok, err = pcall(job.wait, job, 0.05)
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "timeout")
+  lu.assertEquals(job.state, "running")
+  lu.assertEquals(job:wait().docs, 20)
+  lu.assertEquals(job.state, "completed")
+end
+
 function TestBackupJob:test_wait_raises_the_job_error()
   local missing = srv:db("couchlua_no_such_db_bkj")
   local job = couch.backup_job { source = missing, file = self:tmp(), quiet = true }
