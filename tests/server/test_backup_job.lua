@@ -91,6 +91,15 @@ couch.backup_job { source = db, file = %q, quiet = true }  -- in the loop with i
   lu.assertEquals(code, 0)
   lu.assertEquals(dst:info().doc_count, 40)
   lu.assertEquals(winners(dst), winners(src))
+  -- one that fails, left alone, fails the script with its error
+  local err
+  code, err = child(self, [[
+local couch = require "couch"
+couch.backup_job { source = couch.connect(os.getenv("COUCHLUA_TEST_URL")):db("couchlua_no_such_db_bkj"),
+                   file = os.tmpname(), quiet = true, name = "nightly backup" }
+]])
+  lu.assertNotEquals(code, 0)
+  lu.assertStrContains(err, "404")
 end
 
 function TestBackupJob:test_stats_while_running_and_the_job_surface()
