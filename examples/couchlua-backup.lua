@@ -32,8 +32,8 @@ one batch per line), restorable with couchlua-restore or IBM's couchrestore.
                           couchrestore refuses the file
   -a, --attachments       fetch attachments inline (couchbackup's experimental option)
   -b, --buffer-size N     documents per batch and per line (default: 500)
-  -p, --parallelism N     batches in flight at once (default: 5), in both modes; shallow
-                          mode still writes its lines in id order
+  -p, --parallelism N     batches in flight at once (default: 5; in shallow mode 1, one
+                          page at a time); shallow mode writes its lines in id order
   -l, --log FILE          keep couchbackup's log in FILE (full mode), so the backup can resume
   -r, --resume            continue the interrupted backup that --log and --output name
   -q, --quiet             no progress on standard error (else a line, refreshed on a
@@ -85,7 +85,7 @@ end
 local function bad(msg) die(EXIT.InvalidOption, msg .. " (see --help)") end
 
 local o = { url = os.getenv("COUCH_URL") or "http://localhost:5984", db = os.getenv("COUCH_DATABASE"),
-            mode = os.getenv("COUCH_MODE") or "full", buffer_size = 500, parallelism = 5 }
+            mode = os.getenv("COUCH_MODE") or "full", buffer_size = 500 }
 local SHORT = { u = "url", d = "db", o = "output", i = "input", m = "mode", b = "buffer-size",
                 p = "parallelism", l = "log", r = "resume", q = "quiet", h = "help", a = "attachments" }
 local FLAGS = { resume = true, quiet = true, help = true, attachments = true }

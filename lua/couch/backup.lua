@@ -75,7 +75,9 @@ return function(couch)
       usage("attachments", 'revisions = "all" keeps attachments inline: attachments = false does not apply')
     end
     local size = check_int(opts, "buffer_size", 500)
-    local par = check_int(opts, "parallelism", 5)
+    -- shallow: one page at a time unless asked (as couchbackup's shallow mode reads); its
+    -- parallel ranges cost an extra pass over the ids, a loss on a one-thread server
+    local par = check_int(opts, "parallelism", mode == "shallow" and 1 or 5)
     if opts.resume and not opts.log then usage("resume", "resume needs the log of the interrupted backup (log = path)") end
     if opts.resume and mode ~= "full" then usage("resume", "only a full backup can resume") end
     if opts.resume and type(opts.file) ~= "string" then usage("file", "resume appends to the backup file: give its path") end
