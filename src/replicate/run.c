@@ -207,6 +207,8 @@ static int waited_out_k(lua_State *L, int status, lua_KContext ctx) {
     return end_job(L, rs, cancelled ? REPL_CANCELLED : REPL_FAILED, cancelled ? "cancelled" : "stopped by an error");
   }
   if (lua_toboolean(L, -1)) return restart(L, rs);
+  lua_pushnil(L); /* cancelled as asked: the failure waited out is not the job's end */
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
   return checkpointed_k(L, LUA_OK, ctx);
 }
 
