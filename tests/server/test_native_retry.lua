@@ -151,6 +151,19 @@ function TestNativeRetry:test_one_shot_fails_fast_unless_retry()
   lu.assertEquals({ table.unpack(log) }, { "paused(err)", "active", "complete" })
 end
 
+-- A job started while the server is away waits for it, the target's creation included.
+function TestNativeRetry:test_a_job_started_while_the_server_is_away()
+  seed(self.src, 7)
+  faults("drop", self.src, self.tgt)
+  local job = self:continuous { back_off = function() return 0.1 end }
+  local log = record(job)
+  wait_for(function() return log.count("paused(err)") == 1 end, "paused(err)")
+  faults("", self.src, self.tgt)
+  wait_for(function() return log.count("paused") == 1 end, "caught up")
+  lu.assertEquals({ table.unpack(log) }, { "paused(err)", "active", "paused" })
+  lu.assertEquals(self.tgt:info().doc_count, 7)
+end
+
 -- Not every failure is waited out: a missing database ends a retrying job with its error.
 function TestNativeRetry:test_a_missing_database_is_not_retried()
   local job = couch.replication { source = P:db(self.src.name .. "_missing"), target = P:db(self.tgt.name),
