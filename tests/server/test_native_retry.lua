@@ -164,6 +164,32 @@ function TestNativeRetry:test_a_job_started_while_the_server_is_away()
   lu.assertEquals(self.tgt:info().doc_count, 7)
 end
 
+-- The progress line says why the job waits and for how long (credentials left out).
+function TestNativeRetry:test_the_progress_line_says_it_waits()
+  faults("drop", self.src, self.tgt)
+  local script, out = os.tmpname(), os.tmpname()
+  local f = io.open(script, "w")
+  f:write(([[
+    local couch = require "couch"
+    local P = couch.connect(%q, { retries = 0 })
+    local job
+    local calls = 0
+    job = couch.replication { source = P:db(%q), target = P:db(%q), continuous = true,
+      back_off = function() calls = calls + 1; if calls == 2 then job:cancel() end return 0.1 end }
+    print(job:wait().docs_written)
+  ]]):format(proxy_url, self.src.name, self.tgt.name))
+  f:close()
+  local ok = os.execute(("%s %s >%s 2>&1"):format(os.getenv("COUCHLUA") or "couchlua", script, out))
+  local text = node.read_file(out)
+  os.remove(script)
+  os.remove(out)
+  lu.assertTrue(ok, text)
+  lu.assertStrContains(text, "waiting 0.1 s to retry after: couch: network")
+  lu.assertStrContains(text, "cancelled")
+  local password = ts.url:match("^https?://[^:/@]*:([^@/]*)@")
+  if password then lu.assertNil(text:find(password, 1, true), "no credentials in the progress line") end
+end
+
 -- Not every failure is waited out: a missing database ends a retrying job with its error.
 function TestNativeRetry:test_a_missing_database_is_not_retried()
   local job = couch.replication { source = P:db(self.src.name .. "_missing"), target = P:db(self.tgt.name),
