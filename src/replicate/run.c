@@ -247,6 +247,14 @@ static int run_failed(lua_State *L, run_state *rs) {
 
 static int join_next(lua_State *L, run_state *rs);
 
+/* The final checkpoint: written, or its failure is the run's (a target re-created under
+ * the job is found there too). */
+static int final_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status == LUA_OK || status == LUA_YIELD) return checkpointed_k(L, status, ctx);
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  return run_failed(L, RUN(ctx));
+}
+
 static int joined_k(lua_State *L, int status, lua_KContext ctx) {
   run_state *rs = RUN(ctx);
   if (status == LUA_OK || status == LUA_YIELD) return join_next(L, rs);
@@ -280,8 +288,7 @@ static int join_next(lua_State *L, run_state *rs) {
   push_method(L, "_checkpoint"); /* the final one waits for one in flight (no polling) */
   lua_pushvalue(L, R_JOB);
   lua_pushboolean(L, 1);
-  lua_callk(L, 2, 0, (lua_KContext)rs, checkpointed_k);
-  return checkpointed_k(L, LUA_OK, (lua_KContext)rs);
+  return final_k(L, lua_pcallk(L, 2, 0, 0, (lua_KContext)rs, final_k), (lua_KContext)rs);
 }
 
 /* The queue is there: spawn the reader and the workers, then join them. */
