@@ -6,7 +6,8 @@
 -- the longest run of finished batches, so a crash or kill at any point resumes without
 -- losing or rewriting anything. Without hooks, each document travels as the exact bytes
 -- the source sent. This file checks the options into the job's struct and runs the
--- user's hooks.
+-- user's functions: the hooks, progress, back_off and the event handlers (job:on,
+-- src/replicate/events.c), each under the hook budget.
 local I = require "couch.internal" -- the module's private channel (src/module.c)
 
 return function(couch)
@@ -110,7 +111,7 @@ return function(couch)
     -- CouchDB's replicator's names
     since_seq = "any", winning_revs_only = "boolean", create_target_params = "table", use_bulk_get = "boolean",
     -- PouchDB's
-    checkpoint = "boolean|string", batches_limit = "integer",
+    checkpoint = "boolean|string", batches_limit = "integer", retry = "boolean", back_off = "function",
   }
   local CREATE_TARGET_SPEC = { q = "integer", n = "integer", partitioned = "boolean" }
 
@@ -150,6 +151,10 @@ return function(couch)
     if hb == true or (type(hb) == "number" and hb < 1) then
       usage("hook_budget", "expected a number of instructions >= 1, or false for none")
     end
+    if opts.back_off and opts.retry == false then usage("back_off", "has no use with retry = false") end
+    if opts.back_off and opts.retry == nil and not opts.continuous then
+      usage("back_off", "needs retry: a one-shot job fails at its first error unless retry = true")
+    end
   end
 
   -- Instructions a hook call may run (I.budget_call): a hook that loops forever ends
@@ -167,40 +172,11 @@ return function(couch)
   -- and checkpoint state live in a struct; its run and the protocol steps are C (run.c,
   -- reader.c, worker.c, batch.c, checkpoint.c, restub.c). What stays here is what is the
   -- user's: the option checks above, and the runners below, which run the user's hooks
-  -- (filter, transform, on_error, new_revisions, progress) when the C steps call them. The runners never
+  -- (filter, transform, on_error, new_revisions, progress, back_off, the event handlers)
+  -- when the C steps call them. The runners never
   -- hold the job (it is their first argument), so the job's refs make no cycle.
 
   local running = setmetatable({}, { __mode = "k" })
-
-  --- Progress ---------------------------------------------------------------
-
-  local function reporter(opts, source_name, target_name)
-    local last_report = 0
-    return function(job, final)
-      local s = job:stats()
-      if type(opts.progress) == "function" then
-        opts.progress(s)
-        return -- the user's function replaces the built-in line
-      end
-      if opts.quiet or opts.progress == false then return end
-      local tty = I.is_tty("progress")
-      local now = couch.now()
-      if not final and now - last_report < (tty and 0.2 or 5) then return end
-      last_report = now
-      local elapsed = math.max(job:_elapsed(), 1e-6)
-      local rate = s.docs_written / elapsed
-      local pending = tonumber(s.changes_pending)
-      local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
-      local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
-        source_name, target_name, s.docs_written, s.doc_write_failures, math.floor(rate),
-        final and (" " .. final) or eta)
-      if tty then
-        I.write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
-      else
-        I.write("progress", line .. "\n")
-      end
-    end
-  end
 
   --- The user's hooks ----------------------------------------------------------
 
@@ -232,22 +208,67 @@ return function(couch)
     return out
   end
 
-  -- A hook's error names the document it failed on (a cancel passes through as it is);
-  -- one that ran past its instruction budget says so (reason hook_budget).
-  local function call_hook(name, fn, budget, d, ...)
+  -- Every function of the user's the job calls (hooks, progress, back_off, event handlers)
+  -- runs here, under the hook budget: its error is a `replication` error saying what failed
+  -- (`what`, and `where`: " on document ..." or ""), with `fields` (a cancel passes through
+  -- as it is); one that ran past its instruction budget says so (reason hook_budget).
+  local function run_hook(what, where, fields, fn, budget, ...)
     local ok, res
     if budget then ok, res = pcall(I.budget_call, budget, fn, ...)
     else ok, res = pcall(fn, ...) end
     if ok then return res end
     if couch.is_error(res) and res.kind == "cancelled" then error(res, 0) end
     if couch.is_error(res) and res.kind == "budget" then
-      error(couch.error("replication", ("the %s hook ran past its budget of %d instructions on document '%s' (%s) "
-        .. "(a loop that never ends? raise 'hook_budget', or false for none)"):format(
-        name, budget, tostring(d.id), tostring(d.rev)),
-        { id = d.id, rev = d.rev, hook = name, limit = budget, reason = "hook_budget" }), 0)
+      fields.limit, fields.reason = budget, "hook_budget"
+      error(couch.error("replication", ("%s ran past its budget of %d instructions%s "
+        .. "(a loop that never ends? raise 'hook_budget', or false for none)"):format(what, budget, where), fields), 0)
     end
-    error(couch.error("replication", ("the %s hook failed on document '%s' (%s): %s"):format(
-      name, tostring(d.id), tostring(d.rev), tostring(res)), { id = d.id, rev = d.rev, hook = name, reason = "hook_failed" }), 0)
+    fields.reason = "hook_failed"
+    error(couch.error("replication", ("%s failed%s: %s"):format(what, where, tostring(res)), fields), 0)
+  end
+
+  -- A document hook's error names the document it failed on.
+  local function call_hook(name, fn, budget, d, ...)
+    return run_hook(("the %s hook"):format(name), (" on document '%s' (%s)"):format(tostring(d.id), tostring(d.rev)),
+      { id = d.id, rev = d.rev, hook = name }, fn, budget, ...)
+  end
+
+  -- retry's delays (PouchDB's back_off_function, in seconds as couch.sleep): 1 s, then
+  -- doubling, at most a minute (PouchDB goes to 10 minutes; a server that is back should
+  -- not wait that long for its clients, and one attempt a minute costs it nothing).
+  local function default_back_off(previous)
+    if previous <= 0 then return 1 end
+    return math.min(previous * 2, 60)
+  end
+
+  --- Progress ---------------------------------------------------------------
+
+  local function reporter(opts, source_name, target_name, budget)
+    local last_report = 0
+    return function(job, final)
+      local s = job:stats()
+      if type(opts.progress) == "function" then
+        run_hook("the progress hook", "", { hook = "progress" }, opts.progress, budget, s)
+        return -- the user's function replaces the built-in line
+      end
+      if opts.quiet or opts.progress == false then return end
+      local tty = I.is_tty("progress")
+      local now = couch.now()
+      if not final and now - last_report < (tty and 0.2 or 5) then return end
+      last_report = now
+      local elapsed = math.max(job:_elapsed(), 1e-6)
+      local rate = s.docs_written / elapsed
+      local pending = tonumber(s.changes_pending)
+      local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
+      local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
+        source_name, target_name, s.docs_written, s.doc_write_failures, math.floor(rate),
+        final and (" " .. final) or eta)
+      if tty then
+        I.write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
+      else
+        I.write("progress", line .. "\n")
+      end
+    end
   end
 
   -- The runners the C steps call (job.h: the job's `hooks` ref), over the options only.
@@ -259,11 +280,35 @@ return function(couch)
 
     -- A refused revision: counted and kept by the job; on_error gets the document (a
     -- revision that could not be read has no body: the hook gets what names it).
+    -- A document the target refused as forbidden / unauthorized (validate_doc_update) is
+    -- also `denied` (PouchDB's event).
     function R.failed(job, d, err)
       local e = job:_failure(d, err)
-      if on_error then
-        call_hook("on_error", on_error, budget, d, d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }, e)
+      local denied = (e.error == "forbidden" or e.error == "unauthorized") and job:_handlers("denied")
+      if not (on_error or denied) then return end
+      local doc = d.doc or (d.json and json.decode(d.json)) or { _id = d.id, _rev = d.rev }
+      if on_error then call_hook("on_error", on_error, budget, d, doc, e) end
+      if denied then R.emit("denied", denied, e, doc) end
+    end
+
+    -- An event's handlers (events.c), in the order they were registered.
+    function R.emit(event, handlers, ...)
+      for i = 1, #handlers do
+        run_hook(("the '%s' event handler"):format(event), "", { event = event, hook = "on" }, handlers[i], budget, ...)
       end
+    end
+
+    -- The delay before a retry (retry.c), from the previous one (0 the first time).
+    local back_off = opts.back_off or default_back_off
+    function R.back_off(previous)
+      local delay = run_hook("the back_off hook", "", { hook = "back_off" }, back_off, budget, previous)
+      if math.type(delay) == nil or delay ~= delay or delay < 0 or delay == math.huge then
+        error(couch.error("replication", ("the back_off hook returned %s: expected a number of seconds >= 0 (the "
+          .. "delay before the job retries)"):format(type(delay) == "number" and tostring(delay)
+          or delay == nil and "nothing" or ("a " .. type(delay))),
+          { hook = "back_off", reason = "hook_failed" }), 0)
+      end
+      return delay
     end
 
     -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
@@ -331,7 +376,7 @@ return function(couch)
                                               filter = filter, query_params = filter and opts.query_params })
     end
 
-    R.report = reporter(opts, source.name, target.name)
+    R.report = reporter(opts, source.name, target.name, budget)
     return R
   end
 
@@ -348,8 +393,11 @@ return function(couch)
       type(opts.filter) == "function" and hook_identity(opts.filter, "filter", 0, {}) or json.null,
       opts.transform and hook_identity(opts.transform, "transform", 0, {}) or json.null,
     }
-    -- appended only when set, so the ids of jobs without it stay what they were
+    -- appended only when set, so the ids of jobs without them stay what they were; since as
+    -- CouchDB appends since_seq: a job from elsewhere is another job, not a resumed one
     if opts.winning_revs_only then base[#base + 1] = "winning_revs_only" end
+    local since = opts.since; if since == nil then since = opts.since_seq end
+    if since ~= nil then base[#base + 1] = since end
     local rep_id = opts.replication_id or I.md5_hex(json.encode(base, { sort_keys = true }))
     local R = runners(opts, hooks, source, target)
     local job = I.repl_new {
@@ -360,7 +408,9 @@ return function(couch)
       checkpoint_source = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "target",
       checkpoint_target = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "source",
       attachments = opts.attachments ~= false, new_revisions = opts.new_revisions, hooks = hooks,
-      since = opts.since or opts.since_seq or 0, use_bulk_get = opts.use_bulk_get ~= false,
+      since = since or 0, use_bulk_get = opts.use_bulk_get ~= false,
+      -- retry (PouchDB's): transient failures waited out; continuous jobs' default
+      retry = opts.retry == nil and opts.continuous or opts.retry or false,
       create_target_params = opts.create_target_params, rep_id = rep_id, session_id = I.random_hex(16), name = opts.name,
       runners = R, idle = couch.cond(), spawn = couch.spawn, queue = couch.queue,
       source_url = redact.url(source.server.url) .. "/" .. source.name,

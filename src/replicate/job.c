@@ -8,7 +8,11 @@
  *   worker.c      job:_work(queue): pop a batch, move it (batch.c), advance (done.c)
  *   batch.c       one batch: revs_diff -> _bulk_get -> slices -> hooks -> _bulk_docs
  *   restub.c      the missing_stub refetch (attachments = false)
- *   run.c         job:_run(): the lifecycle, the reader and worker tasks, their join
+ *   run.c         job:_run(): the lifecycle, the reader and worker tasks, their join, the
+ *                 runs again after a failure waited out
+ *   events.c      job:on(): the handler lists and couch_repl_emit, which the steps call
+ *   retry.c       job:_wait_out(err): which failures are transient, paused(err), back_off,
+ *                 a wait that job:cancel() ends
  * The job is a userdata; its own task (spawned by replicate.lua) runs job:_run(), and the
  * job keeps that task and the reader's as refs so job:wait() and job:cancel() reach them. */
 #include "replicate/job.h"
@@ -18,6 +22,8 @@
 #include "json/json.h"
 #include "meta.h"
 #include "replicate/done.h"
+#include "replicate/events.h"
+#include "replicate/retry.h"
 
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -233,6 +239,7 @@ static int l_new(lua_State *L) {
   r->new_revisions = opt_bool(L, 1, "new_revisions");
   r->hooks = opt_bool(L, 1, "hooks");
   r->no_bulk_get = !opt_bool(L, 1, "use_bulk_get"); /* use_bulk_get = false: open_revs GETs */
+  r->retry = opt_bool(L, 1, "retry");
   r->missing_ratio = -1;
   static const char *const sides[] = {"source", "target"};
   for (int s = 0; s < 2; s++) {
@@ -245,7 +252,8 @@ static int l_new(lua_State *L) {
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
   opt_ref(L, 1, "create_target_params", &r->ref.create_params);
-  static const char *const runners[RUN_N] = {"apply", "failed", "new_revisions", "report", "changes_request"};
+  static const char *const runners[RUN_N] = {"apply",           "failed", "new_revisions", "report",
+                                             "changes_request", "emit",   "back_off"};
   if (lua_getfield(L, 1, "runners") != LUA_TTABLE) return luaL_error(L, "internal.repl_new: 'runners' must be a table");
   for (int i = 0; i < RUN_N; i++) opt_ref(L, lua_gettop(L), runners[i], &r->ref.runner[i]);
   lua_pop(L, 1);
@@ -294,9 +302,9 @@ static void set_ref(lua_State *L, int t, const char *k, int ref, int zero) {
   lua_setfield(L, t, k);
 }
 
-/* Push the stats table (CouchDB's _active_tasks names), refreshed from the counters: the
- * same table each time, so one held by the caller stays live across job:stats() calls. */
-static void push_stats(lua_State *L, couch_repl *r) {
+/* The stats table (CouchDB's _active_tasks names), refreshed from the counters: the same
+ * table each time, so one held by the caller stays live across job:stats() calls. */
+void couch_repl_push_stats(lua_State *L, couch_repl *r) {
   couch_repl_push(L, r->ref.stats);
   int t = lua_gettop(L);
   if (lua_isnil(L, t)) {
@@ -330,7 +338,7 @@ static void push_stats(lua_State *L, couch_repl *r) {
 }
 
 static int l_stats(lua_State *L) {
-  push_stats(L, couch_repl_check(L, 1));
+  couch_repl_push_stats(L, couch_repl_check(L, 1));
   return 1;
 }
 
@@ -359,11 +367,19 @@ static int l_wait(lua_State *L) {
 }
 
 /* job:cancel(): stop reading; the workers finish the batches in flight, then the job
- * checkpoints and ends as cancelled. */
+ * checkpoints and ends as cancelled. A job waiting out a failure (retry.c) wakes and ends
+ * at once. */
 static int l_cancel(lua_State *L) {
   repl_ud *u = (repl_ud *)couch_repl_check(L, 1);
   lua_settop(L, 1);
-  u->r.stopping = 1;
+  u->r.stopping = u->r.cancelled = 1;
+  couch_repl_push(L, u->r.ref.idle); /* its waiters re-check: the backoff's ends */
+  if (!lua_isnil(L, -1)) {
+    lua_getfield(L, -1, "broadcast");
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  }
+  lua_settop(L, 1);
   couch_repl_push(L, u->reader);
   if (lua_isnil(L, -1)) return 0;
   lua_getfield(L, -1, "cancel");
@@ -430,7 +446,7 @@ static int l_index(lua_State *L) {
   else if (strcmp(k, "continuous") == 0) lua_pushboolean(L, r->continuous);
   else if (strcmp(k, "source") == 0) couch_repl_push(L, r->ref.db[REPL_SOURCE]);
   else if (strcmp(k, "target") == 0) couch_repl_push(L, r->ref.db[REPL_TARGET]);
-  else if (strcmp(k, "info") == 0) push_stats(L, r);
+  else if (strcmp(k, "info") == 0) couch_repl_push_stats(L, r);
   else lua_pushnil(L);
   return 1;
 }
@@ -476,6 +492,8 @@ void couch_repl_open(lua_State *L) {
   }
   lua_pop(L, 1);
   couch_run_open(L);
+  couch_events_open(L);
+  couch_retry_open(L);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "repl_new");
 }

@@ -35,8 +35,14 @@ typedef struct couch_repl_done couch_repl_done; /* done.c */
 /* replicate.lua's runners: the Lua the C steps call (the user's hooks, progress, the
  * _changes query), each held as its own ref, looked up once at construction. */
 typedef enum {
-  RUN_APPLY, RUN_FAILED, RUN_NEW_REVISIONS, RUN_REPORT, RUN_CHANGES_REQUEST, RUN_N
+  RUN_APPLY, RUN_FAILED, RUN_NEW_REVISIONS, RUN_REPORT, RUN_CHANGES_REQUEST,
+  RUN_EMIT,     /* (event, handlers, ...): the event's handlers, under the hook budget */
+  RUN_BACK_OFF, /* (previous delay) -> the next one, in seconds (retry.c) */
+  RUN_N
 } couch_repl_runner;
+
+/* The job's events (events.h), PouchDB's names. */
+typedef enum { EV_CHANGE, EV_PAUSED, EV_ACTIVE, EV_DENIED, EV_COMPLETE, EV_ERROR, EV_N } couch_repl_event;
 
 typedef struct couch_repl {
   /* options */
@@ -52,6 +58,16 @@ typedef struct couch_repl {
   couch_repl_state state;
   unsigned stopping : 1, checkpointing : 1, no_bulk_get : 1, probing : 1;
   unsigned changes_post : 1; /* _changes is a POST (doc_ids, selector): error messages say so */
+  unsigned cancelled : 1;    /* job:cancel() asked: no retry, a backoff wait ends */
+  /* events and retry (events.c, retry.c) */
+  unsigned retry : 1;       /* transient failures are waited out (retry.c) */
+  unsigned reader_idle : 1; /* the reader has read everything there is (continuous) */
+  unsigned caught_up : 1;   /* `paused` said so: the next work says `active` */
+  unsigned outage : 1;      /* `paused(err)` said so: a restart says `active` */
+  unsigned progressed : 1;  /* a batch finished since the last restart: the backoff starts over */
+  lua_Integer pushed, moved; /* this run's batches read and finished (caught up: equal) */
+  lua_Integer ev_read, ev_written, ev_failed; /* the counters at the previous `change` */
+  double back_off;           /* the previous backoff delay, seconds; 0: none yet */
   /* counters */
   lua_Integer docs_read, docs_written, doc_write_failures, missing_revisions_found, docs_skipped,
       revisions_checked, batches, finished, failures_kept;
@@ -76,6 +92,7 @@ typedef struct couch_repl {
     int idle;                 /* a couch.cond: broadcast when a checkpoint ends */
     int spawn, queue_new;     /* couch.spawn and couch.queue, for the run (run.c) */
     int create_params;        /* create_target_params: {q, n, partitioned} or unset */
+    int on[EV_N];             /* each event's handlers: a list, or unset (events.c) */
   } ref;
 } couch_repl;
 
@@ -114,6 +131,9 @@ int couch_repl_answer_raise(lua_State *L, couch_repl *r, int side, const char *m
 void couch_repl_set_state(lua_State *L, couch_repl *r, couch_repl_state state);
 /* The reader task (at idx), which job:cancel() cancels. */
 void couch_repl_set_reader(lua_State *L, couch_repl *r, int idx);
+
+/* Push the stats table users see (job:stats()), refreshed from the counters. */
+void couch_repl_push_stats(lua_State *L, couch_repl *r);
 
 /* Add job:_run (run.c). */
 void couch_run_open(lua_State *L);

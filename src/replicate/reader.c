@@ -9,12 +9,15 @@
  * `changes_request` runner): one home for how _changes is asked.
  * Steps, each its own continuation, their state in a `reader` struct (a userdata at stack
  * slot 3; its user values: the seq to read from, the query, the body; the continuation
- * context is its address): build the query -> read a page -> got it (checks, batch
- * pushed) -> pushed -> read again; caught up -> checkpointed -> longpoll -> got it. */
+ * context is its address): build the query -> read a page -> got it (checks; `active`
+ * after `paused`) -> batch pushed -> read again; nothing more to read -> checkpointed ->
+ * `paused` if every batch read is finished (else the worker that finishes the last one
+ * says it: events.c) -> longpoll -> got it. */
 #include "replicate/reader.h"
 
 #include "json/json.h"
 #include "replicate/batch.h"
+#include "replicate/events.h"
 #include "replicate/job.h"
 
 #include <lauxlib.h>
@@ -112,10 +115,30 @@ static int pushed_k(lua_State *L, int status, lua_KContext ctx) {
   return next_page(L, (reader *)ctx);
 }
 
-static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
+static int paused_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_settop(L, S_TOP);
   return read_page(L, (reader *)ctx, 1);
+}
+
+static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, S_TOP);
+  return couch_repl_maybe_caught_up(L, ((reader *)ctx)->r, ctx, paused_k);
+}
+
+/* The page's rows (S_TOP + 1) up to its last seq (S_TOP + 2): one more batch for the queue
+ * (queue:push waits while it is full). */
+static int push_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  reader *rd = (reader *)ctx;
+  lua_settop(L, S_TOP + 2);
+  lua_getfield(L, S_QUEUE, "push");
+  lua_pushvalue(L, S_QUEUE);
+  couch_repl_batch_push(L, rd->r, rd->index++, S_TOP + 1, S_TOP + 2);
+  rd->r->pushed++;
+  lua_callk(L, 2, 0, ctx, pushed_k);
+  return pushed_k(L, LUA_OK, ctx);
 }
 
 static int got_k(lua_State *L, int status, lua_KContext ctx) {
@@ -130,6 +153,7 @@ static int got_k(lua_State *L, int status, lua_KContext ctx) {
   if (n == 0 && !rd->longpoll) {
     if (!r->continuous) return 0;
     /* caught up: record it, then wait for more */
+    r->reader_idle = 1;
     lua_settop(L, S_TOP);
     luaL_getmetafield(L, S_JOB, "methods");
     lua_getfield(L, -1, "_checkpoint");
@@ -159,12 +183,12 @@ static int got_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pop(L, 1);
   lua_pushvalue(L, last);
   lua_setiuservalue(L, S_READER, 1);
-  /* queue:push(batch): waits while the queue is full */
-  lua_getfield(L, S_QUEUE, "push");
-  lua_pushvalue(L, S_QUEUE);
-  couch_repl_batch_push(L, r, rd->index++, results, last);
-  lua_callk(L, 2, 0, ctx, pushed_k);
-  return pushed_k(L, LUA_OK, ctx);
+  lua_pushvalue(L, results);
+  lua_pushvalue(L, last);
+  lua_replace(L, S_TOP + 2);
+  lua_replace(L, S_TOP + 1);
+  lua_settop(L, S_TOP + 2);
+  return couch_repl_resumed(L, r, ctx, push_k);
 }
 
 static int built_k(lua_State *L, int status, lua_KContext ctx) {

@@ -1,13 +1,17 @@
 /* job:_run(create_target) -> stats: the job's lifecycle, run by the job's own task
  * (replicate.lua spawns it and keeps couch.jobs()'s list).
- *   [create the target] -> where to start (checkpoint.c) -> a bounded queue -> a reader
- *   task and `concurrency` worker tasks, each under a guard -> join them -> the final
- *   checkpoint (waiting for one in flight) -> completed / cancelled, the last progress line.
- * The first real failure of any task ends the job at once: the guard records it and
- * cancels the others (a reader blocked on a full queue, workers in a request), and the run
- * raises it, first asking both sides whether a database was re-created under the job
- * (checkpoint.c), so such a failure says so. If the job's own task is cancelled (Ctrl-C,
- * couch.timeout) while joining, its tasks are cancelled too.
+ *   a run: [create the target] -> where to start (checkpoint.c) -> a bounded queue -> a
+ *   reader task and `concurrency` worker tasks, each under a guard -> join them -> the final
+ *   checkpoint (waiting for one in flight) -> completed / cancelled, the last progress line,
+ *   `complete`.
+ * The first real failure of any task ends the run at once: the guard records it and
+ * cancels the others (a reader blocked on a full queue, workers in a request). A job that
+ * retries (retry.c) waits a transient failure out and starts a new run from the last
+ * checkpoint; otherwise the job fails with it, first asking both sides whether a database
+ * was re-created under the job (checkpoint.c), so such a failure says so; `error` says it.
+ * If the job's own task is cancelled (Ctrl-C, couch.timeout) while joining or waiting, its
+ * tasks are cancelled too. The events the run itself emits (active after a restart,
+ * complete, error) are under a pcall: a handler's failure ends the job (events.c).
  * Steps, each its own continuation; their state is a `run` struct (a userdata at stack
  * slot 2; its user values: the queue, the tasks, the first failure), the context its
  * address. The guards are C closures over the job and that userdata. */
@@ -15,6 +19,9 @@
 
 #include "error.h"
 #include "loop/task.h"
+#include "replicate/done.h"
+#include "replicate/events.h"
+#include "replicate/retry.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -103,45 +110,106 @@ static void spawn(lua_State *L, couch_repl *r, const char *name, const char *met
   lua_pop(L, 1);
 }
 
-/* --- the run ----------------------------------------------------------------------- */
+/* --- the end ---------------------------------------------------------------------- */
 
-static int finish_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  lua_settop(L, R_TOP);
-  push_method(L, "stats");
-  lua_pushvalue(L, R_JOB);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-/* The last progress line, then the stats. */
-static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
+/* The job has ended: `complete` or `error` said so (or their handler failed: the job fails
+ * with that, which keeps the job's own error as `cause`). */
+static int ended_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = RUN(ctx)->r;
+  couch_repl_events_release(L, r);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    int herr = lua_gettop(L);
+    if (lua_getiuservalue(L, R_RUN, UV_FAILURE) != LUA_TNIL && lua_istable(L, herr)) lua_setfield(L, herr, "cause");
+    lua_settop(L, herr);
+    couch_repl_set_state(L, r, REPL_FAILED);
+    return lua_error(L);
+  }
   lua_settop(L, R_TOP);
-  couch_repl_set_state(L, r, r->stopping ? REPL_CANCELLED : REPL_COMPLETED);
-  couch_repl_push_runner(L, r, RUN_REPORT);
-  lua_pushvalue(L, R_JOB);
-  lua_pushstring(L, r->stopping ? "cancelled" : "done");
-  lua_callk(L, 2, 0, ctx, finish_k);
-  return finish_k(L, LUA_OK, ctx);
-}
-
-/* A failed job: its error, after the last progress line (whose own failure is ignored). */
-static int raise_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
+  if (r->state == REPL_COMPLETED || (r->state == REPL_CANCELLED && lua_getiuservalue(L, R_RUN, UV_FAILURE) == LUA_TNIL)) {
+    push_method(L, "stats");
+    lua_pushvalue(L, R_JOB);
+    lua_call(L, 1, 1);
+    return 1;
+  }
   lua_settop(L, R_TOP);
   lua_getiuservalue(L, R_RUN, UV_FAILURE);
   return lua_error(L);
 }
 
-static int fail(lua_State *L, run_state *rs, couch_repl_state state, const char *line) {
+/* The last progress line is out: say how the job ended. */
+static int reported_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl *r = RUN(ctx)->r;
+  lua_settop(L, R_TOP);
+  if (r->state == REPL_FAILED) {
+    lua_getiuservalue(L, R_RUN, UV_FAILURE);
+    return couch_repl_emit(L, r, EV_ERROR, 1, 1, ctx, ended_k);
+  }
+  push_method(L, "stats");
+  lua_pushvalue(L, R_JOB);
+  lua_call(L, 1, 1);
+  return couch_repl_emit(L, r, EV_COMPLETE, 1, 1, ctx, ended_k);
+}
+
+/* The job ends (state): the last progress line (whose own failure is ignored when the job
+ * failed anyway), then its event; a failure recorded raises at the end. */
+static int end_job(lua_State *L, run_state *rs, couch_repl_state state, const char *line) {
   lua_settop(L, R_TOP);
   couch_repl_set_state(L, rs->r, state);
   couch_repl_push_runner(L, rs->r, RUN_REPORT);
   lua_pushvalue(L, R_JOB);
   lua_pushstring(L, line);
-  return raise_k(L, lua_pcallk(L, 2, 0, 0, (lua_KContext)rs, raise_k), (lua_KContext)rs);
+  if (state == REPL_COMPLETED || lua_getiuservalue(L, R_RUN, UV_FAILURE) == LUA_TNIL) {
+    lua_settop(L, R_TOP + 3);
+    lua_callk(L, 2, 0, (lua_KContext)rs, reported_k);
+    return reported_k(L, LUA_OK, (lua_KContext)rs);
+  }
+  lua_pop(L, 1);
+  return reported_k(L, lua_pcallk(L, 2, 0, 0, (lua_KContext)rs, reported_k), (lua_KContext)rs);
+}
+
+/* The final checkpoint is written: completed, or cancelled as asked. */
+static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl *r = RUN(ctx)->r;
+  int cancelled = r->stopping;
+  return end_job(L, RUN(ctx), cancelled ? REPL_CANCELLED : REPL_COMPLETED, cancelled ? "cancelled" : "done");
+}
+
+/* --- a run ------------------------------------------------------------------------- */
+
+static int begin(lua_State *L, run_state *rs);
+
+/* A new run from the last checkpoint: what the failed one held is let go. */
+static int restart(lua_State *L, run_state *rs) {
+  couch_repl *r = rs->r;
+  lua_settop(L, R_TOP);
+  r->stopping = r->reader_idle = r->caught_up = 0;
+  r->pushed = r->moved = 0;
+  if (r->bytes_per_rev <= 0) r->probing = 0; /* the batch asking the estimate is gone */
+  couch_repl_done_free(L, r);
+  for (int uv = 1; uv <= UV_N; uv++) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, R_RUN, uv);
+  }
+  rs->joined = rs->ntasks = 0;
+  return begin(L, rs);
+}
+
+/* job:_wait_out answered: run again, or cancelled meanwhile (nothing to checkpoint: the
+ * server is away). Its own failure (a hook's, or this task cancelled) ends the job. */
+static int waited_out_k(lua_State *L, int status, lua_KContext ctx) {
+  run_state *rs = RUN(ctx);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    int cancelled = is_kind(L, -1, "cancelled");
+    lua_setiuservalue(L, R_RUN, UV_FAILURE);
+    if (cancelled) rs->r->stopping = 1;
+    return end_job(L, rs, cancelled ? REPL_CANCELLED : REPL_FAILED, cancelled ? "cancelled" : "stopped by an error");
+  }
+  if (lua_toboolean(L, -1)) return restart(L, rs);
+  lua_pushnil(L); /* cancelled as asked: the failure waited out is not the job's end */
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  return checkpointed_k(L, LUA_OK, ctx);
 }
 
 /* _verify_sides answered: a re-created database is the better explanation. */
@@ -149,10 +217,43 @@ static int verified_k(lua_State *L, int status, lua_KContext ctx) {
   if (status != LUA_OK && status != LUA_YIELD && is_kind(L, -1, "replication")) {
     lua_setiuservalue(L, R_RUN, UV_FAILURE);
   }
-  return fail(L, RUN(ctx), REPL_FAILED, "stopped by an error");
+  return end_job(L, RUN(ctx), REPL_FAILED, "stopped by an error");
+}
+
+/* The run failed (its failure recorded): wait it out and run again, or the job fails. */
+static int run_failed(lua_State *L, run_state *rs) {
+  couch_repl *r = rs->r;
+  lua_settop(L, R_TOP);
+  lua_getiuservalue(L, R_RUN, UV_FAILURE);
+  int err = lua_gettop(L);
+  if (r->retry && !r->cancelled && couch_repl_transient(L, err)) {
+    push_method(L, "_wait_out");
+    lua_pushvalue(L, R_JOB);
+    lua_pushvalue(L, err);
+    return waited_out_k(L, lua_pcallk(L, 2, 1, 0, (lua_KContext)rs, waited_out_k), (lua_KContext)rs);
+  }
+  int recreated = 0;
+  if (couch_error_is(L, err)) {
+    lua_getfield(L, err, "reason");
+    const char *reason = lua_tostring(L, -1);
+    recreated = reason && (strcmp(reason, "target_recreated") == 0 || strcmp(reason, "source_recreated") == 0);
+  }
+  if (recreated) return end_job(L, rs, REPL_FAILED, "stopped by an error");
+  lua_settop(L, R_TOP);
+  push_method(L, "_verify_sides");
+  lua_pushvalue(L, R_JOB);
+  return verified_k(L, lua_pcallk(L, 1, 0, 0, (lua_KContext)rs, verified_k), (lua_KContext)rs);
 }
 
 static int join_next(lua_State *L, run_state *rs);
+
+/* The final checkpoint: written, or its failure is the run's (a target re-created under
+ * the job is found there too). */
+static int final_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status == LUA_OK || status == LUA_YIELD) return checkpointed_k(L, status, ctx);
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  return run_failed(L, RUN(ctx));
+}
 
 static int joined_k(lua_State *L, int status, lua_KContext ctx) {
   run_state *rs = RUN(ctx);
@@ -169,10 +270,10 @@ static int joined_k(lua_State *L, int status, lua_KContext ctx) {
   int cancelled = is_kind(L, err, "cancelled");
   lua_pushvalue(L, err);
   lua_setiuservalue(L, R_RUN, UV_FAILURE);
-  return fail(L, rs, cancelled ? REPL_CANCELLED : REPL_FAILED, cancelled ? "cancelled" : "stopped by an error");
+  return end_job(L, rs, cancelled ? REPL_CANCELLED : REPL_FAILED, cancelled ? "cancelled" : "stopped by an error");
 }
 
-/* Join the tasks one by one; then fail with the first failure, or checkpoint and end. */
+/* Join the tasks one by one; then the run failed, or checkpoint and end. */
 static int join_next(lua_State *L, run_state *rs) {
   lua_settop(L, R_TOP);
   if (rs->joined < rs->ntasks) {
@@ -182,26 +283,12 @@ static int join_next(lua_State *L, run_state *rs) {
     lua_insert(L, -2);
     return joined_k(L, lua_pcallk(L, 1, 0, 0, (lua_KContext)rs, joined_k), (lua_KContext)rs);
   }
-  if (lua_getiuservalue(L, R_RUN, UV_FAILURE) != LUA_TNIL) {
-    int err = lua_gettop(L);
-    int recreated = 0;
-    if (couch_error_is(L, err)) {
-      lua_getfield(L, err, "reason");
-      const char *reason = lua_tostring(L, -1);
-      recreated = reason && (strcmp(reason, "target_recreated") == 0 || strcmp(reason, "source_recreated") == 0);
-    }
-    if (recreated) return fail(L, rs, REPL_FAILED, "stopped by an error");
-    lua_settop(L, R_TOP);
-    push_method(L, "_verify_sides");
-    lua_pushvalue(L, R_JOB);
-    return verified_k(L, lua_pcallk(L, 1, 0, 0, (lua_KContext)rs, verified_k), (lua_KContext)rs);
-  }
+  if (lua_getiuservalue(L, R_RUN, UV_FAILURE) != LUA_TNIL) return run_failed(L, rs);
   lua_settop(L, R_TOP);
   push_method(L, "_checkpoint"); /* the final one waits for one in flight (no polling) */
   lua_pushvalue(L, R_JOB);
   lua_pushboolean(L, 1);
-  lua_callk(L, 2, 0, (lua_KContext)rs, checkpointed_k);
-  return checkpointed_k(L, LUA_OK, (lua_KContext)rs);
+  return final_k(L, lua_pcallk(L, 2, 0, 0, (lua_KContext)rs, final_k), (lua_KContext)rs);
 }
 
 /* The queue is there: spawn the reader and the workers, then join them. */
@@ -225,28 +312,54 @@ static int queued_k(lua_State *L, int status, lua_KContext ctx) {
   return join_next(L, rs);
 }
 
-static int started_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  couch_repl *r = RUN(ctx)->r;
+/* Where to start is known (and after a failure, `active` said the server answers again). */
+static int resumed_k(lua_State *L, int status, lua_KContext ctx) {
+  run_state *rs = RUN(ctx);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_setiuservalue(L, R_RUN, UV_FAILURE);
+    return run_failed(L, rs);
+  }
   lua_settop(L, R_TOP);
-  couch_repl_push(L, r->ref.queue_new);
-  lua_pushinteger(L, r->batches_limit);
+  couch_repl_push(L, rs->r->ref.queue_new);
+  lua_pushinteger(L, rs->r->batches_limit);
   lua_callk(L, 1, 1, ctx, queued_k);
   return queued_k(L, LUA_OK, ctx);
 }
 
+/* A step before the tasks failed (error on top): the run failed, or the job's own task
+ * was cancelled. */
+static int setup_failed(lua_State *L, run_state *rs) {
+  int cancelled = is_kind(L, -1, "cancelled");
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  if (!cancelled) return run_failed(L, rs);
+  rs->r->stopping = 1;
+  return end_job(L, rs, REPL_CANCELLED, "cancelled");
+}
+
+static int started_k(lua_State *L, int status, lua_KContext ctx) {
+  run_state *rs = RUN(ctx);
+  couch_repl *r = rs->r;
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
+  lua_settop(L, R_TOP);
+  if (!r->outage) return resumed_k(L, LUA_OK, ctx);
+  r->outage = 0;
+  return couch_repl_emit(L, r, EV_ACTIVE, 0, 1, ctx, resumed_k);
+}
+
+/* The target is there: where to start (the last checkpoint). */
 static int created_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
+  run_state *rs = RUN(ctx);
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
   lua_settop(L, R_TOP);
   push_method(L, "_start");
   lua_pushvalue(L, R_JOB);
-  lua_callk(L, 1, 0, ctx, started_k);
-  return started_k(L, LUA_OK, ctx);
+  return started_k(L, lua_pcallk(L, 1, 0, 0, ctx, started_k), ctx);
 }
 
 static int exists_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  couch_repl *r = RUN(ctx)->r;
+  run_state *rs = RUN(ctx);
+  couch_repl *r = rs->r;
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
   if (lua_toboolean(L, -1)) return created_k(L, LUA_OK, ctx);
   lua_settop(L, R_TOP);
   couch_repl_push(L, r->ref.db[REPL_TARGET]);
@@ -265,8 +378,18 @@ static int exists_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "exist_ok");
-  lua_callk(L, 2, 0, ctx, created_k);
-  return created_k(L, LUA_OK, ctx);
+  return created_k(L, lua_pcallk(L, 2, 0, 0, ctx, created_k), ctx);
+}
+
+/* A run: [create the target] -> where to start -> the tasks. Each run does it all again:
+ * a job that retries may start while the server is away. */
+static int begin(lua_State *L, run_state *rs) {
+  lua_settop(L, R_TOP);
+  if (!rs->create_target) return created_k(L, LUA_OK, (lua_KContext)rs);
+  couch_repl_push(L, rs->r->ref.db[REPL_TARGET]);
+  lua_getfield(L, -1, "exists");
+  lua_insert(L, -2);
+  return exists_k(L, lua_pcallk(L, 1, 1, 0, (lua_KContext)rs, exists_k), (lua_KContext)rs);
 }
 
 /* job:_run(create_target) -> stats */
@@ -278,12 +401,7 @@ static int l_run(lua_State *L) {
   run_state *rs = lua_newuserdatauv(L, sizeof *rs, UV_N); /* R_RUN */
   *rs = (run_state){.r = r, .create_target = create_target};
   couch_repl_set_state(L, r, REPL_RUNNING);
-  if (!create_target) return created_k(L, LUA_OK, (lua_KContext)rs);
-  couch_repl_push(L, r->ref.db[REPL_TARGET]);
-  lua_getfield(L, -1, "exists");
-  lua_insert(L, -2);
-  lua_callk(L, 1, 1, (lua_KContext)rs, exists_k);
-  return exists_k(L, LUA_OK, (lua_KContext)rs);
+  return begin(L, rs);
 }
 
 void couch_run_open(lua_State *L) {

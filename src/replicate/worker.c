@@ -2,13 +2,15 @@
  * Steps, each its own continuation (the context is the job's struct; the stack holds
  * the job, the queue and the batch being moved):
  *   pop a batch (queue:pop, waits while the queue is empty) -> move it (batch.c)
- *   -> record it finished (done.c: through seq over the longest finished run)
- *   -> checkpoint when checkpoint_interval has passed -> progress (replicate.lua's
- *   report runner) -> pop again, until the queue is closed and drained. */
+ *   -> record it finished (done.c: through seq over the longest finished run) -> `change`
+ *   -> checkpoint when checkpoint_interval has passed, or when this was the last batch of a
+ *   caught-up continuous job (then `paused`: events.c) -> progress (replicate.lua's report
+ *   runner) -> pop again, until the queue is closed and drained. */
 #include "replicate/worker.h"
 
 #include "replicate/batch.h"
 #include "replicate/done.h"
+#include "replicate/events.h"
 #include "replicate/job.h"
 
 #include <lauxlib.h>
@@ -41,7 +43,7 @@ static int reported_k(lua_State *L, int status, lua_KContext ctx) {
   return pop(L, (couch_repl *)ctx);
 }
 
-static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
+static int paused_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl *r = (couch_repl *)ctx;
   lua_settop(L, S_TOP);
@@ -52,6 +54,30 @@ static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
   return reported_k(L, LUA_OK, ctx);
 }
 
+static int checkpointed_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, S_TOP);
+  return couch_repl_maybe_caught_up(L, (couch_repl *)ctx, ctx, paused_k);
+}
+
+/* `change` said: checkpoint when it is time, or when the job has just caught up (so that
+ * `paused` means "everything so far is on the target and recorded"). */
+static int changed_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl *r = (couch_repl *)ctx;
+  lua_settop(L, S_TOP);
+  int caught_up = couch_repl_is_caught_up(r);
+  if (!caught_up && couch_repl_now() - r->last_checkpoint < r->checkpoint_interval)
+    return checkpointed_k(L, LUA_OK, ctx);
+  luaL_getmetafield(L, S_JOB, "methods");
+  lua_getfield(L, -1, "_checkpoint");
+  lua_remove(L, -2);
+  lua_pushvalue(L, S_JOB);
+  lua_pushboolean(L, caught_up); /* then it waits for one in flight, and records it all */
+  lua_callk(L, 2, 0, ctx, checkpointed_k);
+  return checkpointed_k(L, LUA_OK, ctx);
+}
+
 static int moved_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl *r = (couch_repl *)ctx;
@@ -59,15 +85,17 @@ static int moved_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl_batch *b = luaL_checkudata(L, S_BATCH, COUCH_REPL_BATCH_MT);
   lua_getiuservalue(L, S_BATCH, BATCH_LAST_SEQ);
   if (couch_repl_done_finish(L, r, b->index, -1, b->hold)) return luaL_error(L, "out of memory");
+  r->moved++;
+  r->progressed = 1;
+  if (couch_repl_listening(r, EV_CHANGE)) {
+    couch_repl_push_change(L, r, -1);
+    lua_replace(L, -2);
+    give_back(L, r);
+    return couch_repl_emit(L, r, EV_CHANGE, 1, 0, ctx, changed_k);
+  }
   lua_settop(L, S_TOP);
   give_back(L, r);
-  if (couch_repl_now() - r->last_checkpoint < r->checkpoint_interval) return checkpointed_k(L, LUA_OK, ctx);
-  luaL_getmetafield(L, S_JOB, "methods");
-  lua_getfield(L, -1, "_checkpoint");
-  lua_remove(L, -2);
-  lua_pushvalue(L, S_JOB);
-  lua_callk(L, 1, 0, ctx, checkpointed_k);
-  return checkpointed_k(L, LUA_OK, ctx);
+  return changed_k(L, LUA_OK, ctx);
 }
 
 static int popped_k(lua_State *L, int status, lua_KContext ctx) {

@@ -18,12 +18,18 @@
 //                        becomes a stub (as CouchDB answers attachments=false)
 //   missing_stub         _bulk_docs holding an attachment stub: 412 missing_stub for the
 //                        whole request (CouchDB's answer when the target lacks it)
+//   drop                 the server is gone (restart, network loss): every request is
+//                        answered by closing its connection, and setting it closes the
+//                        ones in flight (a longpoll waiting upstream)
+//   unavailable          every request is answered 503 service_unavailable (an overloaded
+//                        or starting server)
 'use strict';
 
 const http = require('http');
 
 const upstream = new URL(process.argv[2]);
 const faults = new Map();
+const inFlight = new Map(); // request -> its database, to drop the ones in flight
 let stats = { bulk_get_bytes_max: 0, requests: 0 };
 
 function send(res, status, body) {
@@ -70,13 +76,21 @@ const server = http.createServer((req, res) => {
     if (parts[0] === '_faults') {
       if (req.method === 'GET' && parts[1] === 'stats') return send(res, 200, stats);
       const f = JSON.parse(body || '{}').faults || '';
-      faults.set(decodeURIComponent(parts[1]), new Set(f.split(',').filter(Boolean)));
+      const name = decodeURIComponent(parts[1]);
+      faults.set(name, new Set(f.split(',').filter(Boolean)));
+      if (faults.get(name).has('drop')) {
+        for (const [r, d] of inFlight) if (d === name) r.socket.destroy();
+      }
       return send(res, 200, { ok: true });
     }
     stats.requests++;
     const db = decodeURIComponent(parts[0] || '');
     const rest = parts.slice(1).join('/');
     const f = faults.get(db) || new Set();
+    if (f.has('drop')) return req.socket.destroy();
+    if (f.has('unavailable')) return send(res, 503, { error: 'service_unavailable', reason: 'the fault proxy says so' });
+    inFlight.set(req, db);
+    res.on('close', () => inFlight.delete(req));
     try {
       if (rest === '_changes' && f.has('changes_ignore_since')) u.searchParams.delete('since');
       const noAtt = u.searchParams.get('attachments') !== 'true';
