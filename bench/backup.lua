@@ -16,7 +16,7 @@
 -- Figures are printed, never asserted.
 --
 --   couchlua bench/backup.lua            (BENCH_URL or COUCH_URL: the server; or bench/run backup)
--- Environment: BENCH_BACKUP_DOCS (10000), BENCH_BIG=1 (adds 100,000 documents;
+-- Environment: BENCH_BACKUP_PARTS and BENCH_COUCHLUA_BEFORE (below), BENCH_BACKUP_DOCS (10000), BENCH_BIG=1 (adds 100,000 documents;
 --   pouchdb-server grows to ~1 GB), BENCH_DOC_BYTES (about 1000 per document),
 --   BENCH_BACKUP_ROUNDS (2: best of, in alternating order; 1 at 100,000).
 local dir = arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench"
@@ -172,8 +172,116 @@ end
 local function rate(n, secs) return secs and n / secs end
 local function fmt_rate(r) return r and B.int(r) or "n/a" end
 
+-- BENCH_BACKUP_PARTS: which parts run (default all): "compare" (the tools side by side,
+-- above), "shallow" (couchlua-backup -m shallow at parallelism 1 and 5, docs/s), "resume"
+-- (the peak RSS of resuming a full backup of BENCH_RESUME_DOCS small documents, 100,000
+-- by default, whose log lacks the last batch's ":d": a resume reads the whole log and file)
+local PARTS = {}
+for p in (os.getenv("BENCH_BACKUP_PARTS") or "compare,shallow,resume"):gmatch("[^,%s]+") do PARTS[p] = true end
+
+-- BENCH_COUCHLUA_BEFORE: another couchlua binary (an earlier build) timed beside this one
+-- in the shallow and resume parts, alternating, so a before/after is one run on one server
+-- (BENCH_CMD_BEFORE: its couchlua-backup.lua, when the command changed too)
+local BUILDS = { { label = "", bin = COUCHLUA, cmd = CMD } }
+if os.getenv("BENCH_COUCHLUA_BEFORE") then
+  BUILDS = { { label = "before", bin = os.getenv("BENCH_COUCHLUA_BEFORE"), cmd = os.getenv("BENCH_CMD_BEFORE") or CMD },
+             { label = "after ", bin = COUCHLUA, cmd = CMD } }
+end
+
+local function part_shallow(n)
+  out("shallow mode, %s documents of ~%d bytes (couchlua-backup -m shallow, best of %d)", B.int(n), DOC_BYTES, ROUNDS)
+  local src = new_db("bk_shallow")
+  fill(src, n)
+  local file = tmp()
+  for _, par in ipairs { 1, 5 } do
+    local best, peak = {}, {}
+    for round = 1, ROUNDS do
+      for k = 1, #BUILDS do
+        local b = BUILDS[round % 2 == 1 and k or #BUILDS + 1 - k]
+        local okb, secs, kb = timed(("%s %s backup --db %s -q -m shallow -p %d -o %s"):format(q(b.bin), q(b.cmd),
+          q(src.name), par, q(file)), "COUCH_URL=" .. q(url))
+        if not okb then failures = failures + 1; out("  !! couchlua-backup -m shallow failed") end
+        if not best[b] or secs < best[b] then best[b] = secs end
+        if kb and (not peak[b] or kb > peak[b]) then peak[b] = kb end
+        local docs = 0
+        for line in io.lines(file) do
+          if line:sub(1, 1) == "[" then docs = docs + #json.decode(line) end
+        end
+        if docs ~= n then failures = failures + 1; out("  !! the shallow file holds %d documents, expected %d", docs, n) end
+      end
+    end
+    for _, b in ipairs(BUILDS) do
+      out("  %s -p %d: %10s docs/s  peak RSS %s", b.label, par, B.int(n / best[b]), peak[b] and B.mb(peak[b]) or "-")
+    end
+  end
+  pcall(src.delete, src)
+  out("")
+end
+
+local function part_resume(n)
+  out("resume of a full backup of %s small documents (the log lacks the last batch's :d)", B.int(n))
+  local src = new_db("bk_resume")
+  local t0 = couch.now()
+  local per, tasks = 2000, {}
+  for first = 1, n, per do
+    tasks[#tasks + 1] = function()
+      local docs = {}
+      for i = first, math.min(n, first + per - 1) do docs[#docs + 1] = { _id = ("doc%07d"):format(i), n = i } end
+      src:bulk_docs(docs)
+    end
+    if #tasks == 4 then couch.all(tasks); tasks = {} end
+  end
+  if #tasks > 0 then couch.all(tasks) end
+  out("  filled in %.1fs", couch.now() - t0)
+  local file, log = tmp(), tmp()
+  for _, b in ipairs(BUILDS) do
+    os.remove(log)
+    local okb, secs, kb = timed(("%s %s backup --db %s -q -l %s -o %s"):format(q(b.bin), q(b.cmd), q(src.name), q(log), q(file)),
+      "COUCH_URL=" .. q(url))
+    if not okb then failures = failures + 1; out("  !! couchlua-backup -l failed") end
+    out("  %s full backup with a log: %10s docs/s  peak RSS %s", b.label, B.int(n / secs), kb and B.mb(kb) or "-")
+  end
+  -- as if killed before the last batch: drop its line from the file and its :d from the log
+  local lines = {}
+  for l in io.lines(log) do lines[#lines + 1] = l end
+  local last
+  for i = #lines, 1, -1 do
+    if lines[i]:match("^:d ") then last = table.remove(lines, i); break end
+  end
+  local loglines = table.concat(lines, "\n") .. "\n"
+  local keep = {}
+  for l in io.lines(file) do keep[#keep + 1] = l end
+  table.remove(keep)
+  local filelines = table.concat(keep, "\n") .. "\n"
+  keep = nil
+  for _, b in ipairs(BUILDS) do
+    local f = assert(io.open(log, "w"))
+    f:write(loglines)
+    f:close()
+    f = assert(io.open(file, "w"))
+    f:write(filelines)
+    f:close()
+    local okr, rsecs, rkb = timed(("%s %s backup --db %s -q -l %s -o %s -r"):format(q(b.bin), q(b.cmd), q(src.name), q(log),
+      q(file)), "COUCH_URL=" .. q(url))
+    if not okr then failures = failures + 1; out("  !! couchlua-backup --resume failed") end
+    local docs = 0
+    for line in io.lines(file) do
+      if line:sub(1, 1) == "[" then
+        local okd, v = pcall(json.decode, line)
+        if okd then docs = docs + #v end
+      end
+    end
+    if docs ~= n then failures = failures + 1; out("  !! the resumed file holds %d documents, expected %d", docs, n) end
+    out("  %s resume (%s): %.1fs, peak RSS %s", b.label, last, rsecs, rkb and B.mb(rkb) or "-")
+  end
+  pcall(src.delete, src)
+  out("")
+end
+
 local ok, err = pcall(function()
-  for si, n in ipairs(sizes) do
+  if PARTS.shallow then part_shallow(sizes[1]) end
+  if PARTS.resume then part_resume(tonumber(os.getenv("BENCH_RESUME_DOCS")) or 100000) end
+  for si, n in ipairs(PARTS.compare and sizes or {}) do
     if si > 1 then ROUNDS = 1 end
     out("%s documents of ~%d bytes", B.int(n), DOC_BYTES)
     local src = new_db("bk_src")

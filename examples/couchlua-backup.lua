@@ -7,7 +7,8 @@ local couch = require "couch"
 local EXIT = { Error = 1, InvalidOption = 2, DatabaseNotFound = 10, Unauthorized = 11, Forbidden = 12,
                DatabaseNotEmpty = 13, NoLogFileName = 20, LogDoesNotExist = 21, LogFileExists = 23,
                HTTPFatalError = 40, BackupFileJsonError = 1, RestoreError = 1, FileError = 1,
-               BackupFormatTooNew = 1, BackupFormatUnknown = 1, BackupFileIncomplete = 1, LogMismatch = 1, FetchError = 1, Cancelled = 130 }
+               BackupFormatTooNew = 1, BackupFormatUnknown = 1, BackupFileIncomplete = 1, BackupFileAttachmentsMismatch = 1, LogMismatch = 1, FetchError = 1,
+               Cancelled = 130 }
 
 local args = { table.unpack(arg) }
 local direction = (arg[0] or ""):match("restore[^/]*$") and "restore" or "backup"
@@ -31,10 +32,12 @@ one batch per line), restorable with couchlua-restore or IBM's couchrestore.
                           couchrestore refuses the file
   -a, --attachments       fetch attachments inline (couchbackup's experimental option)
   -b, --buffer-size N     documents per batch and per line (default: 500)
-  -p, --parallelism N     batches in flight at once (default: 5)
+  -p, --parallelism N     batches in flight at once (default: 5; in shallow mode 1, one
+                          page at a time); shallow mode writes its lines in id order
   -l, --log FILE          keep couchbackup's log in FILE (full mode), so the backup can resume
   -r, --resume            continue the interrupted backup that --log and --output name
-  -q, --quiet             no progress on standard error
+  -q, --quiet             no progress on standard error (else a line, refreshed on a
+                          terminal, and a summary at the end)
   -h, --help              this text
 
 Credentials belong in the URL (http://user:pass@host:5984); they are never printed.
@@ -59,8 +62,10 @@ new_edits=false, keeping their revision ids.
                           restored are skipped, the others written again (new_edits=false:
                           nothing is duplicated)
   -a, --attachments       accepted for couchrestore compatibility: attachments in the file
-                          are always restored
-  -q, --quiet             no progress on standard error
+                          are always restored, and must agree with its header (inline data
+                          where it says they were included, none where it says not)
+  -q, --quiet             no progress on standard error (else a line, refreshed on a
+                          terminal, and a summary at the end)
   -h, --help              this text
 
 Reads couchbackup's files (full and shallow, with or without attachments) and couchlua's
@@ -80,7 +85,7 @@ end
 local function bad(msg) die(EXIT.InvalidOption, msg .. " (see --help)") end
 
 local o = { url = os.getenv("COUCH_URL") or "http://localhost:5984", db = os.getenv("COUCH_DATABASE"),
-            mode = os.getenv("COUCH_MODE") or "full", buffer_size = 500, parallelism = 5 }
+            mode = os.getenv("COUCH_MODE") or "full", buffer_size = 500 }
 local SHORT = { u = "url", d = "db", o = "output", i = "input", m = "mode", b = "buffer-size",
                 p = "parallelism", l = "log", r = "resume", q = "quiet", h = "help", a = "attachments" }
 local FLAGS = { resume = true, quiet = true, help = true, attachments = true }
@@ -134,16 +139,11 @@ end
 
 local ok, err = pcall(function()
   local db = couch.connect(o.url):db(o.db)
-  local progress
-  if not o.quiet then
-    progress = function(s)
-      io.stderr:write(("%s: %d documents in %d batches\n"):format(prog, s.docs, s.batches))
-    end
-  end
+  -- progress: couch.backup's own line on standard error (the native engine's), unless -q
   if direction == "backup" then
     local st = couch.backup { source = db, file = o.output or io.stdout, mode = o.mode, buffer_size = o.buffer_size,
                               parallelism = o.parallelism, revisions = o.revisions, log = o.log, resume = o.resume,
-                              attachments = o.attachments and true or nil, progress = progress }
+                              attachments = o.attachments and true or nil, quiet = o.quiet }
     if not o.quiet then io.stderr:write(("%s: finished, %d documents\n"):format(prog, st.docs)) end
   else
     local info = db:info()
@@ -151,7 +151,7 @@ local ok, err = pcall(function()
       die(EXIT.DatabaseNotEmpty, "the database " .. o.db .. " is not empty: restore into a new, empty database")
     end
     local st = couch.restore { target = db, file = o.input or io.stdin, buffer_size = o.buffer_size,
-                               parallelism = o.parallelism, log = o.log, resume = o.resume, progress = progress }
+                               parallelism = o.parallelism, log = o.log, resume = o.resume, quiet = o.quiet }
     if not o.quiet then
       io.stderr:write(("%s: finished, %d documents%s\n"):format(prog, st.docs,
         st.skipped > 0 and (" (%d restored before)"):format(st.skipped) or ""))

@@ -6,7 +6,8 @@
 -- the longest run of finished batches, so a crash or kill at any point resumes without
 -- losing or rewriting anything. Without hooks, each document travels as the exact bytes
 -- the source sent. This file checks the options into the job's struct and runs the
--- user's hooks.
+-- user's functions: the hooks, progress, back_off and the event handlers (job:on,
+-- src/replicate/events.c), each under the hook budget.
 local I = require "couch.internal" -- the module's private channel (src/module.c)
 
 return function(couch)
@@ -171,7 +172,8 @@ return function(couch)
   -- and checkpoint state live in a struct; its run and the protocol steps are C (run.c,
   -- reader.c, worker.c, batch.c, checkpoint.c, restub.c). What stays here is what is the
   -- user's: the option checks above, and the runners below, which run the user's hooks
-  -- (filter, transform, on_error, new_revisions, progress) when the C steps call them. The runners never
+  -- (filter, transform, on_error, new_revisions, progress, back_off, the event handlers)
+  -- when the C steps call them. The runners never
   -- hold the job (it is their first argument), so the job's refs make no cycle.
 
   local running = setmetatable({}, { __mode = "k" })

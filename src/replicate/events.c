@@ -112,8 +112,8 @@ static int event_of(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
   lua_pushboolean(L, 1);
   lua_settable(L, -3);
-  couch_options_check_known(L, -1, "job:on", EVENTS);
-  return couch_error_usage(L, name, "unknown event of job:on");
+  couch_options_check_known(L, -1, "job:on", EVENTS); /* raises */
+  return -1;
 }
 
 /* job:on(event, fn) -> job: fn runs at each `event`, after the handlers registered before. */

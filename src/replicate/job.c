@@ -8,7 +8,11 @@
  *   worker.c      job:_work(queue): pop a batch, move it (batch.c), advance (done.c)
  *   batch.c       one batch: revs_diff -> _bulk_get -> slices -> hooks -> _bulk_docs
  *   restub.c      the missing_stub refetch (attachments = false)
- *   run.c         job:_run(): the lifecycle, the reader and worker tasks, their join
+ *   run.c         job:_run(): the lifecycle, the reader and worker tasks, their join, the
+ *                 runs again after a failure waited out
+ *   events.c      job:on(): the handler lists and couch_repl_emit, which the steps call
+ *   retry.c       job:_wait_out(err): which failures are transient, paused(err), back_off,
+ *                 a wait that job:cancel() ends
  * The job is a userdata; its own task (spawned by replicate.lua) runs job:_run(), and the
  * job keeps that task and the reader's as refs so job:wait() and job:cancel() reach them. */
 #include "replicate/job.h"

@@ -6,7 +6,8 @@
  * continuous jobs), run.c calls job:_wait_out(err) instead of failing:
  *   `paused(err)` (once per outage: the attempts that fail while the server is still gone
  *   say nothing more) -> the delay from the back_off runner (the user's
- *   back_off(previous delay), or the default; seconds, as couch.sleep) -> a wait on the
+ *   back_off(previous delay), or the default; seconds, as couch.sleep) -> a progress line
+ *   saying so (replicate.lua's report runner) -> a wait on the
  *   job's `idle` cond with that timeout, which job:cancel() broadcasts, so a cancel ends
  *   the wait at once -> true (run again) or false (cancelled meanwhile).
  * run.c then starts a new run from the last checkpoint (re-read: nothing finished after it
@@ -67,14 +68,26 @@ static int wait_until(lua_State *L, couch_repl *r) {
   return waited_k(L, LUA_OK, (lua_KContext)r);
 }
 
-/* The back_off runner answered: the delay, checked by it (a number of seconds >= 0). */
+static int reported_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return wait_until(L, (couch_repl *)ctx);
+}
+
+/* The back_off runner answered: the delay, checked by it (a number of seconds >= 0). The
+ * progress line says why the job waits and for how long. */
 static int delayed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl *r = (couch_repl *)ctx;
   r->back_off = lua_tonumber(L, -1);
   lua_settop(L, S_ERR);
   lua_pushnumber(L, couch_repl_now() + r->back_off); /* S_DEADLINE */
-  return wait_until(L, r);
+  couch_repl_push_runner(L, r, RUN_REPORT);
+  lua_pushvalue(L, S_JOB);
+  lua_pushfstring(L, "waiting %f s to retry after: ", (LUAI_UACNUMBER)r->back_off);
+  luaL_tolstring(L, S_ERR, NULL);
+  lua_concat(L, 2);
+  lua_callk(L, 2, 0, ctx, reported_k);
+  return reported_k(L, LUA_OK, ctx);
 }
 
 static int paused_k(lua_State *L, int status, lua_KContext ctx) {

@@ -1,6 +1,6 @@
 /* job:_run(create_target) -> stats: the job's lifecycle, run by the job's own task
  * (replicate.lua spawns it and keeps couch.jobs()'s list).
- *   [create the target] -> a run: where to start (checkpoint.c) -> a bounded queue -> a
+ *   a run: [create the target] -> where to start (checkpoint.c) -> a bounded queue -> a
  *   reader task and `concurrency` worker tasks, each under a guard -> join them -> the final
  *   checkpoint (waiting for one in flight) -> completed / cancelled, the last progress line,
  *   `complete`.
@@ -207,6 +207,8 @@ static int waited_out_k(lua_State *L, int status, lua_KContext ctx) {
     return end_job(L, rs, cancelled ? REPL_CANCELLED : REPL_FAILED, cancelled ? "cancelled" : "stopped by an error");
   }
   if (lua_toboolean(L, -1)) return restart(L, rs);
+  lua_pushnil(L); /* cancelled as asked: the failure waited out is not the job's end */
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
   return checkpointed_k(L, LUA_OK, ctx);
 }
 
@@ -245,6 +247,14 @@ static int run_failed(lua_State *L, run_state *rs) {
 
 static int join_next(lua_State *L, run_state *rs);
 
+/* The final checkpoint: written, or its failure is the run's (a target re-created under
+ * the job is found there too). */
+static int final_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status == LUA_OK || status == LUA_YIELD) return checkpointed_k(L, status, ctx);
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  return run_failed(L, RUN(ctx));
+}
+
 static int joined_k(lua_State *L, int status, lua_KContext ctx) {
   run_state *rs = RUN(ctx);
   if (status == LUA_OK || status == LUA_YIELD) return join_next(L, rs);
@@ -278,8 +288,7 @@ static int join_next(lua_State *L, run_state *rs) {
   push_method(L, "_checkpoint"); /* the final one waits for one in flight (no polling) */
   lua_pushvalue(L, R_JOB);
   lua_pushboolean(L, 1);
-  lua_callk(L, 2, 0, (lua_KContext)rs, checkpointed_k);
-  return checkpointed_k(L, LUA_OK, (lua_KContext)rs);
+  return final_k(L, lua_pcallk(L, 2, 0, 0, (lua_KContext)rs, final_k), (lua_KContext)rs);
 }
 
 /* The queue is there: spawn the reader and the workers, then join them. */
@@ -317,38 +326,40 @@ static int resumed_k(lua_State *L, int status, lua_KContext ctx) {
   return queued_k(L, LUA_OK, ctx);
 }
 
+/* A step before the tasks failed (error on top): the run failed, or the job's own task
+ * was cancelled. */
+static int setup_failed(lua_State *L, run_state *rs) {
+  int cancelled = is_kind(L, -1, "cancelled");
+  lua_setiuservalue(L, R_RUN, UV_FAILURE);
+  if (!cancelled) return run_failed(L, rs);
+  rs->r->stopping = 1;
+  return end_job(L, rs, REPL_CANCELLED, "cancelled");
+}
+
 static int started_k(lua_State *L, int status, lua_KContext ctx) {
   run_state *rs = RUN(ctx);
   couch_repl *r = rs->r;
-  if (status != LUA_OK && status != LUA_YIELD) { /* the checkpoint read failed */
-    int cancelled = is_kind(L, -1, "cancelled");
-    lua_setiuservalue(L, R_RUN, UV_FAILURE);
-    if (!cancelled) return run_failed(L, rs);
-    r->stopping = 1;
-    return end_job(L, rs, REPL_CANCELLED, "cancelled");
-  }
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
   lua_settop(L, R_TOP);
   if (!r->outage) return resumed_k(L, LUA_OK, ctx);
   r->outage = 0;
   return couch_repl_emit(L, r, EV_ACTIVE, 0, 1, ctx, resumed_k);
 }
 
-/* A run: where to start (the last checkpoint), then the tasks. */
-static int begin(lua_State *L, run_state *rs) {
+/* The target is there: where to start (the last checkpoint). */
+static int created_k(lua_State *L, int status, lua_KContext ctx) {
+  run_state *rs = RUN(ctx);
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
   lua_settop(L, R_TOP);
   push_method(L, "_start");
   lua_pushvalue(L, R_JOB);
-  return started_k(L, lua_pcallk(L, 1, 0, 0, (lua_KContext)rs, started_k), (lua_KContext)rs);
-}
-
-static int created_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  return begin(L, RUN(ctx));
+  return started_k(L, lua_pcallk(L, 1, 0, 0, ctx, started_k), ctx);
 }
 
 static int exists_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  couch_repl *r = RUN(ctx)->r;
+  run_state *rs = RUN(ctx);
+  couch_repl *r = rs->r;
+  if (status != LUA_OK && status != LUA_YIELD) return setup_failed(L, rs);
   if (lua_toboolean(L, -1)) return created_k(L, LUA_OK, ctx);
   lua_settop(L, R_TOP);
   couch_repl_push(L, r->ref.db[REPL_TARGET]);
@@ -367,8 +378,18 @@ static int exists_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "exist_ok");
-  lua_callk(L, 2, 0, ctx, created_k);
-  return created_k(L, LUA_OK, ctx);
+  return created_k(L, lua_pcallk(L, 2, 0, 0, ctx, created_k), ctx);
+}
+
+/* A run: [create the target] -> where to start -> the tasks. Each run does it all again:
+ * a job that retries may start while the server is away. */
+static int begin(lua_State *L, run_state *rs) {
+  lua_settop(L, R_TOP);
+  if (!rs->create_target) return created_k(L, LUA_OK, (lua_KContext)rs);
+  couch_repl_push(L, rs->r->ref.db[REPL_TARGET]);
+  lua_getfield(L, -1, "exists");
+  lua_insert(L, -2);
+  return exists_k(L, lua_pcallk(L, 1, 1, 0, (lua_KContext)rs, exists_k), (lua_KContext)rs);
 }
 
 /* job:_run(create_target) -> stats */
@@ -380,12 +401,7 @@ static int l_run(lua_State *L) {
   run_state *rs = lua_newuserdatauv(L, sizeof *rs, UV_N); /* R_RUN */
   *rs = (run_state){.r = r, .create_target = create_target};
   couch_repl_set_state(L, r, REPL_RUNNING);
-  if (!create_target) return created_k(L, LUA_OK, (lua_KContext)rs);
-  couch_repl_push(L, r->ref.db[REPL_TARGET]);
-  lua_getfield(L, -1, "exists");
-  lua_insert(L, -2);
-  lua_callk(L, 1, 1, (lua_KContext)rs, exists_k);
-  return exists_k(L, LUA_OK, (lua_KContext)rs);
+  return begin(L, rs);
 }
 
 void couch_run_open(lua_State *L) {

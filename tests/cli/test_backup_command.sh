@@ -58,6 +58,7 @@ run "restore into a database that is not empty" 13 couchlua-restore --db cmd_dst
 
 run "backup with a log" 0 couchlua-backup --db cmd_src -b 10 --log "$tmp/log" --output "$tmp/bk.json"
 [[ $err == *"finished, 25 documents"* ]] || fail "no progress/summary on stderr"
+[[ $err == *"backup cmd_src -> $tmp/bk.json: 25 docs, 3 batches"*" done"* ]] || fail "no progress line on stderr"
 grep -q '^:changes_complete' "$tmp/log" || fail "the log lacks :changes_complete"
 run "log exists without --resume" 23 couchlua-backup --db cmd_src --log "$tmp/log" --output "$tmp/bk.json"
 run "resume a finished backup" 0 couchlua-backup --db cmd_src --log "$tmp/log" --resume --output "$tmp/bk.json" -q
@@ -76,6 +77,11 @@ run "restore a file of a newer format" 1 couchlua-restore --db cmd_dst3 -q --inp
 run "restore into a missing database" 10 couchlua-restore --db no_such_db_here -q --input "$tmp/bk.json"
 run "backup to a full disk" 1 couchlua-backup --db cmd_src -q --output /dev/full
 [[ $err == */dev/full* ]] || fail "the error does not name the file"
+printf '{"name":"couchlua","version":"0","mode":"full","attachments":true}\n[{"_id":"s","_rev":"1-s","_attachments":{"a.txt":{"stub":true}}}]\n' >"$tmp/stub.json"
+run "a stub in a file that says it holds attachments" 1 couchlua-restore --db cmd_dst3 --input "$tmp/stub.json" -q
+[[ $err == *"line 2"* && $err == *"a.txt"* ]] || fail "the error does not name the line and the attachment"
+run "shallow backup in parallel" 0 couchlua-backup --db cmd_src -m shallow -b 4 -p 3 -q --output "$tmp/sh.json"
+[[ $(grep -c '^\[' "$tmp/sh.json") == 7 ]] || fail "the shallow file has $(grep -c '^\[' "$tmp/sh.json") lines, expected 7"
 run "backup --revisions with --mode shallow" 2 couchlua-backup --db cmd_src --revisions all --mode shallow
 
 # lossless: a conflict and a deletion survive backup | restore

@@ -333,4 +333,105 @@ function TestBackup:test_couch_backup_attachments_restore_with_couchrestore()
   end
 end
 
+-- A batch whose line reached the file but whose ":d" did not is found by its line's first
+-- and last ids, never by one id alone: a document that _changes listed in two batches
+-- (edited while the ids were spooled) does not make the other batch look written.
+function TestBackup:test_resume_tells_batches_apart_by_their_lines()
+  local src, dst = ts.fresh_db(srv, "bk_src"), ts.fresh_db(srv, "bk_dst")
+  fill(src, 30)
+  local file, log = self:tmp(), self:tmp()
+  couch.backup { source = src, file = file, log = log, buffer_size = 10, parallelism = 1, quiet = true }
+  local lines, loglines = read_lines(file), read_lines(log)
+  -- interrupted after batch 0: batch 2 also lists doc0001 (already in batch 0's line)
+  local f = assert(io.open(file, "w"))
+  f:write(lines[1], "\n", lines[2], "\n")
+  f:close()
+  f = assert(io.open(log, "w"))
+  for _, l in ipairs(loglines) do
+    if l:match("^:t batch2 ") then l = l:gsub("%]$", ',{"id":"doc0001"}]') end
+    if l ~= ":d batch1" and l ~= ":d batch2" then f:write(l, "\n") end
+  end
+  f:close()
+  local st = couch.backup { source = src, file = file, log = log, resume = true, quiet = true }
+  lu.assertEquals(st.docs, 21)   -- batches 1 and 2 (doc0001 again, as a fresh backup would)
+  lu.assertEquals(couch.restore { file = file, target = dst, quiet = true }.docs, 31)
+  lu.assertEquals(snapshot(dst), snapshot(src))
+end
+
+-- A last line cut right after its "]" (no line break: its resume marker joins it, and
+-- restore skips that line) is not counted as written: its batch is fetched again.
+function TestBackup:test_resume_refetches_a_line_without_its_line_break()
+  local src, dst = ts.fresh_db(srv, "bk_src"), ts.fresh_db(srv, "bk_dst")
+  fill(src, 30)
+  local file, log = self:tmp(), self:tmp()
+  couch.backup { source = src, file = file, log = log, buffer_size = 10, parallelism = 1, quiet = true }
+  local lines, loglines = read_lines(file), read_lines(log)
+  local f = assert(io.open(file, "w"))
+  f:write(lines[1], "\n", lines[2], "\n", lines[3], "\n", lines[4])   -- batch 2 without its "\n"
+  f:close()
+  f = assert(io.open(log, "w"))
+  for _, l in ipairs(loglines) do if l ~= ":d batch2" then f:write(l, "\n") end end
+  f:close()
+  local st = couch.backup { source = src, file = file, log = log, resume = true, quiet = true }
+  lu.assertEquals(st.docs, 10)
+  lu.assertEquals(couch.restore { file = file, target = dst, quiet = true }.docs, 30)
+  lu.assertEquals(snapshot(dst), snapshot(src))
+end
+
+-- Shallow mode reads `parallelism` ranges of _all_docs at once, and still writes its
+-- lines in id order: the file is the one a one-at-a-time read writes.
+function TestBackup:test_shallow_mode_reads_in_parallel_in_order()
+  local src = ts.fresh_db(srv, "bk_src")
+  fill(src, 60)
+  local one, four = self:tmp(), self:tmp()
+  couch.backup { source = src, file = one, mode = "shallow", buffer_size = 5, parallelism = 1, quiet = true }
+  local in_flight, most = 0, 0
+  local all_docs = src.all_docs
+  src.all_docs = function(db, q)   -- counts the documents' reads in flight
+    if not (q and q.include_docs) then return all_docs(db, q) end
+    in_flight = in_flight + 1
+    most = math.max(most, in_flight)
+    local ok, res = pcall(all_docs, db, q)
+    in_flight = in_flight - 1
+    if not ok then error(res, 0) end
+    return res
+  end
+  local st = couch.backup { source = src, file = four, mode = "shallow", buffer_size = 5, parallelism = 4, quiet = true }
+  src.all_docs = nil
+  lu.assertEquals(st.docs, 60)
+  lu.assertEquals(st.batches, 12)
+  lu.assertTrue(most > 1, "at most " .. most .. " read at once")
+  lu.assertEquals(read_lines(four), read_lines(one))
+end
+
+-- A file whose header says attachments were included must hold their data: a stub there
+-- is a corrupt file, named by its line, and the restore is never reported complete.
+function TestBackup:test_restore_checks_attachments_against_the_header()
+  local dst = ts.fresh_db(srv, "bk_dst")
+  local file, log = self:tmp(), self:tmp()
+  local f = assert(io.open(file, "w"))
+  f:write('{"attachments":true,"mode":"full","name":"couchlua","version":"0"}\n',
+          '[{"_id":"a","_rev":"1-a","_attachments":{"x.txt":{"content_type":"text/plain","data":"aGk="}}}]\n',
+          '[{"_id":"b","_rev":"1-b","_attachments":{"y.txt":{"content_type":"text/plain","stub":true,"length":2,',
+          '"digest":"md5-xxx","revpos":1}}}]\n')
+  f:close()
+  local ok, err = pcall(couch.restore, { file = file, target = dst, log = log, quiet = true })
+  lu.assertFalse(ok)
+  lu.assertEquals(err.kind, "backup")
+  lu.assertEquals(err.code, "BackupFileAttachmentsMismatch")
+  lu.assertEquals(err.line, 3)
+  lu.assertStrContains(tostring(err), "line 3")
+  lu.assertStrContains(tostring(err), "y.txt")
+  for _, l in ipairs(read_lines(log)) do lu.assertNil(l:match("^:restore_complete"), l) end
+  -- and one that says they were not included holds none
+  f = assert(io.open(file, "w"))
+  f:write('{"attachments":false,"mode":"shallow","name":"couchlua","version":"0"}\n',
+          '[{"_id":"c","_rev":"1-c","_attachments":{"z.txt":{"content_type":"text/plain","data":"aGk="}}}]\n')
+  f:close()
+  ok, err = pcall(couch.restore, { file = file, target = ts.fresh_db(srv, "bk_dst"), quiet = true })
+  lu.assertEquals(err.code, "BackupFileAttachmentsMismatch")
+  lu.assertEquals(err.line, 2)
+  lu.assertStrContains(tostring(err), "not included")
+end
+
 os.exit(lu.LuaUnit.run())

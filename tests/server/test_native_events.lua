@@ -209,6 +209,26 @@ function TestNativeEvents:test_error()
   lu.assertEquals(job.state, "failed")
 end
 
+-- A target re-created under a job and found only at its final checkpoint: the job fails
+-- with target_recreated, and says so (`error`, state failed) like any other failure.
+function TestNativeEvents:test_error_at_the_final_checkpoint()
+  seed(self.src, 40)
+  local seen, done = nil, false
+  local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  batch_size = 10, concurrency = 1, checkpoint_interval = 600000 }
+  job:on("change", function()
+    if not done then
+      done = true
+      self.tgt:delete()
+      self.tgt:create()
+    end
+  end):on("error", function(err) seen = err end)
+  local err = failure(function() job:wait() end)
+  lu.assertEquals(err.reason, "target_recreated", tostring(err))
+  lu.assertIs(seen, err)
+  lu.assertEquals(job.state, "failed")
+end
+
 -- A handler that fails ends the job with a replication error naming the event (reason
 -- hook_failed), which `error` gets; one that loops ends it under the hook budget.
 function TestNativeEvents:test_a_failing_handler_ends_the_job()

@@ -120,6 +120,21 @@ function TestBackupFaults:test_a_target_that_fails_writes_is_never_reported_comp
   lu.assertEquals(H:count(dst.name), 12)
 end
 
+-- job:cancel() ends a job whose request hangs (a body that never ends): nothing was
+-- written yet, the job is cancelled and wait() gives its stats
+function TestBackupFaults:test_cancel_ends_a_job_stuck_in_a_request()
+  local src = source()
+  H:mode(src.name, "endless_body")
+  local job = couch.backup_job { source = src, file = self:tmp(), quiet = true }
+  couch.sleep(0.2)
+  lu.assertEquals(job.state, "running")
+  job:cancel()
+  local st = job:wait(30)   -- a guard against a hang, not a timing
+  lu.assertEquals(job.state, "cancelled")
+  lu.assertEquals(st.docs, 0)
+  H:mode(src.name, "normal")
+end
+
 local rc = lu.LuaUnit.run()
 H:stop()
 os.exit(rc)
