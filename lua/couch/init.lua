@@ -9,6 +9,7 @@ return function(couch)
   require("couch.tasks")(couch)
   require("couch.replicator")(couch)
   require("couch.replicate")(couch)
+  require("couch.sync")(couch)
   require("couch.compare")(couch)
   require("couch.backup")(couch)
 

@@ -430,6 +430,7 @@ return function(couch)
 
   --- couch.replicate{ source =, target =, ... } -> stats, when it is done (or yields in a task)
   function couch.replication(opts) return replication(opts, "couch.replication") end
+  I.replication = replication -- couch.sync's two directions (sync.lua), its name in errors
 
   function couch.replicate(opts)
     local job = replication(opts, "couch.replicate")
