@@ -10,7 +10,7 @@
 //   Listens on 127.0.0.1, port 0; prints "PORT <n>" on stdout; exits when stdin closes.
 // Control (never forwarded):
 //   PUT /_faults/<db>  {"faults": "<name>[,<name>...]"}   ("" clears)
-//   GET /_faults/stats  {"bulk_get_bytes_max": n, "requests": n}
+//   GET /_faults/stats  {"bulk_get_bytes_max": n, "requests": n, ...}; DELETE starts them over
 // Faults:
 //   changes_no_seq       _changes rows lose their "seq"
 //   changes_ignore_since _changes is asked upstream without "since" (from the start again)
@@ -23,6 +23,9 @@
 //                        ones in flight (a longpoll waiting upstream)
 //   unavailable          every request is answered 503 service_unavailable (an overloaded
 //                        or starting server)
+//   slow_bulk_docs=MS    _bulk_docs answers held MS milliseconds (a slow target: bench/run
+//                        slow); GET /_faults/stats then also says how many were in flight
+//                        at most and on average while any was
 'use strict';
 
 const http = require('http');
@@ -30,7 +33,18 @@ const http = require('http');
 const upstream = new URL(process.argv[2]);
 const faults = new Map();
 const inFlight = new Map(); // request -> its database, to drop the ones in flight
-let stats = { bulk_get_bytes_max: 0, requests: 0 };
+let stats = { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0 };
+let bulkDocsInFlight = 0, busySamples = 0, busySum = 0;
+setInterval(() => { // the average over the time any _bulk_docs was in flight
+  if (bulkDocsInFlight === 0) return;
+  busySamples++; busySum += bulkDocsInFlight;
+  stats.bulk_docs_in_flight_avg = busySum / busySamples;
+}, 5).unref();
+
+function slowBulkDocsMs(f) {
+  for (const name of f) { const m = /^slow_bulk_docs=(\d+)$/.exec(name); if (m) return +m[1]; }
+  return 0;
+}
 
 function send(res, status, body) {
   const text = typeof body === 'string' ? body : JSON.stringify(body) + '\n';
@@ -75,6 +89,11 @@ const server = http.createServer((req, res) => {
     const parts = u.pathname.split('/').slice(1);
     if (parts[0] === '_faults') {
       if (req.method === 'GET' && parts[1] === 'stats') return send(res, 200, stats);
+      if (req.method === 'DELETE' && parts[1] === 'stats') {
+        stats = { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0 };
+        busySamples = 0; busySum = 0;
+        return send(res, 200, { ok: true });
+      }
       const f = JSON.parse(body || '{}').faults || '';
       const name = decodeURIComponent(parts[1]);
       faults.set(name, new Set(f.split(',').filter(Boolean)));
@@ -97,7 +116,15 @@ const server = http.createServer((req, res) => {
       if (rest === '_bulk_docs' && f.has('missing_stub') && body && /"stub"\s*:\s*true/.test(body)) {
         return send(res, 412, { error: 'missing_stub', reason: 'Invalid attachment stub in doc' });
       }
-      const up = await forward(req.method, u.pathname + u.search, req.headers, body);
+      const slowMs = rest === '_bulk_docs' ? slowBulkDocsMs(f) : 0;
+      if (slowMs) stats.bulk_docs_in_flight_max = Math.max(stats.bulk_docs_in_flight_max, ++bulkDocsInFlight);
+      let up;
+      try {
+        up = await forward(req.method, u.pathname + u.search, req.headers, body);
+        if (slowMs) await new Promise((r) => setTimeout(r, slowMs));
+      } finally {
+        if (slowMs) bulkDocsInFlight--;
+      }
       let text = up.body;
       if (up.status < 300 && rest === '_changes' && f.has('changes_no_seq')) {
         const j = JSON.parse(text);
