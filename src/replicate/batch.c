@@ -13,14 +13,15 @@
  * revisions asked, the sliced documents, the stack of _bulk_docs posts) are the slots of
  * this frame (S_* below), which a C function keeps across a yield. Each protocol step is
  * its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
- * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes through the
- * database's request method (couch_repl_push_request), so auth and retries stay in one
- * place and the call yields inside a task like a cosocket call. An answer of the wrong
+ * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes
+ * straight to the request layer through couch_repl_call (call.c), so auth and retries stay
+ * in one place and the call yields inside a task like a cosocket call. An answer of the wrong
  * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
 #include "replicate/batch.h"
 
 #include "json/json.h"
 #include "replicate/account.h"
+#include "replicate/call.h"
 #include "replicate/slice.h"
 
 #include <lauxlib.h>
@@ -45,11 +46,6 @@ enum {
 
 #define CTX(b) ((lua_KContext)(b))
 #define BATCH(ctx) ((couch_repl_batch *)(ctx))
-
-static void set_true(lua_State *L, const char *name) {
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, name);
-}
 
 static void append(lua_State *L, int list, int value) {
   lua_pushvalue(L, value);
@@ -333,22 +329,9 @@ static lua_Integer push_bulk_get_reqs(lua_State *L) {
   return n;
 }
 
-/* Push the query every document read shares: revs, latest, attachments. */
-static void push_read_query(lua_State *L, couch_repl *r) {
-  lua_createtable(L, 0, 4);
-  set_true(L, "revs");
-  set_true(L, "latest");
-  lua_pushboolean(L, r->attachments);
-  lua_setfield(L, -2, "attachments");
-}
-
-static void push_allow(lua_State *L, const int *codes, int n) {
-  lua_createtable(L, 0, n);
-  for (int i = 0; i < n; i++) {
-    lua_pushboolean(L, 1);
-    lua_rawseti(L, -2, codes[i]);
-  }
-}
+/* The statuses that are answers, not errors (0-terminated): a server without _bulk_get
+ * (one GET per document then); a batch too large (split) or refused for stubs (refetch). */
+static const int BULK_GET_ALLOW[] = {400, 404, 405, 501, 0}, BULK_DOCS_ALLOW[] = {413, 412, 0};
 
 /* Push the _bulk_docs body: the documents' JSON texts as they are, joined in one buffer
  * of the final size (growing it by doubling left as much garbage as the body itself). */
@@ -629,21 +612,16 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
     return read_from(L, b);
   }
   if (r->no_bulk_get) return open_next(L, b);
-  static const int allow[] = {400, 404, 405, 501};
-  couch_repl_push_request(L, r, REPL_SOURCE, "POST", "/_bulk_get");
-  lua_createtable(L, 0, 5);
-  push_read_query(L, r);
-  lua_setfield(L, -2, "query");
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, reqs);
   lua_setfield(L, -2, "docs");
-  lua_setfield(L, -2, "body");
-  set_true(L, "raw");
-  set_true(L, "idempotent");
-  push_allow(L, allow, 4);
-  lua_setfield(L, -2, "allow");
-  lua_callk(L, 4, 2, CTX(b), bulk_got_k);
-  return bulk_got_k(L, LUA_OK, CTX(b));
+  int body = lua_gettop(L);
+  const char *query = couch_repl_push_read_query(L, r->attachments, 0);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "POST", .path = "/_bulk_get", .query = query,
+                                           .body = body, .keep = reqs, .nresults = 2, .raw = 1, .idempotent = 1,
+                                           .allow = BULK_GET_ALLOW},
+                         CTX(b), bulk_got_k);
 }
 
 static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
@@ -672,20 +650,12 @@ static int open_next(lua_State *L, couch_repl_batch *b) {
   lua_pushvalue(L, id);
   lua_replace(L, S_KEY);
   push_doc_path(L, id);
-  couch_repl_push_request(L, r, REPL_SOURCE, "GET", lua_tostring(L, -1));
-  lua_remove(L, -5);
-  lua_createtable(L, 0, 2);
-  push_read_query(L, r);
-  lua_pushvalue(L, revs);
-  couch_json_pushmeta(L, COUCH_JSON_ARRAY_MT);
-  lua_setmetatable(L, -2);
-  couch_json_encode(L, lua_gettop(L), NULL);
-  lua_remove(L, -2);
-  lua_setfield(L, -2, "open_revs");
-  lua_setfield(L, -2, "query");
-  set_true(L, "raw");
-  lua_callk(L, 4, 1, CTX(b), open_got_k);
-  return open_got_k(L, LUA_OK, CTX(b));
+  const char *path = lua_tostring(L, -1);
+  const char *query = couch_repl_push_read_query(L, r->attachments, revs);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "GET", .path = path, .query = query,
+                                           .keep = revs, .nresults = 1, .raw = 1},
+                         CTX(b), open_got_k);
 }
 
 /* Every revision asked: answered, or an error entry for the read walk to report. */
@@ -809,16 +779,10 @@ static int post_next(lua_State *L, couch_repl_batch *b) {
   lua_rawgeti(L, S_CUR, 1);
   push_bulk_docs_body(L, S_TOP + 1, cur_flag(L, 2));
   int body = lua_gettop(L);
-  static const int allow[] = {413, 412};
-  couch_repl_push_request(L, b->r, REPL_TARGET, "POST", "/_bulk_docs");
-  lua_createtable(L, 0, 3);
-  lua_pushvalue(L, body);
-  lua_setfield(L, -2, "body");
-  set_true(L, "idempotent");
-  push_allow(L, allow, 2);
-  lua_setfield(L, -2, "allow");
-  lua_callk(L, 4, 2, CTX(b), posted_k);
-  return posted_k(L, LUA_OK, CTX(b));
+  return couch_repl_call(L, b->r,
+                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_bulk_docs", .body = body,
+                                           .keep = body, .nresults = 2, .idempotent = 1, .allow = BULK_DOCS_ALLOW},
+                         CTX(b), posted_k);
 }
 
 static int refetched_k(lua_State *L, int status, lua_KContext ctx) {
@@ -891,13 +855,10 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushvalue(L, -1);
     lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
     int amb = lua_gettop(L);
-    couch_repl_push_request(L, r, REPL_TARGET, "POST", "/_revs_diff");
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, amb);
-    lua_setfield(L, -2, "body");
-    set_true(L, "idempotent");
-    lua_callk(L, 4, 1, ctx, confirmed_k);
-    return confirmed_k(L, LUA_OK, ctx);
+    return couch_repl_call(L, r,
+                           &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff", .body = amb,
+                                             .keep = amb, .nresults = 1, .idempotent = 1},
+                           ctx, confirmed_k);
   }
   return match_from(L, b);
 }
@@ -1020,13 +981,10 @@ int couch_repl_move_batch(lua_State *L) {
     lua_replace(L, S_PENDING);
     return chunk(L, b);
   }
-  couch_repl_push_request(L, r, REPL_TARGET, "POST", "/_revs_diff");
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, S_REVS);
-  lua_setfield(L, -2, "body");
-  set_true(L, "idempotent");
-  lua_callk(L, 4, 1, CTX(b), diffed_k);
-  return diffed_k(L, LUA_OK, CTX(b));
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff", .body = S_REVS,
+                                           .keep = S_TOP, .nresults = 1, .idempotent = 1},
+                         CTX(b), diffed_k);
 }
 
 couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer index, int changes, int last_seq) {
