@@ -25,6 +25,7 @@
 #include "replicate/slice.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -34,8 +35,7 @@ enum {
   S_DOCS,     /* sliced documents, then the hooks' output */
   S_READABLE, /* the sliced documents that carry a body */
   S_KEY,      /* the open_revs walk's position in S_MISSING */
-  S_WORK,     /* stack of {docs, new_edits, refetched} still to post; 413 pushes halves */
-  S_CUR,      /* the item being posted */
+  S_LISTS,    /* the lists of documents the posts (b->work, b->cur) are runs of */
   S_BYREV, S_BYID,
   S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
@@ -96,27 +96,35 @@ static void set_anchor(lua_State *L, couch_repl *r, int side, int id, int rev) {
   couch_repl_set(L, &r->ref.anchor_rev[side], rev);
 }
 
-/* Push {docs = list, new_edits = b, refetched} onto the work stack. */
-static void push_work_r(lua_State *L, int list, int new_edits, int refetched) {
-  list = lua_absindex(L, list);
-  lua_createtable(L, 3, 0);
-  lua_pushvalue(L, list);
-  lua_rawseti(L, -2, 1);
-  lua_pushboolean(L, new_edits);
-  lua_rawseti(L, -2, 2);
-  lua_pushboolean(L, refetched);
-  lua_rawseti(L, -2, 3);
-  lua_rawseti(L, S_WORK, (lua_Integer)lua_rawlen(L, S_WORK) + 1);
+/* Keep the list of documents at idx for posts; returns its number in S_LISTS. */
+static lua_Integer add_list(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, S_LISTS) + 1;
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, S_LISTS, n);
+  return n;
 }
 
-static void push_work(lua_State *L, int list, int new_edits) { push_work_r(L, list, new_edits, 0); }
-
-static int cur_flag(lua_State *L, int i) {
-  lua_rawgeti(L, S_CUR, i);
-  int b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
+/* Push a post of list[from .. from + n - 1] onto the batch's work stack. */
+static void push_post(lua_State *L, couch_repl_batch *b, lua_Integer list, lua_Integer from, lua_Integer n,
+                      int new_edits, int refetched) {
+  if (b->nwork == b->capwork) {
+    size_t cap = b->capwork ? 2 * b->capwork : 8;
+    couch_repl_post *w = realloc(b->work, cap * sizeof *w);
+    if (!w) luaL_error(L, "out of memory queueing a _bulk_docs post");
+    b->work = w, b->capwork = cap;
+  }
+  b->work[b->nwork++] = (couch_repl_post){.list = list, .from = from, .n = n, .new_edits = new_edits != 0,
+                                          .refetched = refetched != 0};
 }
+
+/* A post of the whole list at idx. */
+static void post_list(lua_State *L, couch_repl_batch *b, int idx, int new_edits, int refetched) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  push_post(L, b, add_list(L, idx), 1, n, new_edits, refetched);
+}
+
+/* Push the list the post in flight is a run of. */
+static void push_cur_list(lua_State *L, couch_repl_batch *b) { lua_rawgeti(L, S_LISTS, b->cur.list); }
 
 /* A new list of list[from..to] */
 static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to) {
@@ -295,16 +303,14 @@ static int next_chunk(lua_State *L, couch_repl_batch *b) {
     taken += n;
   }
   if (taken == 0) return 0;
-  static const int fresh[] = {S_DOCS, S_READABLE, S_WORK};
+  static const int fresh[] = {S_DOCS, S_READABLE, S_LISTS};
   for (int i = 0; i < 3; i++) {
     lua_newtable(L);
     lua_replace(L, fresh[i]);
   }
-  static const int cleared[] = {S_KEY, S_CUR};
-  for (int i = 0; i < 2; i++) {
-    lua_pushnil(L);
-    lua_replace(L, cleared[i]);
-  }
+  lua_pushnil(L);
+  lua_replace(L, S_KEY);
+  b->nwork = 0;
   b->pass = 0;
   return 1;
 }
@@ -333,14 +339,13 @@ static lua_Integer push_bulk_get_reqs(lua_State *L) {
  * (one GET per document then); a batch too large (split) or refused for stubs (refetch). */
 static const int BULK_GET_ALLOW[] = {400, 404, 405, 501, 0}, BULK_DOCS_ALLOW[] = {413, 412, 0};
 
-/* Push the _bulk_docs body: the documents' JSON texts as they are, joined in one buffer
+/* Push the _bulk_docs body of docs[from .. from + n - 1]: the documents' JSON texts as they are, joined in one buffer
  * of the final size (growing it by doubling left as much garbage as the body itself). */
-static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
+static void push_bulk_docs_body(lua_State *L, int docs, lua_Integer from, lua_Integer n, int new_edits) {
   static const char head_t[] = "{\"new_edits\":true,\"docs\":[", head_f[] = "{\"new_edits\":false,\"docs\":[";
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
   size_t total = sizeof head_f + 2 + (size_t)n;
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, from + i - 1);
     if (lua_getfield(L, -1, "json") != LUA_TSTRING) luaL_error(L, "document %d of the batch has no JSON text", (int)i);
     total += lua_rawlen(L, -1);
     lua_pop(L, 2);
@@ -350,7 +355,7 @@ static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
   luaL_addstring(&b, new_edits ? head_t : head_f);
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) luaL_addchar(&b, ',');
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, from + i - 1);
     lua_getfield(L, -1, "json");
     lua_remove(L, -2);
     luaL_addvalue(&b); /* the one buffer call that takes its value from the stack */
@@ -485,12 +490,12 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
 /* The error at e for the document at d is a missing_stub one (a server that refuses stubs
  * one document at a time) that fetching the document with its attachments can cure: keep d
  * in S_RESTUB and return 1; else 0. */
-static int restub(lua_State *L, couch_repl *r, int e, int d) {
-  if (!lua_istable(L, e) || r->attachments) return 0;
+static int restub(lua_State *L, couch_repl_batch *b, int e, int d) {
+  if (!lua_istable(L, e) || b->r->attachments) return 0;
   lua_getfield(L, e, "error");
   int stub = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "missing_stub") == 0;
   lua_pop(L, 1);
-  if (!stub || cur_flag(L, 3)) return 0;
+  if (!stub || b->cur.refetched) return 0;
   append(L, S_RESTUB, d);
   return 1;
 }
@@ -499,11 +504,10 @@ static int restub(lua_State *L, couch_repl *r, int e, int d) {
  * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
  * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
  * request only in that case. */
-static int push_ambiguous(lua_State *L, int docs) {
+static int push_ambiguous(lua_State *L, int docs, lua_Integer from, lua_Integer n) {
   lua_newtable(L);
   int sent = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
-  for (lua_Integer i = 1; i <= n; i++) {
+  for (lua_Integer i = from; i < from + n; i++) {
     lua_rawgeti(L, docs, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, -2, "rev");
@@ -731,7 +735,7 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
 static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_settop(L, S_TOP);
-  push_work(L, S_DOCS, 1);
+  post_list(L, BATCH(ctx), S_DOCS, 1, 0);
   return post_next(L, BATCH(ctx));
 }
 
@@ -760,8 +764,8 @@ static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pop(L, 2);
   }
   /* a stack: the replicated ones go first */
-  if (lua_rawlen(L, fresh) > 0) push_work(L, fresh, 1);
-  if (lua_rawlen(L, replicated) > 0) push_work(L, replicated, 0);
+  if (lua_rawlen(L, fresh) > 0) post_list(L, b, fresh, 1, 0);
+  if (lua_rawlen(L, replicated) > 0) post_list(L, b, replicated, 0, 0);
   return post_next(L, b);
 }
 
@@ -770,14 +774,10 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx);
 /* The next item of the work stack: one _bulk_docs; when none is left, the next chunk. */
 static int post_next(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, S_WORK);
-  if (n == 0) return chunk(L, b);
-  lua_rawgeti(L, S_WORK, n);
-  lua_replace(L, S_CUR);
-  lua_pushnil(L);
-  lua_rawseti(L, S_WORK, n);
-  lua_rawgeti(L, S_CUR, 1);
-  push_bulk_docs_body(L, S_TOP + 1, cur_flag(L, 2));
+  if (b->nwork == 0) return chunk(L, b);
+  b->cur = b->work[--b->nwork];
+  push_cur_list(L, b);
+  push_bulk_docs_body(L, S_TOP + 1, b->cur.from, b->cur.n, b->cur.new_edits);
   int body = lua_gettop(L);
   return couch_repl_call(L, b->r,
                          &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_bulk_docs", .body = body,
@@ -787,8 +787,9 @@ static int post_next(lua_State *L, couch_repl_batch *b) {
 
 static int refetched_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  push_work_r(L, lua_gettop(L), cur_flag(L, 2), 1);
-  return post_next(L, BATCH(ctx));
+  couch_repl_batch *b = BATCH(ctx);
+  post_list(L, b, lua_gettop(L), b->cur.new_edits, 1);
+  return post_next(L, b);
 }
 
 static int too_large_k(lua_State *L, int status, lua_KContext ctx) {
@@ -805,27 +806,28 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = b->r;
   int res = lua_gettop(L) - 1;
   lua_Integer code = lua_tointeger(L, res + 1);
-  lua_rawgeti(L, S_CUR, 1);
+  push_cur_list(L, b);
   int docs = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  lua_Integer from = b->cur.from, n = b->cur.n;
   if (code == 412) {
     /* 412 missing_stub: attachment stubs (attachments = false) the target lacks. Once:
      * the same documents fetched with their attachments, then sent again. */
     const char *reason = "the target refused the batch (412)";
     if (lua_istable(L, res) && lua_getfield(L, res, "reason") == LUA_TSTRING) reason = lua_tostring(L, -1);
-    if (cur_flag(L, 3) || r->attachments)
+    if (b->cur.refetched || r->attachments)
       return couch_repl_answer_raise(L, r, REPL_TARGET, "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
                                      reason);
     lua_pushcfunction(L, couch_repl_with_attachments);
     lua_pushvalue(L, S_JOB);
-    lua_pushvalue(L, docs);
+    if (from == 1 && n == (lua_Integer)lua_rawlen(L, docs)) lua_pushvalue(L, docs);
+    else push_range(L, docs, from, from + n - 1);
     lua_callk(L, 2, 1, ctx, refetched_k);
     return refetched_k(L, LUA_OK, ctx);
   }
   if (code == 413) {
     if (n == 1) {
       push_runner(L, r, RUN_FAILED);
-      lua_rawgeti(L, docs, 1);
+      lua_rawgeti(L, docs, from);
       lua_createtable(L, 0, 3);
       lua_pushliteral(L, "too_large");
       lua_setfield(L, -2, "error");
@@ -836,14 +838,12 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
       lua_callk(L, 3, 0, ctx, too_large_k);
       return too_large_k(L, LUA_OK, ctx);
     }
-    int new_edits = cur_flag(L, 2);
-    push_range(L, docs, n / 2 + 1, n); /* a stack: the first half goes first */
-    push_work(L, lua_gettop(L), new_edits);
-    push_range(L, docs, 1, n / 2);
-    push_work(L, lua_gettop(L), new_edits);
+    couch_repl_post cur = b->cur; /* a stack: the first half goes first */
+    push_post(L, b, cur.list, cur.from + n / 2, n - n / 2, cur.new_edits, 0);
+    push_post(L, b, cur.list, cur.from, n / 2, cur.new_edits, 0);
     return post_next(L, b);
   }
-  check_bulk_docs(L, r, res, n, cur_flag(L, 2), code);
+  check_bulk_docs(L, r, res, n, b->cur.new_edits, code);
   if ((lua_Integer)lua_rawlen(L, res) == n) lua_pushvalue(L, res);
   else lua_pushnil(L);
   lua_replace(L, S_BYPOS);
@@ -851,7 +851,7 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pushnil(L);
   lua_replace(L, S_CONFIRM);
   b->walk = 0;
-  if (push_ambiguous(L, docs)) {
+  if (push_ambiguous(L, docs, from, n)) {
     lua_pushvalue(L, -1);
     lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
     int amb = lua_gettop(L);
@@ -898,7 +898,8 @@ static int match_failed_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* A document written: count it; the first one becomes the target's anchor (a new edit's
  * rev is the one the target made). */
-static void written(lua_State *L, couch_repl *r, int d, lua_Integer i) {
+static void written(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
+  couch_repl *r = b->r;
   r->docs_written++;
   if (r->ref.anchor_id[REPL_TARGET] != LUA_NOREF) return;
   lua_getfield(L, d, "id");
@@ -909,7 +910,7 @@ static void written(lua_State *L, couch_repl *r, int d, lua_Integer i) {
     lua_replace(L, id + 1);
   }
   lua_settop(L, id + 1);
-  if (lua_type(L, id + 1) != LUA_TSTRING && !cur_flag(L, 2)) {
+  if (lua_type(L, id + 1) != LUA_TSTRING && !b->cur.new_edits) {
     lua_getfield(L, d, "rev");
     lua_replace(L, id + 1);
   }
@@ -922,16 +923,16 @@ static void written(lua_State *L, couch_repl *r, int d, lua_Integer i) {
 static int match_from(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  lua_rawgeti(L, S_CUR, 1);
+  push_cur_list(L, b);
   int docs = S_TOP + 1;
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  lua_Integer n = b->cur.n;
   while (b->walk < n) {
     lua_Integer i = ++b->walk;
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, b->cur.from + i - 1);
     int d = lua_gettop(L);
     push_doc_error(L, d, i);
     int e = lua_gettop(L);
-    if (lua_toboolean(L, e) && restub(L, r, e, d)) {
+    if (lua_toboolean(L, e) && restub(L, b, e, d)) {
       lua_settop(L, docs);
       continue;
     }
@@ -941,7 +942,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
       lua_pushvalue(L, e);
       lua_callk(L, 3, 0, CTX(b), match_failed_k);
     } else {
-      written(L, r, d, i);
+      written(L, b, d, i);
     }
     lua_settop(L, docs);
   }
@@ -970,8 +971,8 @@ int couch_repl_move_batch(lua_State *L) {
   lua_newtable(L);         /* S_DOCS */
   lua_newtable(L);         /* S_READABLE */
   lua_pushnil(L);          /* S_KEY */
-  lua_newtable(L);         /* S_WORK */
-  for (int s = S_CUR; s <= S_CONFIRM; s++) lua_pushnil(L);
+  lua_newtable(L);         /* S_LISTS */
+  for (int s = S_BYREV; s <= S_CONFIRM; s++) lua_pushnil(L);
   lua_newtable(L); /* S_PENDING */
   lua_newtable(L); /* S_RESTUB */
   if (!collect_revs(L, r)) return 0;
@@ -1006,10 +1007,21 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
+/* The batch's C memory: its one release. */
+static int batch_gc(lua_State *L) {
+  couch_repl_batch *b = luaL_checkudata(L, 1, COUCH_REPL_BATCH_MT);
+  free(b->work);
+  b->work = NULL;
+  b->nwork = b->capwork = 0;
+  return 0;
+}
+
 void couch_batch_open(lua_State *L) {
   if (luaL_newmetatable(L, COUCH_REPL_BATCH_MT)) {
     lua_pushcfunction(L, batch_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, batch_gc);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
 }

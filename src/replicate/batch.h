@@ -7,6 +7,15 @@
 #define COUCH_REPL_BATCH_MT "couch.replication_batch"
 enum { BATCH_CHANGES = 1, BATCH_LAST_SEQ, BATCH_NUV = BATCH_LAST_SEQ };
 
+/* One _bulk_docs post still to send: a run of a list of documents (the S_LISTS slot of
+ * batch.c's frame holds those lists, Lua values because the user's hooks made or saw them). */
+typedef struct {
+  lua_Integer list;          /* its documents: lists[list][from .. from + n - 1] */
+  lua_Integer from, n;
+  unsigned new_edits : 1;    /* new edits (a transform's new documents, new_revisions) */
+  unsigned refetched : 1;    /* fetched again with attachments already: no second refetch */
+} couch_repl_post;
+
 typedef struct couch_repl_batch {
   couch_repl *r;
   lua_Integer index; /* 1, 2, ... in reading order (done.c) */
@@ -14,6 +23,10 @@ typedef struct couch_repl_batch {
   lua_Integer pass;  /* 0, or where in the docs the answers of the second try begin */
   unsigned hold : 1;  /* revisions it could not read: the checkpoint must stop before it */
   unsigned probe : 1; /* it asks the job's first two revisions (the size estimate) */
+  /* the posts of the chunk being written: a stack (413 pushes two halves), and the one in
+   * flight; the array is freed by the batch's __gc */
+  couch_repl_post *work, cur;
+  size_t nwork, capwork;
 } couch_repl_batch;
 
 /* Push a new batch of the rows at changes (last seq at last_seq). */
