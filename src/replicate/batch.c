@@ -36,8 +36,7 @@ enum {
   S_READABLE, /* the sliced documents that carry a body */
   S_KEY,      /* the open_revs walk's position in S_MISSING */
   S_LISTS,    /* the lists of documents the posts (b->work, b->cur) are runs of */
-  S_BYREV, S_BYID,
-  S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
+  S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->refusals) */
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
   S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
@@ -308,8 +307,11 @@ static int next_chunk(lua_State *L, couch_repl_batch *b) {
     lua_newtable(L);
     lua_replace(L, fresh[i]);
   }
-  lua_pushnil(L);
-  lua_replace(L, S_KEY);
+  static const int cleared[] = {S_KEY, S_ANSWER};
+  for (int i = 0; i < 2; i++) {
+    lua_pushnil(L);
+    lua_replace(L, cleared[i]);
+  }
   b->nwork = 0;
   b->pass = 0;
   return 1;
@@ -394,55 +396,13 @@ static void check_bulk_docs(lua_State *L, couch_repl *r, int res, lua_Integer n,
                           (int)errors, (int)n);
 }
 
-/* The _bulk_docs answer at res: index its errors by "id rev", and those naming no rev by
- * id (first one wins). */
-static void index_errors(lua_State *L, int res) {
-  lua_newtable(L);
-  lua_replace(L, S_BYREV);
-  lua_newtable(L);
-  lua_replace(L, S_BYID);
-  for (lua_Integer i = 1; lua_geti(L, res, i) != LUA_TNIL; i++) {
-    int e = lua_gettop(L);
-    lua_getfield(L, e, "error");
-    int is_error = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (is_error) {
-      lua_getfield(L, e, "id");
-      int id = lua_gettop(L);
-      lua_getfield(L, e, "rev");
-      int has_rev = lua_toboolean(L, -1);
-      if (has_rev) {
-        lua_pushvalue(L, id);
-        lua_pushliteral(L, " ");
-        lua_pushvalue(L, -3);
-        lua_concat(L, 3);
-        lua_pushvalue(L, e);
-        lua_settable(L, S_BYREV);
-      }
-      lua_pop(L, 1);
-      lua_pushvalue(L, id);
-      /* by id only the errors that name no rev: one that names a rev is that rev's alone
-       * (CouchDB's), and must not blame its siblings */
-      if (has_rev) {
-        lua_pushnil(L);
-      } else if (lua_gettable(L, S_BYID) == LUA_TNIL) {
-        lua_pushvalue(L, id);
-        lua_pushvalue(L, e);
-        lua_settable(L, S_BYID);
-      }
-      lua_pop(L, 2);
-    }
-    lua_settop(L, e - 1);
-  }
-}
-
 /* Push the error the target reported for document d, the i-th sent, or nil. With one
  * result per document the i-th result is d's when it names d's id: pouchdb-server's
  * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
  * Else by id and rev, else by id. */
-static void push_doc_error(lua_State *L, int d, lua_Integer i) {
-  if (!lua_isnil(L, S_BYPOS)) {
-    lua_rawgeti(L, S_BYPOS, i);
+static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
+  if (b->by_pos) {
+    lua_rawgeti(L, S_ANSWER, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, d, "id");
     if (lua_rawequal(L, -1, -2)) {
@@ -456,17 +416,16 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
   }
   lua_getfield(L, d, "id");
   lua_getfield(L, d, "rev");
-  if (lua_toboolean(L, -1)) {
-    lua_pushvalue(L, -2);
-    lua_pushliteral(L, " ");
-    lua_pushvalue(L, -3);
-    lua_concat(L, 3);
-    if (lua_rawget(L, S_BYREV) != LUA_TNIL) {
+  if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+    size_t id_len, rev_len;
+    const char *id = lua_tolstring(L, -2, &id_len), *rev = lua_tolstring(L, -1, &rev_len);
+    lua_Integer pos = couch_refusals_by_rev(&b->refusals, id, id_len, rev, rev_len);
+    if (pos) {
+      lua_rawgeti(L, S_ANSWER, pos);
       lua_replace(L, -3);
       lua_pop(L, 1);
       return;
     }
-    lua_pop(L, 1);
   }
   if (!lua_isnil(L, S_CONFIRM)) { /* refused without a rev: the target said what it lacks */
     lua_pushvalue(L, -2);
@@ -484,7 +443,12 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
     }
   }
   lua_pop(L, 1);
-  lua_rawget(L, S_BYID);
+  size_t id_len;
+  const char *id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &id_len) : NULL;
+  lua_Integer pos = id ? couch_refusals_by_id(&b->refusals, id, id_len) : 0;
+  lua_pop(L, 1);
+  if (pos) lua_rawgeti(L, S_ANSWER, pos);
+  else lua_pushnil(L);
 }
 
 /* The error at e for the document at d is a missing_stub one (a server that refuses stubs
@@ -504,7 +468,7 @@ static int restub(lua_State *L, couch_repl_batch *b, int e, int d) {
  * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
  * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
  * request only in that case. */
-static int push_ambiguous(lua_State *L, int docs, lua_Integer from, lua_Integer n) {
+static int push_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integer from, lua_Integer n) {
   lua_newtable(L);
   int sent = lua_gettop(L);
   for (lua_Integer i = from; i < from + n; i++) {
@@ -529,9 +493,11 @@ static int push_ambiguous(lua_State *L, int docs, lua_Integer from, lua_Integer 
   int amb = lua_gettop(L), any = 0;
   lua_pushnil(L);
   while (lua_next(L, sent)) {
-    if (lua_rawlen(L, -1) > 1) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, S_BYID) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
+    size_t id_len;
+    const char *id = lua_tolstring(L, -2, &id_len); /* a string key: no conversion under lua_next */
+    lua_Integer pos = lua_rawlen(L, -1) > 1 ? couch_refusals_by_id(&b->refusals, id, id_len) : 0;
+    if (pos) {
+      if (lua_rawgeti(L, S_ANSWER, pos) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
         lua_pushvalue(L, -4);
         lua_pushvalue(L, -4);
         lua_rawset(L, amb);
@@ -844,14 +810,14 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
     return post_next(L, b);
   }
   check_bulk_docs(L, r, res, n, b->cur.new_edits, code);
-  if ((lua_Integer)lua_rawlen(L, res) == n) lua_pushvalue(L, res);
-  else lua_pushnil(L);
-  lua_replace(L, S_BYPOS);
-  index_errors(L, res);
+  b->by_pos = (lua_Integer)lua_rawlen(L, res) == n;
+  lua_pushvalue(L, res);
+  lua_replace(L, S_ANSWER);
+  couch_refusals_index(L, &b->refusals, S_ANSWER);
   lua_pushnil(L);
   lua_replace(L, S_CONFIRM);
   b->walk = 0;
-  if (push_ambiguous(L, docs, from, n)) {
+  if (push_ambiguous(L, b, docs, from, n)) {
     lua_pushvalue(L, -1);
     lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
     int amb = lua_gettop(L);
@@ -905,7 +871,7 @@ static void written(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
   lua_getfield(L, d, "id");
   int id = lua_gettop(L);
   lua_pushnil(L);
-  if (!lua_isnil(L, S_BYPOS) && lua_rawgeti(L, S_BYPOS, i) == LUA_TTABLE) {
+  if (b->by_pos && lua_rawgeti(L, S_ANSWER, i) == LUA_TTABLE) {
     lua_getfield(L, -1, "rev");
     lua_replace(L, id + 1);
   }
@@ -930,7 +896,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
     lua_Integer i = ++b->walk;
     lua_rawgeti(L, docs, b->cur.from + i - 1);
     int d = lua_gettop(L);
-    push_doc_error(L, d, i);
+    push_doc_error(L, b, d, i);
     int e = lua_gettop(L);
     if (lua_toboolean(L, e) && restub(L, b, e, d)) {
       lua_settop(L, docs);
@@ -972,7 +938,7 @@ int couch_repl_move_batch(lua_State *L) {
   lua_newtable(L);         /* S_READABLE */
   lua_pushnil(L);          /* S_KEY */
   lua_newtable(L);         /* S_LISTS */
-  for (int s = S_BYREV; s <= S_CONFIRM; s++) lua_pushnil(L);
+  for (int s = S_ANSWER; s <= S_CONFIRM; s++) lua_pushnil(L);
   lua_newtable(L); /* S_PENDING */
   lua_newtable(L); /* S_RESTUB */
   if (!collect_revs(L, r)) return 0;
@@ -1013,6 +979,7 @@ static int batch_gc(lua_State *L) {
   free(b->work);
   b->work = NULL;
   b->nwork = b->capwork = 0;
+  couch_refusals_free(&b->refusals);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #ifndef COUCH_BATCH_H
 #define COUCH_BATCH_H
 #include "replicate/job.h"
+#include "replicate/refusals.h"
 
 /* One batch of changes, as the reader hands it to the workers (a userdata: the struct
  * below; its user values are the batch's _changes rows and its last seq). */
@@ -27,6 +28,10 @@ typedef struct couch_repl_batch {
    * flight; the array is freed by the batch's __gc */
   couch_repl_post *work, cur;
   size_t nwork, capwork;
+  /* the answer to the post in flight: its refusals indexed (freed by __gc too), and whether
+   * it holds one result per document (then matched by position first) */
+  couch_repl_refusals refusals;
+  unsigned by_pos : 1;
 } couch_repl_batch;
 
 /* Push a new batch of the rows at changes (last seq at last_seq). */
