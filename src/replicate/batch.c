@@ -8,11 +8,14 @@
  *   an answer that is not one result per document fails the batch) -> refused revisions
  *   matched by position, id+rev, else id.
  * Who owns what: the job's counters, flags and estimates are the couch_repl struct
- * (job.h); the batch's own C state is its couch_repl_batch (batch.h: index, hold, probe,
- * where a walk stands), which is each continuation's context; the batch's Lua tables (the
- * revisions asked, the sliced documents, the stack of _bulk_docs posts) are the slots of
- * this frame (S_* below), which a C function keeps across a yield. Each protocol step is
- * its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
+ * (job.h); the batch's own C state is its couch_repl_batch (batch.h), which is each
+ * continuation's context: index, hold, probe, where a walk stands, the stack of _bulk_docs
+ * posts (runs of a document list: a 413 split is two runs, no copy) and the index of the
+ * answer's refusals (refusals.c), its C memory freed by the batch's __gc. The Lua values
+ * are the slots of this frame (S_* below), which a C function keeps across a yield: the
+ * id -> [rev] maps (they are the _revs_diff body and come back as its decoded answer; the
+ * JSON encoder reads Lua values), the sliced documents and the lists the user's hooks see
+ * or make, and the decoded answers. Each protocol step is its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
  * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes
  * straight to the request layer through couch_repl_call (call.c), so auth and retries stay
  * in one place and the call yields inside a task like a cosocket call. An answer of the wrong

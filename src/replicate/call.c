@@ -50,6 +50,7 @@ static int answered_k(lua_State *L, int status, lua_KContext ctx) {
 int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KContext ctx, lua_KFunction k) {
   luaL_checkstack(L, 12, "sending a request");
   int body = q->body ? lua_absindex(L, q->body) : 0;
+  int query_table = q->query_table ? lua_absindex(L, q->query_table) : 0;
   couch_repl_push(L, r->ref.db[q->side]);
   lua_getfield(L, -1, "server");
   int srv = lua_gettop(L);
@@ -66,6 +67,7 @@ int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KC
     luaL_addstring(&b, q->query);
   }
   luaL_pushresult(&b);
+  if (query_table) couch_url_append_query(L, query_table);
   int url = lua_gettop(L);
   if (body) {
     couch_prepare_push_body(L, body);
@@ -76,6 +78,8 @@ int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KC
   int fi = lua_gettop(L);
   couch_request *req = couch_prepare_request(L, srv, c, q->method, lua_tostring(L, url), body, NULL);
   if (q->idempotent) req->idempotent = 1;
+  if (q->timeout > 0) req->timeout_ms = (long)(q->timeout * 1000);
+  req->unlimited = q->unlimited;
   req->keep_401 = allowed(q->allow, 401);
   couch_request_start(req);
   return couch_await(L, &req->w, fi, answered_k);

@@ -15,11 +15,15 @@ typedef struct {
   const char *method;
   const char *path;         /* below the database, e.g. "/_bulk_get" (already escaped) */
   const char *query;        /* "k=v&..." already escaped, or NULL */
+  int query_table;          /* or the stack index of a table of parameters, as db:request's
+                               query (couch_url_append_query: sorted, JSON where CouchDB wants it) */
   int body;                 /* stack index of the body (a string as is, else JSON), or 0 */
+  double timeout;           /* seconds for the whole request; 0: the connection's */
   int keep;                 /* the continuation gets the stack cut to this top, then the results */
   int nresults;             /* 1: body; 2: body, status (as db:request returns them) */
   unsigned raw : 1;         /* the body as a string, not decoded */
   unsigned idempotent : 1;  /* safe to send again after a failure mid-way */
+  unsigned unlimited : 1;   /* past the connection's in-flight limit (a longpoll that idles) */
   const int *allow;         /* the statuses >= 300 that are answers, 0-terminated, or NULL */
 } couch_repl_req;
 
