@@ -33,15 +33,11 @@
 
 enum {
   S_JOB = 1, S_BATCH,
-  S_REVS,     /* id -> [rev]: what the batch's changes name */
-  S_MISSING,  /* id -> [rev]: what the target lacks (the chunk being moved) */
   S_DOCS,     /* sliced documents, then the hooks' output */
   S_READABLE, /* the sliced documents that carry a body */
-  S_KEY,      /* the open_revs walk's position in S_MISSING */
   S_LISTS,    /* the lists of documents the posts (b->work, b->cur) are runs of */
   S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->refusals) */
   S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
-  S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
   S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
   S_TOP = S_RESTUB
 };
@@ -73,12 +69,6 @@ static void slice_top(lua_State *L, couch_repl *r, const char *method, const cha
     couch_repl_answer_raise(L, r, REPL_SOURCE, method, path, status, "json", NULL, "the source's answer to %s %s is %s",
                             method, path, lua_tostring(L, -1));
   lua_pop(L, 1);
-}
-
-static void push_doc_path(lua_State *L, int id) {
-  size_t len;
-  const char *s = lua_tolstring(L, id, &len);
-  couch_repl_push_doc_path(L, s, len);
 }
 
 /* Raise the structured error for a _changes answer the protocol does not allow. */
@@ -137,35 +127,34 @@ static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to)
   }
 }
 
-/* revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
-static int collect_revs(lua_State *L, couch_repl *r) {
+/* b->revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
+static int collect_revs(lua_State *L, couch_repl_batch *b) {
+  couch_repl *r = b->r;
   lua_getiuservalue(L, S_BATCH, BATCH_CHANGES);
   int changes = lua_gettop(L);
   for (lua_Integer i = 1; lua_geti(L, changes, i) != LUA_TNIL; i++) {
     int ch = lua_gettop(L);
     if (!lua_istable(L, ch)) bad_changes(L, r, "a row that is not an object");
     if (lua_getfield(L, ch, "id") != LUA_TSTRING) bad_changes(L, r, "a row without an id");
-    couch_json_newarray(L);
-    int list = lua_gettop(L);
+    size_t len;
+    const char *id = lua_tolstring(L, ch + 1, &len);
+    couch_revmap_add_id(L, &b->revs, id, len);
     if (lua_getfield(L, ch, "changes") != LUA_TTABLE) bad_changes(L, r, "a row without \"changes\"");
     int cl = lua_gettop(L);
     lua_Integer n = 0;
     for (lua_Integer j = 1; lua_geti(L, cl, j) != LUA_TNIL; j++) {
       if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, r, "a change without a rev");
       set_anchor(L, r, REPL_SOURCE, ch + 1, lua_gettop(L));
-      lua_rawseti(L, list, ++n);
-      lua_pop(L, 1);
+      const char *rev = lua_tolstring(L, -1, &len);
+      couch_revmap_add_rev(L, &b->revs, rev, len);
+      n++;
+      lua_pop(L, 2);
     }
-    lua_pop(L, 2); /* the nil, cl */
-    lua_settable(L, S_REVS);
     r->revisions_checked += n;
-    lua_pop(L, 1);
+    lua_settop(L, ch - 1);
   }
   lua_settop(L, S_TOP);
-  lua_pushnil(L);
-  if (!lua_next(L, S_REVS)) return 0;
-  lua_settop(L, S_TOP);
-  return 1;
+  return b->revs.n > 0;
 }
 
 /* While nearly everything turns out missing (copying into an empty target) the _revs_diff
@@ -177,51 +166,54 @@ static int skip_revs_diff(couch_repl *r) {
   return r->missing_ratio >= 0.95 && r->batches % 8 != 0 && !r->new_revisions;
 }
 
-static void all_missing(lua_State *L, couch_repl *r) {
-  lua_pushnil(L);
-  while (lua_next(L, S_REVS)) {
-    r->missing_revisions_found += (lua_Integer)lua_rawlen(L, -1);
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, S_MISSING);
-  }
+/* Everything the changes name is missing (no _revs_diff asked): the map changes hands. */
+static void all_missing(couch_repl_batch *b) {
+  couch_repl_revmap m = b->missing;
+  b->missing = b->revs;
+  b->revs = m;
+  for (size_t e = 0; e < b->missing.n; e++)
+    if (b->missing.v[e].live) b->r->missing_revisions_found += (lua_Integer)b->missing.v[e].n;
 }
 
-/* The _revs_diff answer on top: fill S_MISSING, update the stats and the missing ratio. */
-static void diffed(lua_State *L, couch_repl *r) {
+/* The _revs_diff answer on top: fill b->missing, update the stats and the missing ratio. */
+static void diffed(lua_State *L, couch_repl_batch *b) {
+  couch_repl *r = b->r;
   int res = lua_gettop(L);
   lua_Integer found = 0, checked = 0;
   if (lua_istable(L, res)) {
     lua_pushnil(L);
     while (lua_next(L, res)) {
-      if (lua_istable(L, -1)) {
+      if (lua_istable(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
         lua_getfield(L, -1, "missing");
         lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
         if (n > 0) {
-          lua_pushvalue(L, -3);
-          lua_insert(L, -2);
-          lua_rawset(L, S_MISSING);
+          size_t len;
+          const char *id = lua_tolstring(L, -3, &len); /* a string key: no conversion under lua_next */
+          couch_revmap_add_id(L, &b->missing, id, len);
+          for (lua_Integer j = 1; j <= n; j++) {
+            lua_rawgeti(L, -1, j);
+            const char *rev = luaL_tolstring(L, -1, &len); /* a hostile answer's number, too */
+            couch_revmap_add_rev(L, &b->missing, rev, len);
+            lua_pop(L, 2);
+          }
           found += n;
-        } else {
-          lua_pop(L, 1);
         }
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pushnil(L);
-  while (lua_next(L, S_REVS)) {
-    checked += (lua_Integer)lua_rawlen(L, -1);
-    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF) { /* nothing of it missing: the target has it */
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, S_MISSING) == LUA_TNIL) {
-        lua_rawgeti(L, -2, 1);
-        set_anchor(L, r, REPL_TARGET, lua_gettop(L) - 3, lua_gettop(L));
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+  }
+  for (size_t e = 0; e < b->revs.n; e++) {
+    if (!b->revs.v[e].live) continue;
+    checked += (lua_Integer)b->revs.v[e].n;
+    couch_repl_str id = b->revs.v[e].id;
+    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF && b->revs.v[e].n > 0 && /* none of it missing: the target has it */
+        couch_revmap_find(&b->missing, couch_revmap_str(&b->revs, id), id.len) < 0) {
+      couch_revmap_push_id(L, &b->revs, e);
+      couch_revmap_push_rev(L, &b->revs, e, 0);
+      set_anchor(L, r, REPL_TARGET, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 2);
+    }
   }
   r->missing_revisions_found += found;
   double ratio = (double)found / (double)checked;
@@ -235,11 +227,9 @@ static void diffed(lua_State *L, couch_repl *r) {
  * estimated from the answers so far (bytes_per_rev; a job's first chunks, before any
  * estimate, ask for two revisions). Small documents still go in one request per batch.
  * Whole ids go together, so accounting stays per id. */
-static int has_pending(lua_State *L) {
-  lua_pushnil(L);
-  if (!lua_next(L, S_PENDING)) return 0;
-  lua_pop(L, 2);
-  return 1;
+static int has_pending(couch_repl_batch *b) {
+  while (b->cursor < b->missing.n && !b->missing.v[b->cursor].live) b->cursor++;
+  return b->cursor < b->missing.n;
 }
 
 static lua_Integer chunk_revs(couch_repl *r) {
@@ -252,9 +242,9 @@ static lua_Integer chunk_revs(couch_repl *r) {
  * revisions is on its way: the other workers' first batches would each send one more
  * _bulk_get and _bulk_docs). The first batch to get here sends that chunk. Servers
  * without _bulk_get (one GET per document anyway) make no estimate: nobody waits. */
-static int must_wait_for_estimate(lua_State *L, couch_repl_batch *b) {
+static int must_wait_for_estimate(couch_repl_batch *b) {
   couch_repl *r = b->r;
-  if (r->bytes_per_rev > 0 || r->no_bulk_get || !has_pending(L)) return 0;
+  if (r->bytes_per_rev > 0 || r->no_bulk_get || !has_pending(b)) return 0;
   if (!r->probing) {
     r->probing = 1;
     b->probe = 1;
@@ -283,60 +273,37 @@ static void note_answer_size(lua_State *L, couch_repl *r, size_t bytes, lua_Inte
   if (old <= 0) wake_waiters(L, r);
 }
 
-/* Move up to chunk_revs() revisions (whole ids, at least one) from S_PENDING into a fresh
- * S_MISSING and reset the chunk's slots. Returns 0 when nothing is left. */
+/* The next up to chunk_revs() revisions (whole ids, at least one) of b->missing become the
+ * revisions asked, and the chunk's slots are reset. Returns 0 when nothing is left. */
 static int next_chunk(lua_State *L, couch_repl_batch *b) {
   lua_Integer budget = chunk_revs(b->r), taken = 0;
-  lua_newtable(L);
-  lua_replace(L, S_MISSING);
-  for (;;) {
-    lua_pushnil(L);
-    if (!lua_next(L, S_PENDING)) break;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    if (taken > 0 && taken + n > budget) {
-      lua_pop(L, 2);
-      break;
-    }
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, S_MISSING);
-    lua_pushnil(L);
-    lua_rawset(L, S_PENDING); /* removing the key just visited, then starting again */
+  size_t from = b->cursor;
+  for (; b->cursor < b->missing.n; b->cursor++) {
+    if (!b->missing.v[b->cursor].live) continue;
+    lua_Integer n = (lua_Integer)b->missing.v[b->cursor].n;
+    if (taken > 0 && taken + n > budget) break;
     taken += n;
   }
   if (taken == 0) return 0;
+  b->asked = &b->missing, b->asked_from = from, b->asked_to = b->cursor;
   static const int fresh[] = {S_DOCS, S_READABLE, S_LISTS};
   for (int i = 0; i < 3; i++) {
     lua_newtable(L);
     lua_replace(L, fresh[i]);
   }
-  static const int cleared[] = {S_KEY, S_ANSWER};
-  for (int i = 0; i < 2; i++) {
-    lua_pushnil(L);
-    lua_replace(L, cleared[i]);
-  }
+  lua_pushnil(L);
+  lua_replace(L, S_ANSWER);
+  b->key = from;
   b->nwork = 0;
   b->pass = 0;
   return 1;
 }
 
-/* Push [{id =, rev =}, ...] for every missing revision; returns how many. */
-static lua_Integer push_bulk_get_reqs(lua_State *L) {
-  couch_json_newarray(L);
-  int reqs = lua_gettop(L);
-  lua_Integer n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, S_MISSING)) {
-    for (lua_Integer j = 1; lua_geti(L, -1, j) != LUA_TNIL; j++) {
-      lua_createtable(L, 0, 2);
-      lua_pushvalue(L, -4);
-      lua_setfield(L, -2, "id");
-      lua_insert(L, -2);
-      lua_setfield(L, -2, "rev");
-      lua_rawseti(L, reqs, ++n);
-    }
-    lua_pop(L, 2); /* the nil, the list */
-  }
+/* The revisions asked, and whether there are any. */
+static size_t asked_revs(const couch_repl_batch *b) {
+  size_t n = 0;
+  for (size_t e = b->asked_from; e < b->asked_to; e++)
+    if (b->asked->v[e].live) n += b->asked->v[e].n;
   return n;
 }
 
@@ -528,9 +495,8 @@ static int match_from(lua_State *L, couch_repl_batch *b);
 static int diffed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  diffed(L, b->r);
-  lua_pushvalue(L, S_MISSING);
-  lua_replace(L, S_PENDING);
+  diffed(L, b);
+  b->cursor = 0;
   return chunk(L, b);
 }
 
@@ -542,7 +508,7 @@ static int waited_k(lua_State *L, int status, lua_KContext ctx) {
 /* The next chunk of the batch's missing revisions, or the batch is done. */
 static int chunk(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
-  if (must_wait_for_estimate(L, b)) { /* another batch is asking its two revisions */
+  if (must_wait_for_estimate(b)) { /* another batch is asking its two revisions */
     couch_repl_push(L, b->r->ref.idle);
     lua_getfield(L, -1, "wait");
     lua_insert(L, -2);
@@ -563,7 +529,7 @@ static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
   if (code < 300) {
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TSTRING)
-      note_answer_size(L, r, lua_rawlen(L, -1), (lua_Integer)lua_rawlen(L, S_TOP + 1));
+      note_answer_size(L, r, lua_rawlen(L, -1), b->bulk_get_revs);
     slice_top(L, r, "POST", "/_bulk_get", code);
     lua_replace(L, S_DOCS);
     lua_settop(L, S_TOP);
@@ -579,33 +545,40 @@ static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
 static int fetch(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  int reqs = S_TOP + 1;
-  if (push_bulk_get_reqs(L) == 0) {
+  if (asked_revs(b) == 0) {
     b->walk = 0;
     return read_from(L, b);
   }
   if (r->no_bulk_get) return open_next(L, b);
-  lua_createtable(L, 0, 1);
-  lua_pushvalue(L, reqs);
-  lua_setfield(L, -2, "docs");
+  size_t count;
+  couch_revmap_push_bulk_get(L, b->asked, b->asked_from, b->asked_to, &count);
+  b->bulk_get_revs = (lua_Integer)count;
   int body = lua_gettop(L);
-  const char *query = couch_repl_push_read_query(L, r->attachments, 0);
+  const char *query = couch_repl_push_read_query(L, r->attachments, NULL, 0);
   return couch_repl_call(L, r,
                          &(couch_repl_req){.side = REPL_SOURCE, .method = "POST", .path = "/_bulk_get", .query = query,
-                                           .body = body, .keep = reqs, .nresults = 2, .raw = 1, .idempotent = 1,
+                                           .body = body, .keep = S_TOP, .nresults = 2, .raw = 1, .idempotent = 1,
                                            .allow = BULK_GET_ALLOW},
                          CTX(b), bulk_got_k);
+}
+
+/* Push "/" .. the path of entry e's id in b->asked. */
+static void push_entry_path(lua_State *L, couch_repl_batch *b, size_t e) {
+  couch_repl_str id = b->asked->v[e].id;
+  couch_repl_push_doc_path(L, couch_revmap_str(b->asked, id), id.len);
 }
 
 static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  push_doc_path(L, S_KEY);
+  push_entry_path(L, b, b->key - 1);
   lua_insert(L, -2);
   slice_top(L, b->r, "GET", lua_tostring(L, -2), 200); /* any other status raised already */
   int list = lua_gettop(L);
+  couch_revmap_push_id(L, b->asked, b->key - 1); /* what it answers: the id asked */
+  int id = lua_gettop(L);
   for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
-    lua_pushvalue(L, S_KEY); /* what it answers: the id asked */
+    lua_pushvalue(L, id);
     lua_setfield(L, -2, "group");
     append(L, S_DOCS, lua_gettop(L));
     lua_pop(L, 1);
@@ -617,17 +590,18 @@ static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
 static int open_next(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  lua_pushvalue(L, S_KEY);
-  if (!lua_next(L, S_MISSING)) return check(L, b);
-  int id = S_TOP + 1, revs = S_TOP + 2;
-  lua_pushvalue(L, id);
-  lua_replace(L, S_KEY);
-  push_doc_path(L, id);
+  while (b->key < b->asked_to && !b->asked->v[b->key].live) b->key++;
+  if (b->key >= b->asked_to) return check(L, b);
+  size_t e = b->key++;
+  push_entry_path(L, b, e);
   const char *path = lua_tostring(L, -1);
-  const char *query = couch_repl_push_read_query(L, r->attachments, revs);
+  couch_revmap_push_revs_json(L, b->asked, e);
+  size_t len;
+  const char *revs = lua_tolstring(L, -1, &len);
+  const char *query = couch_repl_push_read_query(L, r->attachments, revs, len);
   return couch_repl_call(L, r,
                          &(couch_repl_req){.side = REPL_SOURCE, .method = "GET", .path = path, .query = query,
-                                           .keep = revs, .nresults = 1, .raw = 1},
+                                           .keep = S_TOP, .nresults = 1, .raw = 1},
                          CTX(b), open_got_k);
 }
 
@@ -635,17 +609,17 @@ static int open_next(lua_State *L, couch_repl_batch *b) {
 static int check(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   int first_try = b->pass == 0;
-  lua_Integer left = couch_account_reads(L, S_MISSING, S_DOCS, first_try ? 1 : b->pass);
+  couch_repl_revmap *unanswered = first_try ? &b->again : &b->left;
+  lua_Integer left = couch_account_reads(L, b->asked, b->asked_from, b->asked_to, S_DOCS, first_try ? 1 : b->pass,
+                                         unanswered);
   if (left > 0 && first_try) {
     /* once more, one open_revs GET per document: a proxy or a struggling server may have
      * cut the answer short */
-    lua_replace(L, S_MISSING);
+    b->asked = &b->again, b->asked_from = b->key = 0, b->asked_to = b->again.n;
     b->pass = (lua_Integer)lua_rawlen(L, S_DOCS) + 1;
-    lua_pushnil(L);
-    lua_replace(L, S_KEY);
     return open_next(L, b);
   }
-  if (left > 0) couch_account_unanswered(L, -1, S_DOCS);
+  if (left > 0) couch_account_unanswered(L, unanswered, S_DOCS);
   lua_settop(L, S_TOP);
   b->walk = 0;
   return read_from(L, b);
@@ -935,25 +909,24 @@ int couch_repl_move_batch(lua_State *L) {
   lua_settop(L, S_BATCH);
   luaL_checkstack(L, S_TOP + 24, "moving a batch");
   b->r = r;
-  couch_json_newobject(L); /* S_REVS */
-  lua_newtable(L);         /* S_MISSING */
-  lua_newtable(L);         /* S_DOCS */
-  lua_newtable(L);         /* S_READABLE */
-  lua_pushnil(L);          /* S_KEY */
-  lua_newtable(L);         /* S_LISTS */
-  for (int s = S_ANSWER; s <= S_CONFIRM; s++) lua_pushnil(L);
-  lua_newtable(L); /* S_PENDING */
+  lua_newtable(L); /* S_DOCS */
+  lua_newtable(L); /* S_READABLE */
+  lua_newtable(L); /* S_LISTS */
+  lua_pushnil(L);  /* S_ANSWER */
+  lua_pushnil(L);  /* S_CONFIRM */
   lua_newtable(L); /* S_RESTUB */
-  if (!collect_revs(L, r)) return 0;
+  couch_revmap_clear(&b->revs);
+  couch_revmap_clear(&b->missing);
+  b->cursor = 0;
+  if (!collect_revs(L, b)) return 0;
   if (skip_revs_diff(r)) {
-    all_missing(L, r);
-    lua_pushvalue(L, S_MISSING);
-    lua_replace(L, S_PENDING);
+    all_missing(b);
     return chunk(L, b);
   }
+  couch_revmap_push_revs_diff(L, &b->revs, 0, b->revs.n);
   return couch_repl_call(L, r,
-                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff", .body = S_REVS,
-                                           .keep = S_TOP, .nresults = 1, .idempotent = 1},
+                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
+                                           .body = S_TOP + 1, .keep = S_TOP, .nresults = 1, .idempotent = 1},
                          CTX(b), diffed_k);
 }
 
@@ -983,6 +956,8 @@ static int batch_gc(lua_State *L) {
   b->work = NULL;
   b->nwork = b->capwork = 0;
   couch_refusals_free(&b->refusals);
+  couch_repl_revmap *maps[] = {&b->revs, &b->missing, &b->again, &b->left};
+  for (int i = 0; i < 4; i++) couch_revmap_free(maps[i]);
   return 0;
 }
 

@@ -2,6 +2,7 @@
 #define COUCH_BATCH_H
 #include "replicate/job.h"
 #include "replicate/refusals.h"
+#include "replicate/revmap.h"
 
 /* One batch of changes, as the reader hands it to the workers (a userdata: the struct
  * below; its user values are the batch's _changes rows and its last seq). */
@@ -32,6 +33,15 @@ typedef struct couch_repl_batch {
    * it holds one result per document (then matched by position first) */
   couch_repl_refusals refusals;
   unsigned by_pos : 1;
+  /* id -> [rev] (freed by __gc too): what the changes name, what the target lacks (fetched
+   * in chunks from `cursor`), what a first read left unanswered (asked again one GET per
+   * id), what the second left */
+  couch_repl_revmap revs, missing, again, left;
+  size_t cursor;
+  const couch_repl_revmap *asked; /* the revisions being read: its live entries in */
+  size_t asked_from, asked_to;    /* [asked_from, asked_to) */
+  size_t key;                     /* the open_revs walk: the next entry of asked */
+  lua_Integer bulk_get_revs;      /* the revisions the _bulk_get in flight asks */
 } couch_repl_batch;
 
 /* Push a new batch of the rows at changes (last seq at last_seq). */

@@ -11,7 +11,6 @@
 #include "http/prepare.h"
 #include "http/response.h"
 #include "http/url.h"
-#include "json/json.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -85,19 +84,13 @@ int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KC
   return couch_await(L, &req->w, fi, answered_k);
 }
 
-const char *couch_repl_push_read_query(lua_State *L, int attachments, int revs) {
-  if (!revs) {
+const char *couch_repl_push_read_query(lua_State *L, int attachments, const char *open_revs, size_t len) {
+  if (!open_revs) {
     lua_pushstring(L, attachments ? "attachments=true&latest=true&revs=true" : "attachments=false&latest=true&revs=true");
     return lua_tostring(L, -1);
   }
-  revs = lua_absindex(L, revs);
   lua_pushstring(L, attachments ? "attachments=true&latest=true&open_revs=" : "attachments=false&latest=true&open_revs=");
-  couch_json_pushmeta(L, COUCH_JSON_ARRAY_MT);
-  lua_setmetatable(L, revs);
-  size_t len;
-  const char *json = couch_json_encode(L, revs, &len);
-  couch_url_push_escaped(L, json, len);
-  lua_remove(L, -2);
+  couch_url_push_escaped(L, open_revs, len);
   lua_pushliteral(L, "&revs=true");
   lua_concat(L, 3);
   return lua_tostring(L, -1);

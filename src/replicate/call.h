@@ -31,9 +31,9 @@ typedef struct {
  * status not allowed raises the request layer's error). Use as `return couch_repl_call(...)`. */
 int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KContext ctx, lua_KFunction k);
 
-/* Push "attachments=<a>&latest=true[&open_revs=<JSON of the list at revs>]&revs=true",
- * the query of every document read (keys in couch_url_append_query's order, so the URLs
- * are the ones db:request made); revs: a stack index, or 0. */
-const char *couch_repl_push_read_query(lua_State *L, int attachments, int revs);
+/* Push "attachments=<a>&latest=true[&open_revs=<the JSON text open_revs>]&revs=true", the
+ * query of every document read (keys in couch_url_append_query's order, so the URLs are
+ * the ones db:request made); open_revs: NULL for none. */
+const char *couch_repl_push_read_query(lua_State *L, int attachments, const char *open_revs, size_t len);
 
 #endif

@@ -144,7 +144,9 @@ static int get_next(lua_State *L, couch_repl *r) {
   couch_json_newarray(L); /* open_revs = [rev] */
   lua_getfield(L, req, "rev");
   lua_rawseti(L, -2, 1);
-  const char *query = couch_repl_push_read_query(L, 1, lua_gettop(L));
+  size_t revs_len;
+  const char *revs = couch_json_encode(L, lua_gettop(L), &revs_len);
+  const char *query = couch_repl_push_read_query(L, 1, revs, revs_len);
   return couch_repl_call(L, r,
                          &(couch_repl_req){.side = REPL_SOURCE, .method = "GET", .path = lua_tostring(L, path),
                                            .query = query, .keep = path, .nresults = 2, .raw = 1},
@@ -191,7 +193,7 @@ int couch_repl_with_attachments(lua_State *L) {
   lua_pushvalue(L, A_REQS);
   lua_setfield(L, -2, "docs");
   int body = lua_gettop(L);
-  const char *query = couch_repl_push_read_query(L, 1, 0);
+  const char *query = couch_repl_push_read_query(L, 1, NULL, 0);
   return couch_repl_call(L, r,
                          &(couch_repl_req){.side = REPL_SOURCE, .method = "POST", .path = "/_bulk_get", .query = query,
                                            .body = body, .keep = A_TOP, .nresults = 2, .raw = 1, .idempotent = 1},
