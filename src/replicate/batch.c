@@ -9,17 +9,21 @@
  *   matched by position, id+rev, else id.
  * Who owns what: the job's counters, flags and estimates are the couch_repl struct
  * (job.h); the batch's own C state is its couch_repl_batch (batch.h), which is each
- * continuation's context: index, hold, probe, where a walk stands, the stack of _bulk_docs
- * posts (runs of a document list: a 413 split is two runs, no copy) and the index of the
- * answer's refusals (refusals.c), its C memory freed by the batch's __gc. The Lua values
- * are the slots of this frame (S_* below), which a C function keeps across a yield: the
- * id -> [rev] maps (they are the _revs_diff body and come back as its decoded answer; the
- * JSON encoder reads Lua values), the sliced documents and the lists the user's hooks see
- * or make, and the decoded answers. Each protocol step is its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
- * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes
- * straight to the request layer through couch_repl_call (call.c), so auth and retries stay
- * in one place and the call yields inside a task like a cosocket call. An answer of the wrong
- * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
+ * continuation's context: index, hold, probe, where a walk stands; the id -> [rev] maps
+ * (revmap.c: what the changes name, what the target lacks and the cursor of the chunks
+ * fetched, what a read left unanswered, the ids asked again after rev-less refusals and
+ * what the target said it lacks of them); the stack of _bulk_docs posts (runs of a
+ * document list: a 413 split is two runs, no copy); the index of an answer's refusals
+ * (refusals.c). Its C memory is freed in one place, the batch's __gc. The request bodies
+ * are written from that state (the maps' JSON, the _bulk_docs join of the documents'
+ * exact bytes). What stays Lua are values: the slots of this frame (S_* below, kept across
+ * a yield) hold the sliced documents and the lists the user's hooks see or make, and the
+ * decoded answers. Each protocol step is its own continuation (*_k). The user's hooks run
+ * in replicate.lua (the job's runners: apply, failed, new_revisions); the missing_stub
+ * refetch is restub.c; every HTTP call goes straight to the request layer through
+ * couch_repl_call (call.c), so auth and retries stay in one place and the call yields
+ * inside a task like a cosocket call. An answer of the wrong shape is a structured error
+ * (couch_repl_answer_raise), never a Lua one. */
 #include "replicate/batch.h"
 
 #include "json/json.h"
@@ -37,7 +41,6 @@ enum {
   S_READABLE, /* the sliced documents that carry a body */
   S_LISTS,    /* the lists of documents the posts (b->work, b->cur) are runs of */
   S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->refusals) */
-  S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
   S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
   S_TOP = S_RESTUB
 };
@@ -366,6 +369,18 @@ static void check_bulk_docs(lua_State *L, couch_repl *r, int res, lua_Integer n,
                           (int)errors, (int)n);
 }
 
+/* Whether entry e of m lists the value at idx (a string) among its revs. */
+static int has_rev(lua_State *L, const couch_repl_revmap *m, size_t e, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  size_t len;
+  const char *rev = lua_tolstring(L, idx, &len);
+  for (size_t j = 0; j < m->v[e].n; j++) {
+    couch_repl_str t = m->revs[m->v[e].first + j];
+    if (t.len == len && memcmp(couch_revmap_str(m, t), rev, len) == 0) return 1;
+  }
+  return 0;
+}
+
 /* Push the error the target reported for document d, the i-th sent, or nil. With one
  * result per document the i-th result is d's when it names d's id: pouchdb-server's
  * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
@@ -397,19 +412,14 @@ static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer
       return;
     }
   }
-  if (!lua_isnil(L, S_CONFIRM)) { /* refused without a rev: the target said what it lacks */
-    lua_pushvalue(L, -2);
-    if (lua_rawget(L, S_CONFIRM) == LUA_TTABLE) {
-      lua_pushvalue(L, -2);
-      int lacks = lua_rawget(L, -2) != LUA_TNIL;
+  if (b->confirm && lua_type(L, -2) == LUA_TSTRING) { /* refused without a rev: the target said what it lacks */
+    size_t id_len;
+    const char *id = lua_tolstring(L, -2, &id_len);
+    long e = couch_revmap_find(&b->lacks, id, id_len);
+    if (e >= 0 && !has_rev(L, &b->lacks, (size_t)e, -1)) {
       lua_pop(L, 2);
-      if (!lacks) {
-        lua_pop(L, 2);
-        lua_pushnil(L);
-        return;
-      }
-    } else {
-      lua_pop(L, 1);
+      lua_pushnil(L);
+      return;
     }
   }
   lua_pop(L, 1);
@@ -435,50 +445,54 @@ static int restub(lua_State *L, couch_repl_batch *b, int e, int d) {
 }
 
 /* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
- * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
- * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
- * request only in that case. */
-static int push_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integer from, lua_Integer n) {
-  lua_newtable(L);
-  int sent = lua_gettop(L);
+ * cannot say which one was refused: list those ids with the revs sent in b->amb, to ask
+ * the target (_revs_diff) which it lacks; returns whether there are any. Costs a request
+ * only in that case. */
+typedef struct {
+  const char *id, *rev; /* the documents' strings: no user code runs while they are used */
+  size_t id_len, rev_len;
+  lua_Integer pos;
+} sent_rev;
+
+static int sent_cmp(const void *a, const void *b) {
+  const sent_rev *x = a, *y = b;
+  int c = memcmp(x->id, y->id, x->id_len < y->id_len ? x->id_len : y->id_len);
+  if (c == 0) c = (x->id_len > y->id_len) - (x->id_len < y->id_len);
+  return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int find_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integer from, lua_Integer n) {
+  couch_revmap_clear(&b->amb);
+  int top = lua_gettop(L);
+  sent_rev *sent = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *sent, 0);
+  size_t ns = 0;
   for (lua_Integer i = from; i < from + n; i++) {
     lua_rawgeti(L, docs, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, -2, "rev");
     if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, sent) == LUA_TNIL) {
-        lua_pop(L, 1);
-        couch_json_newarray(L);
-        lua_pushvalue(L, -3);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, sent);
-      }
-      lua_pushvalue(L, -2);
-      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      sent_rev *s = &sent[ns++];
+      s->id = lua_tolstring(L, -2, &s->id_len);
+      s->rev = lua_tolstring(L, -1, &s->rev_len);
+      s->pos = i;
     }
-    lua_settop(L, sent);
+    lua_pop(L, 3);
   }
-  couch_json_newobject(L);
-  int amb = lua_gettop(L), any = 0;
-  lua_pushnil(L);
-  while (lua_next(L, sent)) {
-    size_t id_len;
-    const char *id = lua_tolstring(L, -2, &id_len); /* a string key: no conversion under lua_next */
-    lua_Integer pos = lua_rawlen(L, -1) > 1 ? couch_refusals_by_id(&b->refusals, id, id_len) : 0;
-    if (pos) {
-      if (lua_rawgeti(L, S_ANSWER, pos) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
-        lua_pushvalue(L, -4);
-        lua_pushvalue(L, -4);
-        lua_rawset(L, amb);
-        any = 1;
-      }
+  if (ns > 1) qsort(sent, ns, sizeof *sent, sent_cmp); /* each id's revs together, in the order sent */
+  for (size_t k = 0; k < ns;) {
+    size_t end = k + 1;
+    while (end < ns && sent[end].id_len == sent[k].id_len && memcmp(sent[end].id, sent[k].id, sent[k].id_len) == 0)
+      end++;
+    lua_Integer pos = end - k > 1 ? couch_refusals_by_id(&b->refusals, sent[k].id, sent[k].id_len) : 0;
+    if (pos && lua_rawgeti(L, S_ANSWER, pos) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
+      couch_revmap_add_id(L, &b->amb, sent[k].id, sent[k].id_len);
+      for (size_t j = k; j < end; j++) couch_revmap_add_rev(L, &b->amb, sent[j].rev, sent[j].rev_len);
     }
-    lua_settop(L, amb + 1);
+    lua_settop(L, top + 1);
+    k = end;
   }
-  lua_remove(L, sent);
-  if (!any) lua_pop(L, 1);
-  return any;
+  lua_settop(L, top);
+  return b->amb.n > 0;
 }
 
 /* --- the steps ---------------------------------------------------------------------- */
@@ -791,47 +805,45 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pushvalue(L, res);
   lua_replace(L, S_ANSWER);
   couch_refusals_index(L, &b->refusals, S_ANSWER);
-  lua_pushnil(L);
-  lua_replace(L, S_CONFIRM);
+  b->confirm = 0;
   b->walk = 0;
-  if (push_ambiguous(L, b, docs, from, n)) {
-    lua_pushvalue(L, -1);
-    lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
-    int amb = lua_gettop(L);
+  if (find_ambiguous(L, b, docs, from, n)) {
+    int keep = lua_gettop(L);
+    couch_revmap_push_revs_diff(L, &b->amb, 0, b->amb.n);
     return couch_repl_call(L, r,
-                           &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff", .body = amb,
-                                             .keep = amb, .nresults = 1, .idempotent = 1},
+                           &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
+                                             .body = keep + 1, .keep = keep, .nresults = 1, .idempotent = 1},
                            ctx, confirmed_k);
   }
   return match_from(L, b);
 }
 
-/* S_CONFIRM: id -> [revs] asked; the _revs_diff answer on top: id -> {missing = [revs]} */
+/* b->amb asked; the _revs_diff answer on top, id -> {missing = [revs]}: b->lacks, for
+ * every id asked, the revs the target says it lacks. */
 static int confirmed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
+  couch_repl_batch *b = BATCH(ctx);
   int res = lua_gettop(L);
-  lua_newtable(L);
-  int conf = res + 1;
-  lua_pushnil(L);
-  while (lua_next(L, S_CONFIRM)) {
-    lua_pop(L, 1);
-    lua_newtable(L); /* rev -> true: not on the target */
-    int set = lua_gettop(L);
-    lua_pushvalue(L, set - 1);
+  couch_revmap_clear(&b->lacks);
+  for (size_t e = 0; e < b->amb.n; e++) {
+    if (!b->amb.v[e].live) continue;
+    couch_repl_str id = b->amb.v[e].id;
+    couch_revmap_add_id(L, &b->lacks, couch_revmap_str(&b->amb, id), id.len);
+    couch_revmap_push_id(L, &b->amb, e);
     if (lua_istable(L, res) && lua_rawget(L, res) == LUA_TTABLE && lua_getfield(L, -1, "missing") == LUA_TTABLE) {
       for (lua_Integer j = 1; lua_rawgeti(L, -1, j) != LUA_TNIL; j++) {
-        lua_pushboolean(L, 1);
-        lua_rawset(L, set);
+        size_t len;
+        if (lua_type(L, -1) == LUA_TSTRING) { /* only a string can be a document's rev */
+          const char *rev = lua_tolstring(L, -1, &len);
+          couch_revmap_add_rev(L, &b->lacks, rev, len);
+        }
+        lua_pop(L, 1);
       }
     }
-    lua_settop(L, set);
-    lua_pushvalue(L, set - 1);
-    lua_insert(L, -2);
-    lua_rawset(L, conf);
+    lua_settop(L, res);
   }
-  lua_pushvalue(L, conf);
-  lua_replace(L, S_CONFIRM);
-  return match_from(L, BATCH(ctx));
+  b->confirm = 1;
+  return match_from(L, b);
 }
 
 static int match_failed_k(lua_State *L, int status, lua_KContext ctx) {
@@ -913,7 +925,6 @@ int couch_repl_move_batch(lua_State *L) {
   lua_newtable(L); /* S_READABLE */
   lua_newtable(L); /* S_LISTS */
   lua_pushnil(L);  /* S_ANSWER */
-  lua_pushnil(L);  /* S_CONFIRM */
   lua_newtable(L); /* S_RESTUB */
   couch_revmap_clear(&b->revs);
   couch_revmap_clear(&b->missing);
@@ -956,8 +967,8 @@ static int batch_gc(lua_State *L) {
   b->work = NULL;
   b->nwork = b->capwork = 0;
   couch_refusals_free(&b->refusals);
-  couch_repl_revmap *maps[] = {&b->revs, &b->missing, &b->again, &b->left};
-  for (int i = 0; i < 4; i++) couch_revmap_free(maps[i]);
+  couch_repl_revmap *maps[] = {&b->revs, &b->missing, &b->again, &b->left, &b->amb, &b->lacks};
+  for (int i = 0; i < 6; i++) couch_revmap_free(maps[i]);
   return 0;
 }
 

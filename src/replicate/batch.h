@@ -37,6 +37,10 @@ typedef struct couch_repl_batch {
    * in chunks from `cursor`), what a first read left unanswered (asked again one GET per
    * id), what the second left */
   couch_repl_revmap revs, missing, again, left;
+  /* ids refused with no rev but sent with several (pouchdb-server's errors): the revs sent,
+   * asked of the target again (_revs_diff); and which of them it lacks (`confirm`: known) */
+  couch_repl_revmap amb, lacks;
+  unsigned confirm : 1;
   size_t cursor;
   const couch_repl_revmap *asked; /* the revisions being read: its live entries in */
   size_t asked_from, asked_to;    /* [asked_from, asked_to) */
