@@ -8,22 +8,23 @@
  *   an answer that is not one result per document fails the batch) -> refused revisions
  *   matched by position, id+rev, else id.
  * Who owns what: the job's counters, flags and estimates are the couch_repl struct
- * (job.h); the batch's own C state is its couch_repl_batch (batch.h), which is each
- * continuation's context: index, hold, probe, where a walk stands; the id -> [rev] maps
- * (revmap.c: what the changes name, what the target lacks and the cursor of the chunks
- * fetched, what a read left unanswered, the ids asked again after rev-less refusals and
- * what the target said it lacks of them); the stack of _bulk_docs posts (runs of a
- * document list: a 413 split is two runs, no copy); the index of an answer's refusals
- * (refusals.c). Its C memory is freed in one place, the batch's __gc. The request bodies
- * are written from that state (the maps' JSON, the _bulk_docs join of the documents'
- * exact bytes). What stays Lua are values: the slots of this frame (S_* below, kept across
- * a yield) hold the sliced documents and the lists the user's hooks see or make, and the
- * decoded answers. Each protocol step is its own continuation (*_k). The user's hooks run
- * in replicate.lua (the job's runners: apply, failed, new_revisions); the missing_stub
- * refetch is restub.c; every HTTP call goes straight to the request layer through
- * couch_repl_call (call.c), so auth and retries stay in one place and the call yields
- * inside a task like a cosocket call. An answer of the wrong shape is a structured error
- * (couch_repl_answer_raise), never a Lua one. */
+ * (job.h); the batch's own C state is its couch_repl_batch (batch.h: index, hold, probe,
+ * where a walk stands), which is each continuation's context, and its
+ * couch_repl_batch_state: the id -> [rev] maps (revmap.c: what the changes name, what the
+ * target lacks and the cursor of the chunks fetched, what a read left unanswered, the ids
+ * asked again after rev-less refusals and what the target said it lacks of them); the
+ * stack of _bulk_docs posts (runs of a document list: a 413 split is two runs, no copy);
+ * the index of an answer's refusals (refusals.c). That state is a userdata of its own and
+ * its C memory is freed in one place (release): once the batch is moved, or by the
+ * state's __gc. The request bodies are written from it (the maps' JSON, the _bulk_docs
+ * join of the documents' exact bytes). What stays Lua are values: the slots of this frame
+ * (S_* below, kept across a yield) hold the sliced documents and the lists the user's
+ * hooks see or make, and the decoded answers. Each protocol step is its own continuation
+ * (*_k). The user's hooks run in replicate.lua (the job's runners: apply, failed,
+ * new_revisions); the missing_stub refetch is restub.c; every HTTP call goes straight to
+ * the request layer through couch_repl_call (call.c), so auth and retries stay in one
+ * place and the call yields inside a task like a cosocket call. An answer of the wrong
+ * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
 #include "replicate/batch.h"
 
 #include "json/json.h"
@@ -39,13 +40,14 @@ enum {
   S_JOB = 1, S_BATCH,
   S_DOCS,     /* sliced documents, then the hooks' output */
   S_READABLE, /* the sliced documents that carry a body */
-  S_LISTS,    /* the lists of documents the posts (b->work, b->cur) are runs of */
-  S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->refusals) */
+  S_LISTS,    /* the lists of documents the posts (b->s->work, b->s->cur) are runs of */
+  S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->s->refusals) */
   S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
   S_TOP = S_RESTUB
 };
 
 #define CTX(b) ((lua_KContext)(b))
+#define BATCH_STATE_MT "couch.replication_batch_state"
 #define BATCH(ctx) ((couch_repl_batch *)(ctx))
 
 static void append(lua_State *L, int list, int value) {
@@ -102,13 +104,13 @@ static lua_Integer add_list(lua_State *L, int idx) {
 /* Push a post of list[from .. from + n - 1] onto the batch's work stack. */
 static void push_post(lua_State *L, couch_repl_batch *b, lua_Integer list, lua_Integer from, lua_Integer n,
                       int new_edits, int refetched) {
-  if (b->nwork == b->capwork) {
-    size_t cap = b->capwork ? 2 * b->capwork : 8;
-    couch_repl_post *w = realloc(b->work, cap * sizeof *w);
+  if (b->s->nwork == b->s->capwork) {
+    size_t cap = b->s->capwork ? 2 * b->s->capwork : 8;
+    couch_repl_post *w = realloc(b->s->work, cap * sizeof *w);
     if (!w) luaL_error(L, "out of memory queueing a _bulk_docs post");
-    b->work = w, b->capwork = cap;
+    b->s->work = w, b->s->capwork = cap;
   }
-  b->work[b->nwork++] = (couch_repl_post){.list = list, .from = from, .n = n, .new_edits = new_edits != 0,
+  b->s->work[b->s->nwork++] = (couch_repl_post){.list = list, .from = from, .n = n, .new_edits = new_edits != 0,
                                           .refetched = refetched != 0};
 }
 
@@ -119,7 +121,7 @@ static void post_list(lua_State *L, couch_repl_batch *b, int idx, int new_edits,
 }
 
 /* Push the list the post in flight is a run of. */
-static void push_cur_list(lua_State *L, couch_repl_batch *b) { lua_rawgeti(L, S_LISTS, b->cur.list); }
+static void push_cur_list(lua_State *L, couch_repl_batch *b) { lua_rawgeti(L, S_LISTS, b->s->cur.list); }
 
 /* A new list of list[from..to] */
 static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to) {
@@ -130,7 +132,7 @@ static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to)
   }
 }
 
-/* b->revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
+/* b->s->revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
 static int collect_revs(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_getiuservalue(L, S_BATCH, BATCH_CHANGES);
@@ -141,7 +143,7 @@ static int collect_revs(lua_State *L, couch_repl_batch *b) {
     if (lua_getfield(L, ch, "id") != LUA_TSTRING) bad_changes(L, r, "a row without an id");
     size_t len;
     const char *id = lua_tolstring(L, ch + 1, &len);
-    couch_revmap_add_id(L, &b->revs, id, len);
+    couch_revmap_add_id(L, &b->s->revs, id, len);
     if (lua_getfield(L, ch, "changes") != LUA_TTABLE) bad_changes(L, r, "a row without \"changes\"");
     int cl = lua_gettop(L);
     lua_Integer n = 0;
@@ -149,7 +151,7 @@ static int collect_revs(lua_State *L, couch_repl_batch *b) {
       if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, r, "a change without a rev");
       set_anchor(L, r, REPL_SOURCE, ch + 1, lua_gettop(L));
       const char *rev = lua_tolstring(L, -1, &len);
-      couch_revmap_add_rev(L, &b->revs, rev, len);
+      couch_revmap_add_rev(L, &b->s->revs, rev, len);
       n++;
       lua_pop(L, 2);
     }
@@ -157,7 +159,7 @@ static int collect_revs(lua_State *L, couch_repl_batch *b) {
     lua_settop(L, ch - 1);
   }
   lua_settop(L, S_TOP);
-  return b->revs.n > 0;
+  return b->s->revs.n > 0;
 }
 
 /* While nearly everything turns out missing (copying into an empty target) the _revs_diff
@@ -171,14 +173,14 @@ static int skip_revs_diff(couch_repl *r) {
 
 /* Everything the changes name is missing (no _revs_diff asked): the map changes hands. */
 static void all_missing(couch_repl_batch *b) {
-  couch_repl_revmap m = b->missing;
-  b->missing = b->revs;
-  b->revs = m;
-  for (size_t e = 0; e < b->missing.n; e++)
-    if (b->missing.v[e].live) b->r->missing_revisions_found += (lua_Integer)b->missing.v[e].n;
+  couch_repl_revmap m = b->s->missing;
+  b->s->missing = b->s->revs;
+  b->s->revs = m;
+  for (size_t e = 0; e < b->s->missing.n; e++)
+    if (b->s->missing.v[e].live) b->r->missing_revisions_found += (lua_Integer)b->s->missing.v[e].n;
 }
 
-/* The _revs_diff answer on top: fill b->missing, update the stats and the missing ratio. */
+/* The _revs_diff answer on top: fill b->s->missing, update the stats and the missing ratio. */
 static void diffed(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   int res = lua_gettop(L);
@@ -192,11 +194,11 @@ static void diffed(lua_State *L, couch_repl_batch *b) {
         if (n > 0) {
           size_t len;
           const char *id = lua_tolstring(L, -3, &len); /* a string key: no conversion under lua_next */
-          couch_revmap_add_id(L, &b->missing, id, len);
+          couch_revmap_add_id(L, &b->s->missing, id, len);
           for (lua_Integer j = 1; j <= n; j++) {
             lua_rawgeti(L, -1, j);
             const char *rev = luaL_tolstring(L, -1, &len); /* a hostile answer's number, too */
-            couch_revmap_add_rev(L, &b->missing, rev, len);
+            couch_revmap_add_rev(L, &b->s->missing, rev, len);
             lua_pop(L, 2);
           }
           found += n;
@@ -206,14 +208,14 @@ static void diffed(lua_State *L, couch_repl_batch *b) {
       lua_pop(L, 1);
     }
   }
-  for (size_t e = 0; e < b->revs.n; e++) {
-    if (!b->revs.v[e].live) continue;
-    checked += (lua_Integer)b->revs.v[e].n;
-    couch_repl_str id = b->revs.v[e].id;
-    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF && b->revs.v[e].n > 0 && /* none of it missing: the target has it */
-        couch_revmap_find(&b->missing, couch_revmap_str(&b->revs, id), id.len) < 0) {
-      couch_revmap_push_id(L, &b->revs, e);
-      couch_revmap_push_rev(L, &b->revs, e, 0);
+  for (size_t e = 0; e < b->s->revs.n; e++) {
+    if (!b->s->revs.v[e].live) continue;
+    checked += (lua_Integer)b->s->revs.v[e].n;
+    couch_repl_str id = b->s->revs.v[e].id;
+    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF && b->s->revs.v[e].n > 0 && /* none of it missing: the target has it */
+        couch_revmap_find(&b->s->missing, couch_revmap_str(&b->s->revs, id), id.len) < 0) {
+      couch_revmap_push_id(L, &b->s->revs, e);
+      couch_revmap_push_rev(L, &b->s->revs, e, 0);
       set_anchor(L, r, REPL_TARGET, lua_gettop(L) - 1, lua_gettop(L));
       lua_pop(L, 2);
     }
@@ -231,8 +233,8 @@ static void diffed(lua_State *L, couch_repl_batch *b) {
  * estimate, ask for two revisions). Small documents still go in one request per batch.
  * Whole ids go together, so accounting stays per id. */
 static int has_pending(couch_repl_batch *b) {
-  while (b->cursor < b->missing.n && !b->missing.v[b->cursor].live) b->cursor++;
-  return b->cursor < b->missing.n;
+  while (b->s->cursor < b->s->missing.n && !b->s->missing.v[b->s->cursor].live) b->s->cursor++;
+  return b->s->cursor < b->s->missing.n;
 }
 
 static lua_Integer chunk_revs(couch_repl *r) {
@@ -276,19 +278,19 @@ static void note_answer_size(lua_State *L, couch_repl *r, size_t bytes, lua_Inte
   if (old <= 0) wake_waiters(L, r);
 }
 
-/* The next up to chunk_revs() revisions (whole ids, at least one) of b->missing become the
+/* The next up to chunk_revs() revisions (whole ids, at least one) of b->s->missing become the
  * revisions asked, and the chunk's slots are reset. Returns 0 when nothing is left. */
 static int next_chunk(lua_State *L, couch_repl_batch *b) {
   lua_Integer budget = chunk_revs(b->r), taken = 0;
-  size_t from = b->cursor;
-  for (; b->cursor < b->missing.n; b->cursor++) {
-    if (!b->missing.v[b->cursor].live) continue;
-    lua_Integer n = (lua_Integer)b->missing.v[b->cursor].n;
+  size_t from = b->s->cursor;
+  for (; b->s->cursor < b->s->missing.n; b->s->cursor++) {
+    if (!b->s->missing.v[b->s->cursor].live) continue;
+    lua_Integer n = (lua_Integer)b->s->missing.v[b->s->cursor].n;
     if (taken > 0 && taken + n > budget) break;
     taken += n;
   }
   if (taken == 0) return 0;
-  b->asked = &b->missing, b->asked_from = from, b->asked_to = b->cursor;
+  b->s->asked = &b->s->missing, b->s->asked_from = from, b->s->asked_to = b->s->cursor;
   static const int fresh[] = {S_DOCS, S_READABLE, S_LISTS};
   for (int i = 0; i < 3; i++) {
     lua_newtable(L);
@@ -296,8 +298,8 @@ static int next_chunk(lua_State *L, couch_repl_batch *b) {
   }
   lua_pushnil(L);
   lua_replace(L, S_ANSWER);
-  b->key = from;
-  b->nwork = 0;
+  b->s->key = from;
+  b->s->nwork = 0;
   b->pass = 0;
   return 1;
 }
@@ -305,8 +307,8 @@ static int next_chunk(lua_State *L, couch_repl_batch *b) {
 /* The revisions asked, and whether there are any. */
 static size_t asked_revs(const couch_repl_batch *b) {
   size_t n = 0;
-  for (size_t e = b->asked_from; e < b->asked_to; e++)
-    if (b->asked->v[e].live) n += b->asked->v[e].n;
+  for (size_t e = b->s->asked_from; e < b->s->asked_to; e++)
+    if (b->s->asked->v[e].live) n += b->s->asked->v[e].n;
   return n;
 }
 
@@ -386,7 +388,7 @@ static int has_rev(lua_State *L, const couch_repl_revmap *m, size_t e, int idx) 
  * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
  * Else by id and rev, else by id. */
 static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
-  if (b->by_pos) {
+  if (b->s->by_pos) {
     lua_rawgeti(L, S_ANSWER, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, d, "id");
@@ -404,7 +406,7 @@ static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer
   if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
     size_t id_len, rev_len;
     const char *id = lua_tolstring(L, -2, &id_len), *rev = lua_tolstring(L, -1, &rev_len);
-    lua_Integer pos = couch_refusals_by_rev(&b->refusals, id, id_len, rev, rev_len);
+    lua_Integer pos = couch_refusals_by_rev(&b->s->refusals, id, id_len, rev, rev_len);
     if (pos) {
       lua_rawgeti(L, S_ANSWER, pos);
       lua_replace(L, -3);
@@ -412,11 +414,11 @@ static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer
       return;
     }
   }
-  if (b->confirm && lua_type(L, -2) == LUA_TSTRING) { /* refused without a rev: the target said what it lacks */
+  if (b->s->confirm && lua_type(L, -2) == LUA_TSTRING) { /* refused without a rev: the target said what it lacks */
     size_t id_len;
     const char *id = lua_tolstring(L, -2, &id_len);
-    long e = couch_revmap_find(&b->lacks, id, id_len);
-    if (e >= 0 && !has_rev(L, &b->lacks, (size_t)e, -1)) {
+    long e = couch_revmap_find(&b->s->lacks, id, id_len);
+    if (e >= 0 && !has_rev(L, &b->s->lacks, (size_t)e, -1)) {
       lua_pop(L, 2);
       lua_pushnil(L);
       return;
@@ -425,7 +427,7 @@ static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer
   lua_pop(L, 1);
   size_t id_len;
   const char *id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &id_len) : NULL;
-  lua_Integer pos = id ? couch_refusals_by_id(&b->refusals, id, id_len) : 0;
+  lua_Integer pos = id ? couch_refusals_by_id(&b->s->refusals, id, id_len) : 0;
   lua_pop(L, 1);
   if (pos) lua_rawgeti(L, S_ANSWER, pos);
   else lua_pushnil(L);
@@ -439,13 +441,13 @@ static int restub(lua_State *L, couch_repl_batch *b, int e, int d) {
   lua_getfield(L, e, "error");
   int stub = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "missing_stub") == 0;
   lua_pop(L, 1);
-  if (!stub || b->cur.refetched) return 0;
+  if (!stub || b->s->cur.refetched) return 0;
   append(L, S_RESTUB, d);
   return 1;
 }
 
 /* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
- * cannot say which one was refused: list those ids with the revs sent in b->amb, to ask
+ * cannot say which one was refused: list those ids with the revs sent in b->s->amb, to ask
  * the target (_revs_diff) which it lacks; returns whether there are any. Costs a request
  * only in that case. */
 typedef struct {
@@ -462,7 +464,7 @@ static int sent_cmp(const void *a, const void *b) {
 }
 
 static int find_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integer from, lua_Integer n) {
-  couch_revmap_clear(&b->amb);
+  couch_revmap_clear(&b->s->amb);
   int top = lua_gettop(L);
   sent_rev *sent = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *sent, 0);
   size_t ns = 0;
@@ -483,16 +485,28 @@ static int find_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integ
     size_t end = k + 1;
     while (end < ns && sent[end].id_len == sent[k].id_len && memcmp(sent[end].id, sent[k].id, sent[k].id_len) == 0)
       end++;
-    lua_Integer pos = end - k > 1 ? couch_refusals_by_id(&b->refusals, sent[k].id, sent[k].id_len) : 0;
+    lua_Integer pos = end - k > 1 ? couch_refusals_by_id(&b->s->refusals, sent[k].id, sent[k].id_len) : 0;
     if (pos && lua_rawgeti(L, S_ANSWER, pos) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
-      couch_revmap_add_id(L, &b->amb, sent[k].id, sent[k].id_len);
-      for (size_t j = k; j < end; j++) couch_revmap_add_rev(L, &b->amb, sent[j].rev, sent[j].rev_len);
+      couch_revmap_add_id(L, &b->s->amb, sent[k].id, sent[k].id_len);
+      for (size_t j = k; j < end; j++) couch_revmap_add_rev(L, &b->s->amb, sent[j].rev, sent[j].rev_len);
     }
     lua_settop(L, top + 1);
     k = end;
   }
   lua_settop(L, top);
-  return b->amb.n > 0;
+  return b->s->amb.n > 0;
+}
+
+/* The batch's C memory: its one release, when the batch is moved (the garbage collector,
+ * which does not see this memory, may take its time) and from the state's __gc. */
+static void release(couch_repl_batch_state *s) {
+  free(s->work);
+  s->work = NULL;
+  s->nwork = s->capwork = 0;
+  couch_refusals_free(&s->refusals);
+  couch_repl_revmap *maps[] = {&s->revs, &s->missing, &s->again, &s->left, &s->amb, &s->lacks};
+  for (int i = 0; i < 6; i++) couch_revmap_free(maps[i]);
+  s->asked = NULL;
 }
 
 /* --- the steps ---------------------------------------------------------------------- */
@@ -510,7 +524,7 @@ static int diffed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
   diffed(L, b);
-  b->cursor = 0;
+  b->s->cursor = 0;
   return chunk(L, b);
 }
 
@@ -530,7 +544,10 @@ static int chunk(lua_State *L, couch_repl_batch *b) {
     lua_callk(L, 2, 0, CTX(b), waited_k);
     return waited_k(L, LUA_OK, CTX(b));
   }
-  if (!next_chunk(L, b)) return 0;
+  if (!next_chunk(L, b)) { /* the batch is moved */
+    release(b->s);
+    return 0;
+  }
   lua_settop(L, S_TOP);
   return fetch(L, b);
 }
@@ -543,7 +560,7 @@ static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
   if (code < 300) {
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TSTRING)
-      note_answer_size(L, r, lua_rawlen(L, -1), b->bulk_get_revs);
+      note_answer_size(L, r, lua_rawlen(L, -1), b->s->bulk_get_revs);
     slice_top(L, r, "POST", "/_bulk_get", code);
     lua_replace(L, S_DOCS);
     lua_settop(L, S_TOP);
@@ -565,8 +582,8 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
   }
   if (r->no_bulk_get) return open_next(L, b);
   size_t count;
-  couch_revmap_push_bulk_get(L, b->asked, b->asked_from, b->asked_to, &count);
-  b->bulk_get_revs = (lua_Integer)count;
+  couch_revmap_push_bulk_get(L, b->s->asked, b->s->asked_from, b->s->asked_to, &count);
+  b->s->bulk_get_revs = (lua_Integer)count;
   int body = lua_gettop(L);
   const char *query = couch_repl_push_read_query(L, r->attachments, NULL, 0);
   return couch_repl_call(L, r,
@@ -576,20 +593,20 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
                          CTX(b), bulk_got_k);
 }
 
-/* Push "/" .. the path of entry e's id in b->asked. */
+/* Push "/" .. the path of entry e's id in b->s->asked. */
 static void push_entry_path(lua_State *L, couch_repl_batch *b, size_t e) {
-  couch_repl_str id = b->asked->v[e].id;
-  couch_repl_push_doc_path(L, couch_revmap_str(b->asked, id), id.len);
+  couch_repl_str id = b->s->asked->v[e].id;
+  couch_repl_push_doc_path(L, couch_revmap_str(b->s->asked, id), id.len);
 }
 
 static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  push_entry_path(L, b, b->key - 1);
+  push_entry_path(L, b, b->s->key - 1);
   lua_insert(L, -2);
   slice_top(L, b->r, "GET", lua_tostring(L, -2), 200); /* any other status raised already */
   int list = lua_gettop(L);
-  couch_revmap_push_id(L, b->asked, b->key - 1); /* what it answers: the id asked */
+  couch_revmap_push_id(L, b->s->asked, b->s->key - 1); /* what it answers: the id asked */
   int id = lua_gettop(L);
   for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
     lua_pushvalue(L, id);
@@ -604,12 +621,12 @@ static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
 static int open_next(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  while (b->key < b->asked_to && !b->asked->v[b->key].live) b->key++;
-  if (b->key >= b->asked_to) return check(L, b);
-  size_t e = b->key++;
+  while (b->s->key < b->s->asked_to && !b->s->asked->v[b->s->key].live) b->s->key++;
+  if (b->s->key >= b->s->asked_to) return check(L, b);
+  size_t e = b->s->key++;
   push_entry_path(L, b, e);
   const char *path = lua_tostring(L, -1);
-  couch_revmap_push_revs_json(L, b->asked, e);
+  couch_revmap_push_revs_json(L, b->s->asked, e);
   size_t len;
   const char *revs = lua_tolstring(L, -1, &len);
   const char *query = couch_repl_push_read_query(L, r->attachments, revs, len);
@@ -623,13 +640,13 @@ static int open_next(lua_State *L, couch_repl_batch *b) {
 static int check(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   int first_try = b->pass == 0;
-  couch_repl_revmap *unanswered = first_try ? &b->again : &b->left;
-  lua_Integer left = couch_account_reads(L, b->asked, b->asked_from, b->asked_to, S_DOCS, first_try ? 1 : b->pass,
+  couch_repl_revmap *unanswered = first_try ? &b->s->again : &b->s->left;
+  lua_Integer left = couch_account_reads(L, b->s->asked, b->s->asked_from, b->s->asked_to, S_DOCS, first_try ? 1 : b->pass,
                                          unanswered);
   if (left > 0 && first_try) {
     /* once more, one open_revs GET per document: a proxy or a struggling server may have
      * cut the answer short */
-    b->asked = &b->again, b->asked_from = b->key = 0, b->asked_to = b->again.n;
+    b->s->asked = &b->s->again, b->s->asked_from = b->s->key = 0, b->s->asked_to = b->s->again.n;
     b->pass = (lua_Integer)lua_rawlen(L, S_DOCS) + 1;
     return open_next(L, b);
   }
@@ -731,10 +748,10 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx);
 /* The next item of the work stack: one _bulk_docs; when none is left, the next chunk. */
 static int post_next(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
-  if (b->nwork == 0) return chunk(L, b);
-  b->cur = b->work[--b->nwork];
+  if (b->s->nwork == 0) return chunk(L, b);
+  b->s->cur = b->s->work[--b->s->nwork];
   push_cur_list(L, b);
-  push_bulk_docs_body(L, S_TOP + 1, b->cur.from, b->cur.n, b->cur.new_edits);
+  push_bulk_docs_body(L, S_TOP + 1, b->s->cur.from, b->s->cur.n, b->s->cur.new_edits);
   int body = lua_gettop(L);
   return couch_repl_call(L, b->r,
                          &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_bulk_docs", .body = body,
@@ -745,7 +762,7 @@ static int post_next(lua_State *L, couch_repl_batch *b) {
 static int refetched_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  post_list(L, b, lua_gettop(L), b->cur.new_edits, 1);
+  post_list(L, b, lua_gettop(L), b->s->cur.new_edits, 1);
   return post_next(L, b);
 }
 
@@ -765,13 +782,13 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   lua_Integer code = lua_tointeger(L, res + 1);
   push_cur_list(L, b);
   int docs = lua_gettop(L);
-  lua_Integer from = b->cur.from, n = b->cur.n;
+  lua_Integer from = b->s->cur.from, n = b->s->cur.n;
   if (code == 412) {
     /* 412 missing_stub: attachment stubs (attachments = false) the target lacks. Once:
      * the same documents fetched with their attachments, then sent again. */
     const char *reason = "the target refused the batch (412)";
     if (lua_istable(L, res) && lua_getfield(L, res, "reason") == LUA_TSTRING) reason = lua_tostring(L, -1);
-    if (b->cur.refetched || r->attachments)
+    if (b->s->cur.refetched || r->attachments)
       return couch_repl_answer_raise(L, r, REPL_TARGET, "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
                                      reason);
     lua_pushcfunction(L, couch_repl_with_attachments);
@@ -795,21 +812,21 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
       lua_callk(L, 3, 0, ctx, too_large_k);
       return too_large_k(L, LUA_OK, ctx);
     }
-    couch_repl_post cur = b->cur; /* a stack: the first half goes first */
+    couch_repl_post cur = b->s->cur; /* a stack: the first half goes first */
     push_post(L, b, cur.list, cur.from + n / 2, n - n / 2, cur.new_edits, 0);
     push_post(L, b, cur.list, cur.from, n / 2, cur.new_edits, 0);
     return post_next(L, b);
   }
-  check_bulk_docs(L, r, res, n, b->cur.new_edits, code);
-  b->by_pos = (lua_Integer)lua_rawlen(L, res) == n;
+  check_bulk_docs(L, r, res, n, b->s->cur.new_edits, code);
+  b->s->by_pos = (lua_Integer)lua_rawlen(L, res) == n;
   lua_pushvalue(L, res);
   lua_replace(L, S_ANSWER);
-  couch_refusals_index(L, &b->refusals, S_ANSWER);
-  b->confirm = 0;
+  couch_refusals_index(L, &b->s->refusals, S_ANSWER);
+  b->s->confirm = 0;
   b->walk = 0;
   if (find_ambiguous(L, b, docs, from, n)) {
     int keep = lua_gettop(L);
-    couch_revmap_push_revs_diff(L, &b->amb, 0, b->amb.n);
+    couch_revmap_push_revs_diff(L, &b->s->amb, 0, b->s->amb.n);
     return couch_repl_call(L, r,
                            &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
                                              .body = keep + 1, .keep = keep, .nresults = 1, .idempotent = 1},
@@ -818,31 +835,31 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   return match_from(L, b);
 }
 
-/* b->amb asked; the _revs_diff answer on top, id -> {missing = [revs]}: b->lacks, for
+/* b->s->amb asked; the _revs_diff answer on top, id -> {missing = [revs]}: b->s->lacks, for
  * every id asked, the revs the target says it lacks. */
 static int confirmed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
   int res = lua_gettop(L);
-  couch_revmap_clear(&b->lacks);
-  for (size_t e = 0; e < b->amb.n; e++) {
-    if (!b->amb.v[e].live) continue;
-    couch_repl_str id = b->amb.v[e].id;
-    couch_revmap_add_id(L, &b->lacks, couch_revmap_str(&b->amb, id), id.len);
-    couch_revmap_push_id(L, &b->amb, e);
+  couch_revmap_clear(&b->s->lacks);
+  for (size_t e = 0; e < b->s->amb.n; e++) {
+    if (!b->s->amb.v[e].live) continue;
+    couch_repl_str id = b->s->amb.v[e].id;
+    couch_revmap_add_id(L, &b->s->lacks, couch_revmap_str(&b->s->amb, id), id.len);
+    couch_revmap_push_id(L, &b->s->amb, e);
     if (lua_istable(L, res) && lua_rawget(L, res) == LUA_TTABLE && lua_getfield(L, -1, "missing") == LUA_TTABLE) {
       for (lua_Integer j = 1; lua_rawgeti(L, -1, j) != LUA_TNIL; j++) {
         size_t len;
         if (lua_type(L, -1) == LUA_TSTRING) { /* only a string can be a document's rev */
           const char *rev = lua_tolstring(L, -1, &len);
-          couch_revmap_add_rev(L, &b->lacks, rev, len);
+          couch_revmap_add_rev(L, &b->s->lacks, rev, len);
         }
         lua_pop(L, 1);
       }
     }
     lua_settop(L, res);
   }
-  b->confirm = 1;
+  b->s->confirm = 1;
   return match_from(L, b);
 }
 
@@ -860,12 +877,12 @@ static void written(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
   lua_getfield(L, d, "id");
   int id = lua_gettop(L);
   lua_pushnil(L);
-  if (b->by_pos && lua_rawgeti(L, S_ANSWER, i) == LUA_TTABLE) {
+  if (b->s->by_pos && lua_rawgeti(L, S_ANSWER, i) == LUA_TTABLE) {
     lua_getfield(L, -1, "rev");
     lua_replace(L, id + 1);
   }
   lua_settop(L, id + 1);
-  if (lua_type(L, id + 1) != LUA_TSTRING && !b->cur.new_edits) {
+  if (lua_type(L, id + 1) != LUA_TSTRING && !b->s->cur.new_edits) {
     lua_getfield(L, d, "rev");
     lua_replace(L, id + 1);
   }
@@ -880,10 +897,10 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   push_cur_list(L, b);
   int docs = S_TOP + 1;
-  lua_Integer n = b->cur.n;
+  lua_Integer n = b->s->cur.n;
   while (b->walk < n) {
     lua_Integer i = ++b->walk;
-    lua_rawgeti(L, docs, b->cur.from + i - 1);
+    lua_rawgeti(L, docs, b->s->cur.from + i - 1);
     int d = lua_gettop(L);
     push_doc_error(L, b, d, i);
     int e = lua_gettop(L);
@@ -926,15 +943,18 @@ int couch_repl_move_batch(lua_State *L) {
   lua_newtable(L); /* S_LISTS */
   lua_pushnil(L);  /* S_ANSWER */
   lua_newtable(L); /* S_RESTUB */
-  couch_revmap_clear(&b->revs);
-  couch_revmap_clear(&b->missing);
-  b->cursor = 0;
-  if (!collect_revs(L, b)) return 0;
+  couch_revmap_clear(&b->s->revs);
+  couch_revmap_clear(&b->s->missing);
+  b->s->cursor = 0;
+  if (!collect_revs(L, b)) {
+    release(b->s);
+    return 0;
+  }
   if (skip_revs_diff(r)) {
     all_missing(b);
     return chunk(L, b);
   }
-  couch_revmap_push_revs_diff(L, &b->revs, 0, b->revs.n);
+  couch_revmap_push_revs_diff(L, &b->s->revs, 0, b->s->revs.n);
   return couch_repl_call(L, r,
                          &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
                                            .body = S_TOP + 1, .keep = S_TOP, .nresults = 1, .idempotent = 1},
@@ -946,6 +966,10 @@ couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer
   last_seq = lua_absindex(L, last_seq);
   couch_repl_batch *b = lua_newuserdatauv(L, sizeof *b, BATCH_NUV);
   *b = (couch_repl_batch){.r = r, .index = index};
+  b->s = lua_newuserdatauv(L, sizeof *b->s, 0);
+  memset(b->s, 0, sizeof *b->s);
+  luaL_setmetatable(L, BATCH_STATE_MT);
+  lua_setiuservalue(L, -2, BATCH_STATE);
   lua_pushvalue(L, changes);
   lua_setiuservalue(L, -2, BATCH_CHANGES);
   lua_pushvalue(L, last_seq);
@@ -960,15 +984,8 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
-/* The batch's C memory: its one release. */
-static int batch_gc(lua_State *L) {
-  couch_repl_batch *b = luaL_checkudata(L, 1, COUCH_REPL_BATCH_MT);
-  free(b->work);
-  b->work = NULL;
-  b->nwork = b->capwork = 0;
-  couch_refusals_free(&b->refusals);
-  couch_repl_revmap *maps[] = {&b->revs, &b->missing, &b->again, &b->left, &b->amb, &b->lacks};
-  for (int i = 0; i < 6; i++) couch_revmap_free(maps[i]);
+static int state_gc(lua_State *L) {
+  release(luaL_checkudata(L, 1, BATCH_STATE_MT));
   return 0;
 }
 
@@ -976,7 +993,10 @@ void couch_batch_open(lua_State *L) {
   if (luaL_newmetatable(L, COUCH_REPL_BATCH_MT)) {
     lua_pushcfunction(L, batch_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, batch_gc);
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, BATCH_STATE_MT)) {
+    lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

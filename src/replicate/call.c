@@ -36,6 +36,9 @@ static int answered_k(lua_State *L, int status, lua_KContext ctx) {
   call_frame f = *(call_frame *)lua_touserdata(L, fi);
   couch_request *req = lua_touserdata(L, fi + 1);
   couch_response_results(L, req, allowed(f.allow, req->status), f.raw); /* status, body, headers */
+  /* the answer is Lua values now: the transfer's buffers and handle go at once, not when
+   * the collector (which does not see them) gets to the request */
+  couch_request_clear(req);
   lua_pop(L, 1);
   if (f.nresults == 2) lua_rotate(L, -2, 1); /* body, status */
   else lua_remove(L, -2);
