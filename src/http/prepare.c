@@ -48,29 +48,47 @@ static void push_url(lua_State *L, const couch_conn *c, int path, int opts) {
   }
 }
 
-/* Push opts.body as the bytes to send (a string as is, anything else as JSON); 0 and
- * nothing pushed when there is none. */
+void couch_prepare_push_body(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  size_t n;
+  couch_json_encode(L, idx, &n);
+}
+
+/* Push opts.body as the bytes to send; 0 and nothing pushed when there is none. */
 static int push_body(lua_State *L, int opts) {
   if (lua_type(L, opts) != LUA_TTABLE) return 0;
   if (lua_getfield(L, opts, "body") == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    size_t n;
-    couch_json_encode(L, -1, &n);
-    lua_remove(L, -2);
-  }
+  couch_prepare_push_body(L, -1);
+  lua_remove(L, -2);
   return lua_gettop(L);
 }
 
-static void add_headers(lua_State *L, couch_request *r, int body, int opts) {
+/* A body, a POST or a PUT says what it sends. */
+static int sends_content(const char *method, int body) {
+  return body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+}
+
+couch_request *couch_prepare_request(lua_State *L, int srv, couch_conn *c, const char *method, const char *url,
+                                     int body, const char *content_type) {
+  couch_request *r = couch_request_new(L, srv, c, method, url, body);
   couch_request_add_header(r, "Accept: application/json");
-  if (body || strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0) {
-    lua_pushfstring(L, "Content-Type: %s", couch_opt_string(L, opts, "content_type", "application/json"));
+  if (sends_content(method, body)) {
+    lua_pushfstring(L, "Content-Type: %s", content_type ? content_type : "application/json");
     couch_request_add_header(r, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
+  return r;
+}
+
+/* The caller's own headers (opts.headers), after the ones CouchDB wants. */
+static void add_headers(lua_State *L, couch_request *r, int opts) {
   if (lua_type(L, opts) != LUA_TTABLE) return;
   if (lua_getfield(L, opts, "headers") == LUA_TTABLE) {
     lua_pushnil(L);
@@ -90,8 +108,9 @@ couch_request *couch_prepare(lua_State *L, int srv, couch_conn *c, const char *m
   push_url(L, c, path, opts);
   int url = lua_gettop(L);
   int body = push_body(L, opts);
-  couch_request *r = couch_request_new(L, srv, c, method, lua_tostring(L, url), body);
-  add_headers(L, r, body, opts);
+  const char *ct = sends_content(method, body) ? couch_opt_string(L, opts, "content_type", NULL) : NULL;
+  couch_request *r = couch_prepare_request(L, srv, c, method, lua_tostring(L, url), body, ct);
+  add_headers(L, r, opts);
   if (body) lua_remove(L, body); /* anchored by the request now */
   lua_remove(L, url);
   lua_Number timeout = couch_opt_number(L, opts, "timeout", -1);

@@ -3,12 +3,16 @@
  * another id, or {"missing": rev} must never turn into "nothing to do" while the
  * checkpoint moves past it. The answers to one id are matched to the revisions asked
  * for it: exact revs first, then the rest by count, because `latest=true` may answer a
- * newer leaf than the one asked and pouchdb-server's errors name no rev. */
+ * newer leaf than the one asked and pouchdb-server's errors name no rev. The revisions
+ * asked and those left unanswered are C maps (revmap.h); the answers are the sliced
+ * entries, Lua values the user's hooks and error reports see. */
 #include "replicate/account.h"
 
 #include "json/json.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Push {error = {id =, rev =, error =, reason =}} (id / rev: stack values, 0 for none). */
 static void push_error_entry(lua_State *L, int id, int rev, const char *code, const char *reason) {
@@ -84,85 +88,101 @@ static void push_answered_rev(lua_State *L, int e) {
   }
 }
 
-static int in_list(lua_State *L, int list, int v) {
-  for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
-    int eq = lua_rawequal(L, -1, v);
-    lua_pop(L, 1);
-    if (eq) return 1;
+/* The first rev of entry e with the bytes of its j-th: a rev listed twice is one key, as
+ * in a table keyed by rev. */
+static size_t first_same(const couch_repl_revmap *m, size_t e, size_t j) {
+  const couch_repl_revs_entry *en = &m->v[e];
+  couch_repl_str s = m->revs[en->first + j];
+  for (size_t k = 0; k < j; k++) {
+    couch_repl_str t = m->revs[en->first + k];
+    if (t.len == s.len && memcmp(m->bytes + t.off, m->bytes + s.off, s.len) == 0) return k;
   }
-  lua_pop(L, 1);
-  return 0;
+  return j;
 }
 
-/* Match the answers (indexes into docs, list at idxs) to the revisions asked (list at
- * revs); append the revisions left over to unanswered[id]. */
-static lua_Integer pair_id(lua_State *L, int id, int revs, int idxs, int docs, int unanswered) {
-  int top = lua_gettop(L);
-  lua_newtable(L); /* rev -> true: answered */
-  int matched = top + 1;
-  lua_newtable(L); /* answers naming no asked rev, in order */
-  int rest = top + 2;
-  lua_Integer nrest = 0, left = 0;
-  for (lua_Integer i = 1; idxs && lua_rawgeti(L, idxs, i) != LUA_TNIL; i++) {
-    lua_rawget(L, docs);
-    int e = lua_gettop(L);
-    push_answered_rev(L, e);
-    if (lua_type(L, -1) == LUA_TSTRING && in_list(L, revs, e + 1)) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, matched) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, matched);
-        lua_settop(L, e - 1);
-        continue;
-      }
-      lua_pop(L, 1);
-    }
-    lua_settop(L, e);
-    lua_rawseti(L, rest, ++nrest);
+/* The rev of entry e equal to the string at idx (its first place), or -1. */
+static long rev_index(lua_State *L, const couch_repl_revmap *m, size_t e, int idx) {
+  size_t len;
+  const char *rev = lua_tolstring(L, idx, &len);
+  const couch_repl_revs_entry *en = &m->v[e];
+  for (size_t j = 0; j < en->n; j++) {
+    couch_repl_str t = m->revs[en->first + j];
+    if (t.len == len && memcmp(m->bytes + t.off, rev, len) == 0) return (long)j;
   }
-  lua_Integer next_rest = 1;
-  for (lua_Integer j = 1; lua_rawgeti(L, revs, j) != LUA_TNIL; j++) {
-    int rev = lua_gettop(L);
-    lua_pushvalue(L, rev);
-    int answered = lua_rawget(L, matched) != LUA_TNIL;
-    lua_pop(L, 1);
-    if (!answered && next_rest <= nrest) { /* a newer leaf (latest=true) or a rev-less error */
-      lua_rawgeti(L, rest, next_rest++);
+  return -1;
+}
+
+/* Match the answers to entry e (docs[idxs[0..nidx)]) to its revisions; add the revisions
+ * left over to unanswered. */
+static lua_Integer pair_id(lua_State *L, const couch_repl_revmap *m, size_t e, const lua_Integer *idxs, size_t nidx,
+                           int docs, couch_repl_revmap *unanswered) {
+  int top = lua_gettop(L);
+  size_t nrev = m->v[e].n;
+  char *matched = lua_newuserdatauv(L, nrev + 1, 0); /* by first place: answered */
+  memset(matched, 0, nrev + 1);
+  lua_Integer *rest = lua_newuserdatauv(L, (nidx + 1) * sizeof *rest, 0); /* answers naming no asked rev */
+  size_t nrest = 0, next_rest = 0;
+  lua_Integer left = 0;
+  for (size_t k = 0; k < nidx; k++) {
+    lua_rawgeti(L, docs, idxs[k]);
+    push_answered_rev(L, lua_gettop(L));
+    long j = lua_type(L, -1) == LUA_TSTRING ? rev_index(L, m, e, -1) : -1;
+    lua_pop(L, 2);
+    if (j >= 0 && !matched[j]) matched[j] = 1;
+    else rest[nrest++] = idxs[k];
+  }
+  int listed = 0;
+  for (size_t j = 0; j < nrev; j++) {
+    int answered = matched[first_same(m, e, j)];
+    if (!answered && next_rest < nrest) { /* a newer leaf (latest=true) or a rev-less error */
+      lua_rawgeti(L, docs, rest[next_rest++]);
       if (lua_getfield(L, -1, "error") == LUA_TTABLE) {
-        lua_pushvalue(L, rev);
+        couch_revmap_push_rev(L, m, e, j);
         lua_setfield(L, -2, "rev"); /* the report names the revision asked */
       }
+      lua_pop(L, 2);
       answered = 1;
     }
     if (!answered) {
-      lua_pushvalue(L, id);
-      if (lua_rawget(L, unanswered) == LUA_TNIL) {
-        lua_pop(L, 1);
-        couch_json_newarray(L);
-        lua_pushvalue(L, id);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, unanswered);
-      }
-      lua_pushvalue(L, rev);
-      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      if (!listed++) couch_revmap_add_id(L, unanswered, couch_revmap_str(m, m->v[e].id), m->v[e].id.len);
+      couch_repl_str r = m->revs[m->v[e].first + j];
+      couch_revmap_add_rev(L, unanswered, couch_revmap_str(m, r), r.len);
       left++;
     }
-    lua_settop(L, rev - 1);
   }
   lua_settop(L, top);
   return left;
 }
 
-lua_Integer couch_account_reads(lua_State *L, int asked, int docs, lua_Integer from) {
-  asked = lua_absindex(L, asked);
+/* The entry of `asked` (live, in [from_e, to_e)) for the id string at idx, or -1. */
+static long asked_entry(lua_State *L, const couch_repl_revmap *asked, size_t from_e, size_t to_e, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return -1;
+  size_t len;
+  const char *id = lua_tolstring(L, idx, &len);
+  long e = couch_revmap_find(asked, id, len);
+  return e >= (long)from_e && e < (long)to_e ? e : -1;
+}
+
+typedef struct {
+  lua_Integer entry, doc;
+} answer_of;
+
+static int answer_cmp(const void *a, const void *b) {
+  const answer_of *x = a, *y = b;
+  if (x->entry != y->entry) return x->entry < y->entry ? -1 : 1;
+  return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+lua_Integer couch_account_reads(lua_State *L, const couch_repl_revmap *asked, size_t from_e, size_t to_e, int docs,
+                                lua_Integer from, couch_repl_revmap *unanswered) {
   docs = lua_absindex(L, docs);
   luaL_checkstack(L, 24, "accounting for revisions");
-  couch_json_newobject(L); /* the result: id -> [rev] nothing answered */
-  int unanswered = lua_gettop(L);
-  lua_newtable(L); /* id -> [index into docs] */
-  int byid = unanswered + 1;
+  couch_revmap_clear(unanswered);
   lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  /* which answer is for which id asked: (entry, index into docs), in a userdata */
+  answer_of *by = lua_newuserdatauv(L, (size_t)(n >= from ? n - from + 1 : 1) * sizeof *by, 0);
+  int by_idx = lua_gettop(L);
+  size_t nby = 0;
   for (lua_Integer i = from; i <= n; i++) {
     lua_rawgeti(L, docs, i);
     int e = lua_gettop(L);
@@ -173,9 +193,7 @@ lua_Integer couch_account_reads(lua_State *L, int asked, int docs, lua_Integer f
       lua_getfield(L, e, "id");
       lua_getfield(L, e, "group");
       int id = e + 1, group = e + 2;
-      lua_pushvalue(L, id);
-      int asked_id = lua_type(L, id) == LUA_TSTRING && lua_rawget(L, asked) != LUA_TNIL;
-      lua_pop(L, 1);
+      int asked_id = asked_entry(L, asked, from_e, to_e, id) >= 0;
       lua_getfield(L, e, "rev");
       int has_rev = lua_type(L, -1) == LUA_TSTRING;
       lua_pop(L, 1);
@@ -201,46 +219,38 @@ lua_Integer couch_account_reads(lua_State *L, int asked, int docs, lua_Integer f
       lua_settop(L, e + 1);
     }
     /* the key at e + 1: list this answer under it when that id was asked */
-    lua_pushvalue(L, e + 1);
-    if (!lua_isnil(L, e + 1) && lua_rawget(L, asked) != LUA_TNIL) {
-      lua_pushvalue(L, e + 1);
-      if (lua_rawget(L, byid) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, e + 1);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, byid);
-      }
-      lua_pushinteger(L, i);
-      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    }
+    long entry = asked_entry(L, asked, from_e, to_e, e + 1);
+    if (entry >= 0) by[nby++] = (answer_of){entry, i};
     lua_settop(L, e - 1);
   }
+  if (nby > 1) qsort(by, nby, sizeof *by, answer_cmp);
   lua_Integer left = 0;
-  lua_pushnil(L);
-  while (lua_next(L, asked)) {
-    int id = lua_gettop(L) - 1, revs = id + 1;
-    lua_pushvalue(L, id);
-    lua_rawget(L, byid);
-    left += pair_id(L, id, revs, lua_isnil(L, -1) ? 0 : lua_gettop(L), docs, unanswered);
-    lua_settop(L, id);
+  lua_Integer *idxs = lua_newuserdatauv(L, (nby + 1) * sizeof *idxs, 0);
+  size_t k = 0;
+  for (size_t e = from_e; e < to_e; e++) {
+    if (!asked->v[e].live) continue;
+    size_t nidx = 0;
+    while (k < nby && by[k].entry < (lua_Integer)e) k++;
+    while (k < nby && by[k].entry == (lua_Integer)e) idxs[nidx++] = by[k++].doc;
+    left += pair_id(L, asked, e, idxs, nidx, docs, unanswered);
   }
-  lua_settop(L, unanswered);
+  lua_settop(L, by_idx - 1);
   return left;
 }
 
-void couch_account_unanswered(lua_State *L, int unanswered, int docs) {
-  unanswered = lua_absindex(L, unanswered);
+void couch_account_unanswered(lua_State *L, const couch_repl_revmap *unanswered, int docs) {
   docs = lua_absindex(L, docs);
   luaL_checkstack(L, 8, "accounting for revisions");
-  lua_pushnil(L);
-  while (lua_next(L, unanswered)) {
-    int id = lua_gettop(L) - 1;
-    for (lua_Integer j = 1; lua_rawgeti(L, id + 1, j) != LUA_TNIL; j++) {
+  for (size_t e = 0; e < unanswered->n; e++) {
+    if (!unanswered->v[e].live) continue;
+    couch_revmap_push_id(L, unanswered, e);
+    int id = lua_gettop(L);
+    for (size_t j = 0; j < unanswered->v[e].n; j++) {
+      couch_revmap_push_rev(L, unanswered, e, j);
       push_error_entry(L, id, lua_gettop(L), "no_answer", "the source's answers did not include this revision");
       lua_rawseti(L, docs, (lua_Integer)lua_rawlen(L, docs) + 1);
       lua_pop(L, 1);
     }
-    lua_settop(L, id);
+    lua_settop(L, id - 1);
   }
 }

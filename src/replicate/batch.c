@@ -9,47 +9,46 @@
  *   matched by position, id+rev, else id.
  * Who owns what: the job's counters, flags and estimates are the couch_repl struct
  * (job.h); the batch's own C state is its couch_repl_batch (batch.h: index, hold, probe,
- * where a walk stands), which is each continuation's context; the batch's Lua tables (the
- * revisions asked, the sliced documents, the stack of _bulk_docs posts) are the slots of
- * this frame (S_* below), which a C function keeps across a yield. Each protocol step is
- * its own continuation (*_k). The user's hooks run in replicate.lua (the job's runners:
- * apply, failed, new_revisions); the missing_stub refetch is restub.c; every HTTP call goes through the
- * database's request method (couch_repl_push_request), so auth and retries stay in one
+ * where a walk stands), which is each continuation's context, and its
+ * couch_repl_batch_state: the id -> [rev] maps (revmap.c: what the changes name, what the
+ * target lacks and the cursor of the chunks fetched, what a read left unanswered, the ids
+ * asked again after rev-less refusals and what the target said it lacks of them); the
+ * stack of _bulk_docs posts (runs of a document list: a 413 split is two runs, no copy);
+ * the index of an answer's refusals (refusals.c). That state is a userdata of its own and
+ * its C memory is freed in one place (release): once the batch is moved, or by the
+ * state's __gc. The request bodies are written from it (the maps' JSON, the _bulk_docs
+ * join of the documents' exact bytes). What stays Lua are values: the slots of this frame
+ * (S_* below, kept across a yield) hold the sliced documents and the lists the user's
+ * hooks see or make, and the decoded answers. Each protocol step is its own continuation
+ * (*_k). The user's hooks run in replicate.lua (the job's runners: apply, failed,
+ * new_revisions); the missing_stub refetch is restub.c; every HTTP call goes straight to
+ * the request layer through couch_repl_call (call.c), so auth and retries stay in one
  * place and the call yields inside a task like a cosocket call. An answer of the wrong
  * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
 #include "replicate/batch.h"
 
 #include "json/json.h"
 #include "replicate/account.h"
+#include "replicate/call.h"
 #include "replicate/slice.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
   S_JOB = 1, S_BATCH,
-  S_REVS,     /* id -> [rev]: what the batch's changes name */
-  S_MISSING,  /* id -> [rev]: what the target lacks (the chunk being moved) */
   S_DOCS,     /* sliced documents, then the hooks' output */
   S_READABLE, /* the sliced documents that carry a body */
-  S_KEY,      /* the open_revs walk's position in S_MISSING */
-  S_WORK,     /* stack of {docs, new_edits, refetched} still to post; 413 pushes halves */
-  S_CUR,      /* the item being posted */
-  S_BYREV, S_BYID,
-  S_BYPOS,    /* the _bulk_docs answer when it holds one result per document, else nil */
-  S_CONFIRM,  /* nil, or id -> {rev = true} the target lacks, for ids refused without a rev */
-  S_PENDING,  /* id -> [rev]: missing revisions not yet fetched (the batch goes in chunks) */
+  S_LISTS,    /* the lists of documents the posts (b->s->work, b->s->cur) are runs of */
+  S_ANSWER,   /* the _bulk_docs answer being matched (its refusals: b->s->refusals) */
   S_RESTUB,   /* documents refused one by one for attachment stubs, to send again */
   S_TOP = S_RESTUB
 };
 
 #define CTX(b) ((lua_KContext)(b))
+#define BATCH_STATE_MT "couch.replication_batch_state"
 #define BATCH(ctx) ((couch_repl_batch *)(ctx))
-
-static void set_true(lua_State *L, const char *name) {
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, name);
-}
 
 static void append(lua_State *L, int list, int value) {
   lua_pushvalue(L, value);
@@ -77,12 +76,6 @@ static void slice_top(lua_State *L, couch_repl *r, const char *method, const cha
   lua_pop(L, 1);
 }
 
-static void push_doc_path(lua_State *L, int id) {
-  size_t len;
-  const char *s = lua_tolstring(L, id, &len);
-  couch_repl_push_doc_path(L, s, len);
-}
-
 /* Raise the structured error for a _changes answer the protocol does not allow. */
 static int bad_changes(lua_State *L, couch_repl *r, const char *what) {
   const char *method = r->changes_post ? "POST" : "GET";
@@ -100,27 +93,35 @@ static void set_anchor(lua_State *L, couch_repl *r, int side, int id, int rev) {
   couch_repl_set(L, &r->ref.anchor_rev[side], rev);
 }
 
-/* Push {docs = list, new_edits = b, refetched} onto the work stack. */
-static void push_work_r(lua_State *L, int list, int new_edits, int refetched) {
-  list = lua_absindex(L, list);
-  lua_createtable(L, 3, 0);
-  lua_pushvalue(L, list);
-  lua_rawseti(L, -2, 1);
-  lua_pushboolean(L, new_edits);
-  lua_rawseti(L, -2, 2);
-  lua_pushboolean(L, refetched);
-  lua_rawseti(L, -2, 3);
-  lua_rawseti(L, S_WORK, (lua_Integer)lua_rawlen(L, S_WORK) + 1);
+/* Keep the list of documents at idx for posts; returns its number in S_LISTS. */
+static lua_Integer add_list(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, S_LISTS) + 1;
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, S_LISTS, n);
+  return n;
 }
 
-static void push_work(lua_State *L, int list, int new_edits) { push_work_r(L, list, new_edits, 0); }
-
-static int cur_flag(lua_State *L, int i) {
-  lua_rawgeti(L, S_CUR, i);
-  int b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
+/* Push a post of list[from .. from + n - 1] onto the batch's work stack. */
+static void push_post(lua_State *L, couch_repl_batch *b, lua_Integer list, lua_Integer from, lua_Integer n,
+                      int new_edits, int refetched) {
+  if (b->s->nwork == b->s->capwork) {
+    size_t cap = b->s->capwork ? 2 * b->s->capwork : 8;
+    couch_repl_post *w = realloc(b->s->work, cap * sizeof *w);
+    if (!w) luaL_error(L, "out of memory queueing a _bulk_docs post");
+    b->s->work = w, b->s->capwork = cap;
+  }
+  b->s->work[b->s->nwork++] = (couch_repl_post){.list = list, .from = from, .n = n, .new_edits = new_edits != 0,
+                                          .refetched = refetched != 0};
 }
+
+/* A post of the whole list at idx. */
+static void post_list(lua_State *L, couch_repl_batch *b, int idx, int new_edits, int refetched) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  push_post(L, b, add_list(L, idx), 1, n, new_edits, refetched);
+}
+
+/* Push the list the post in flight is a run of. */
+static void push_cur_list(lua_State *L, couch_repl_batch *b) { lua_rawgeti(L, S_LISTS, b->s->cur.list); }
 
 /* A new list of list[from..to] */
 static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to) {
@@ -131,35 +132,34 @@ static void push_range(lua_State *L, int list, lua_Integer from, lua_Integer to)
   }
 }
 
-/* revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
-static int collect_revs(lua_State *L, couch_repl *r) {
+/* b->s->revs from the batch's changes; counts revisions_checked. Returns 0 when empty. */
+static int collect_revs(lua_State *L, couch_repl_batch *b) {
+  couch_repl *r = b->r;
   lua_getiuservalue(L, S_BATCH, BATCH_CHANGES);
   int changes = lua_gettop(L);
   for (lua_Integer i = 1; lua_geti(L, changes, i) != LUA_TNIL; i++) {
     int ch = lua_gettop(L);
     if (!lua_istable(L, ch)) bad_changes(L, r, "a row that is not an object");
     if (lua_getfield(L, ch, "id") != LUA_TSTRING) bad_changes(L, r, "a row without an id");
-    couch_json_newarray(L);
-    int list = lua_gettop(L);
+    size_t len;
+    const char *id = lua_tolstring(L, ch + 1, &len);
+    couch_revmap_add_id(L, &b->s->revs, id, len);
     if (lua_getfield(L, ch, "changes") != LUA_TTABLE) bad_changes(L, r, "a row without \"changes\"");
     int cl = lua_gettop(L);
     lua_Integer n = 0;
     for (lua_Integer j = 1; lua_geti(L, cl, j) != LUA_TNIL; j++) {
       if (!lua_istable(L, -1) || lua_getfield(L, -1, "rev") != LUA_TSTRING) bad_changes(L, r, "a change without a rev");
       set_anchor(L, r, REPL_SOURCE, ch + 1, lua_gettop(L));
-      lua_rawseti(L, list, ++n);
-      lua_pop(L, 1);
+      const char *rev = lua_tolstring(L, -1, &len);
+      couch_revmap_add_rev(L, &b->s->revs, rev, len);
+      n++;
+      lua_pop(L, 2);
     }
-    lua_pop(L, 2); /* the nil, cl */
-    lua_settable(L, S_REVS);
     r->revisions_checked += n;
-    lua_pop(L, 1);
+    lua_settop(L, ch - 1);
   }
   lua_settop(L, S_TOP);
-  lua_pushnil(L);
-  if (!lua_next(L, S_REVS)) return 0;
-  lua_settop(L, S_TOP);
-  return 1;
+  return b->s->revs.n > 0;
 }
 
 /* While nearly everything turns out missing (copying into an empty target) the _revs_diff
@@ -171,51 +171,54 @@ static int skip_revs_diff(couch_repl *r) {
   return r->missing_ratio >= 0.95 && r->batches % 8 != 0 && !r->new_revisions;
 }
 
-static void all_missing(lua_State *L, couch_repl *r) {
-  lua_pushnil(L);
-  while (lua_next(L, S_REVS)) {
-    r->missing_revisions_found += (lua_Integer)lua_rawlen(L, -1);
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, S_MISSING);
-  }
+/* Everything the changes name is missing (no _revs_diff asked): the map changes hands. */
+static void all_missing(couch_repl_batch *b) {
+  couch_repl_revmap m = b->s->missing;
+  b->s->missing = b->s->revs;
+  b->s->revs = m;
+  for (size_t e = 0; e < b->s->missing.n; e++)
+    if (b->s->missing.v[e].live) b->r->missing_revisions_found += (lua_Integer)b->s->missing.v[e].n;
 }
 
-/* The _revs_diff answer on top: fill S_MISSING, update the stats and the missing ratio. */
-static void diffed(lua_State *L, couch_repl *r) {
+/* The _revs_diff answer on top: fill b->s->missing, update the stats and the missing ratio. */
+static void diffed(lua_State *L, couch_repl_batch *b) {
+  couch_repl *r = b->r;
   int res = lua_gettop(L);
   lua_Integer found = 0, checked = 0;
   if (lua_istable(L, res)) {
     lua_pushnil(L);
     while (lua_next(L, res)) {
-      if (lua_istable(L, -1)) {
+      if (lua_istable(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
         lua_getfield(L, -1, "missing");
         lua_Integer n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
         if (n > 0) {
-          lua_pushvalue(L, -3);
-          lua_insert(L, -2);
-          lua_rawset(L, S_MISSING);
+          size_t len;
+          const char *id = lua_tolstring(L, -3, &len); /* a string key: no conversion under lua_next */
+          couch_revmap_add_id(L, &b->s->missing, id, len);
+          for (lua_Integer j = 1; j <= n; j++) {
+            lua_rawgeti(L, -1, j);
+            const char *rev = luaL_tolstring(L, -1, &len); /* a hostile answer's number, too */
+            couch_revmap_add_rev(L, &b->s->missing, rev, len);
+            lua_pop(L, 2);
+          }
           found += n;
-        } else {
-          lua_pop(L, 1);
         }
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pushnil(L);
-  while (lua_next(L, S_REVS)) {
-    checked += (lua_Integer)lua_rawlen(L, -1);
-    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF) { /* nothing of it missing: the target has it */
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, S_MISSING) == LUA_TNIL) {
-        lua_rawgeti(L, -2, 1);
-        set_anchor(L, r, REPL_TARGET, lua_gettop(L) - 3, lua_gettop(L));
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+  }
+  for (size_t e = 0; e < b->s->revs.n; e++) {
+    if (!b->s->revs.v[e].live) continue;
+    checked += (lua_Integer)b->s->revs.v[e].n;
+    couch_repl_str id = b->s->revs.v[e].id;
+    if (r->ref.anchor_id[REPL_TARGET] == LUA_NOREF && b->s->revs.v[e].n > 0 && /* none of it missing: the target has it */
+        couch_revmap_find(&b->s->missing, couch_revmap_str(&b->s->revs, id), id.len) < 0) {
+      couch_revmap_push_id(L, &b->s->revs, e);
+      couch_revmap_push_rev(L, &b->s->revs, e, 0);
+      set_anchor(L, r, REPL_TARGET, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 2);
+    }
   }
   r->missing_revisions_found += found;
   double ratio = (double)found / (double)checked;
@@ -229,11 +232,9 @@ static void diffed(lua_State *L, couch_repl *r) {
  * estimated from the answers so far (bytes_per_rev; a job's first chunks, before any
  * estimate, ask for two revisions). Small documents still go in one request per batch.
  * Whole ids go together, so accounting stays per id. */
-static int has_pending(lua_State *L) {
-  lua_pushnil(L);
-  if (!lua_next(L, S_PENDING)) return 0;
-  lua_pop(L, 2);
-  return 1;
+static int has_pending(couch_repl_batch *b) {
+  while (b->s->cursor < b->s->missing.n && !b->s->missing.v[b->s->cursor].live) b->s->cursor++;
+  return b->s->cursor < b->s->missing.n;
 }
 
 static lua_Integer chunk_revs(couch_repl *r) {
@@ -246,9 +247,9 @@ static lua_Integer chunk_revs(couch_repl *r) {
  * revisions is on its way: the other workers' first batches would each send one more
  * _bulk_get and _bulk_docs). The first batch to get here sends that chunk. Servers
  * without _bulk_get (one GET per document anyway) make no estimate: nobody waits. */
-static int must_wait_for_estimate(lua_State *L, couch_repl_batch *b) {
+static int must_wait_for_estimate(couch_repl_batch *b) {
   couch_repl *r = b->r;
-  if (r->bytes_per_rev > 0 || r->no_bulk_get || !has_pending(L)) return 0;
+  if (r->bytes_per_rev > 0 || r->no_bulk_get || !has_pending(b)) return 0;
   if (!r->probing) {
     r->probing = 1;
     b->probe = 1;
@@ -277,87 +278,51 @@ static void note_answer_size(lua_State *L, couch_repl *r, size_t bytes, lua_Inte
   if (old <= 0) wake_waiters(L, r);
 }
 
-/* Move up to chunk_revs() revisions (whole ids, at least one) from S_PENDING into a fresh
- * S_MISSING and reset the chunk's slots. Returns 0 when nothing is left. */
+/* The next up to chunk_revs() revisions (whole ids, at least one) of b->s->missing become the
+ * revisions asked, and the chunk's slots are reset. Returns 0 when nothing is left. */
 static int next_chunk(lua_State *L, couch_repl_batch *b) {
   lua_Integer budget = chunk_revs(b->r), taken = 0;
-  lua_newtable(L);
-  lua_replace(L, S_MISSING);
-  for (;;) {
-    lua_pushnil(L);
-    if (!lua_next(L, S_PENDING)) break;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    if (taken > 0 && taken + n > budget) {
-      lua_pop(L, 2);
-      break;
-    }
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, S_MISSING);
-    lua_pushnil(L);
-    lua_rawset(L, S_PENDING); /* removing the key just visited, then starting again */
+  size_t from = b->s->cursor;
+  for (; b->s->cursor < b->s->missing.n; b->s->cursor++) {
+    if (!b->s->missing.v[b->s->cursor].live) continue;
+    lua_Integer n = (lua_Integer)b->s->missing.v[b->s->cursor].n;
+    if (taken > 0 && taken + n > budget) break;
     taken += n;
   }
   if (taken == 0) return 0;
-  static const int fresh[] = {S_DOCS, S_READABLE, S_WORK};
+  b->s->asked = &b->s->missing, b->s->asked_from = from, b->s->asked_to = b->s->cursor;
+  static const int fresh[] = {S_DOCS, S_READABLE, S_LISTS};
   for (int i = 0; i < 3; i++) {
     lua_newtable(L);
     lua_replace(L, fresh[i]);
   }
-  static const int cleared[] = {S_KEY, S_CUR};
-  for (int i = 0; i < 2; i++) {
-    lua_pushnil(L);
-    lua_replace(L, cleared[i]);
-  }
+  lua_pushnil(L);
+  lua_replace(L, S_ANSWER);
+  b->s->key = from;
+  b->s->nwork = 0;
   b->pass = 0;
   return 1;
 }
 
-/* Push [{id =, rev =}, ...] for every missing revision; returns how many. */
-static lua_Integer push_bulk_get_reqs(lua_State *L) {
-  couch_json_newarray(L);
-  int reqs = lua_gettop(L);
-  lua_Integer n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, S_MISSING)) {
-    for (lua_Integer j = 1; lua_geti(L, -1, j) != LUA_TNIL; j++) {
-      lua_createtable(L, 0, 2);
-      lua_pushvalue(L, -4);
-      lua_setfield(L, -2, "id");
-      lua_insert(L, -2);
-      lua_setfield(L, -2, "rev");
-      lua_rawseti(L, reqs, ++n);
-    }
-    lua_pop(L, 2); /* the nil, the list */
-  }
+/* The revisions asked, and whether there are any. */
+static size_t asked_revs(const couch_repl_batch *b) {
+  size_t n = 0;
+  for (size_t e = b->s->asked_from; e < b->s->asked_to; e++)
+    if (b->s->asked->v[e].live) n += b->s->asked->v[e].n;
   return n;
 }
 
-/* Push the query every document read shares: revs, latest, attachments. */
-static void push_read_query(lua_State *L, couch_repl *r) {
-  lua_createtable(L, 0, 4);
-  set_true(L, "revs");
-  set_true(L, "latest");
-  lua_pushboolean(L, r->attachments);
-  lua_setfield(L, -2, "attachments");
-}
+/* The statuses that are answers, not errors (0-terminated): a server without _bulk_get
+ * (one GET per document then); a batch too large (split) or refused for stubs (refetch). */
+static const int BULK_GET_ALLOW[] = {400, 404, 405, 501, 0}, BULK_DOCS_ALLOW[] = {413, 412, 0};
 
-static void push_allow(lua_State *L, const int *codes, int n) {
-  lua_createtable(L, 0, n);
-  for (int i = 0; i < n; i++) {
-    lua_pushboolean(L, 1);
-    lua_rawseti(L, -2, codes[i]);
-  }
-}
-
-/* Push the _bulk_docs body: the documents' JSON texts as they are, joined in one buffer
+/* Push the _bulk_docs body of docs[from .. from + n - 1]: the documents' JSON texts as they are, joined in one buffer
  * of the final size (growing it by doubling left as much garbage as the body itself). */
-static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
+static void push_bulk_docs_body(lua_State *L, int docs, lua_Integer from, lua_Integer n, int new_edits) {
   static const char head_t[] = "{\"new_edits\":true,\"docs\":[", head_f[] = "{\"new_edits\":false,\"docs\":[";
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
   size_t total = sizeof head_f + 2 + (size_t)n;
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, from + i - 1);
     if (lua_getfield(L, -1, "json") != LUA_TSTRING) luaL_error(L, "document %d of the batch has no JSON text", (int)i);
     total += lua_rawlen(L, -1);
     lua_pop(L, 2);
@@ -367,7 +332,7 @@ static void push_bulk_docs_body(lua_State *L, int docs, int new_edits) {
   luaL_addstring(&b, new_edits ? head_t : head_f);
   for (lua_Integer i = 1; i <= n; i++) {
     if (i > 1) luaL_addchar(&b, ',');
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, from + i - 1);
     lua_getfield(L, -1, "json");
     lua_remove(L, -2);
     luaL_addvalue(&b); /* the one buffer call that takes its value from the stack */
@@ -406,55 +371,25 @@ static void check_bulk_docs(lua_State *L, couch_repl *r, int res, lua_Integer n,
                           (int)errors, (int)n);
 }
 
-/* The _bulk_docs answer at res: index its errors by "id rev", and those naming no rev by
- * id (first one wins). */
-static void index_errors(lua_State *L, int res) {
-  lua_newtable(L);
-  lua_replace(L, S_BYREV);
-  lua_newtable(L);
-  lua_replace(L, S_BYID);
-  for (lua_Integer i = 1; lua_geti(L, res, i) != LUA_TNIL; i++) {
-    int e = lua_gettop(L);
-    lua_getfield(L, e, "error");
-    int is_error = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (is_error) {
-      lua_getfield(L, e, "id");
-      int id = lua_gettop(L);
-      lua_getfield(L, e, "rev");
-      int has_rev = lua_toboolean(L, -1);
-      if (has_rev) {
-        lua_pushvalue(L, id);
-        lua_pushliteral(L, " ");
-        lua_pushvalue(L, -3);
-        lua_concat(L, 3);
-        lua_pushvalue(L, e);
-        lua_settable(L, S_BYREV);
-      }
-      lua_pop(L, 1);
-      lua_pushvalue(L, id);
-      /* by id only the errors that name no rev: one that names a rev is that rev's alone
-       * (CouchDB's), and must not blame its siblings */
-      if (has_rev) {
-        lua_pushnil(L);
-      } else if (lua_gettable(L, S_BYID) == LUA_TNIL) {
-        lua_pushvalue(L, id);
-        lua_pushvalue(L, e);
-        lua_settable(L, S_BYID);
-      }
-      lua_pop(L, 2);
-    }
-    lua_settop(L, e - 1);
+/* Whether entry e of m lists the value at idx (a string) among its revs. */
+static int has_rev(lua_State *L, const couch_repl_revmap *m, size_t e, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  size_t len;
+  const char *rev = lua_tolstring(L, idx, &len);
+  for (size_t j = 0; j < m->v[e].n; j++) {
+    couch_repl_str t = m->revs[m->v[e].first + j];
+    if (t.len == len && memcmp(couch_revmap_str(m, t), rev, len) == 0) return 1;
   }
+  return 0;
 }
 
 /* Push the error the target reported for document d, the i-th sent, or nil. With one
  * result per document the i-th result is d's when it names d's id: pouchdb-server's
  * errors name no rev, and blaming by id alone fails the siblings of a refused revision.
  * Else by id and rev, else by id. */
-static void push_doc_error(lua_State *L, int d, lua_Integer i) {
-  if (!lua_isnil(L, S_BYPOS)) {
-    lua_rawgeti(L, S_BYPOS, i);
+static void push_doc_error(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
+  if (b->s->by_pos) {
+    lua_rawgeti(L, S_ANSWER, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, d, "id");
     if (lua_rawequal(L, -1, -2)) {
@@ -468,94 +403,110 @@ static void push_doc_error(lua_State *L, int d, lua_Integer i) {
   }
   lua_getfield(L, d, "id");
   lua_getfield(L, d, "rev");
-  if (lua_toboolean(L, -1)) {
-    lua_pushvalue(L, -2);
-    lua_pushliteral(L, " ");
-    lua_pushvalue(L, -3);
-    lua_concat(L, 3);
-    if (lua_rawget(L, S_BYREV) != LUA_TNIL) {
+  if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+    size_t id_len, rev_len;
+    const char *id = lua_tolstring(L, -2, &id_len), *rev = lua_tolstring(L, -1, &rev_len);
+    lua_Integer pos = couch_refusals_by_rev(&b->s->refusals, id, id_len, rev, rev_len);
+    if (pos) {
+      lua_rawgeti(L, S_ANSWER, pos);
       lua_replace(L, -3);
       lua_pop(L, 1);
       return;
     }
-    lua_pop(L, 1);
   }
-  if (!lua_isnil(L, S_CONFIRM)) { /* refused without a rev: the target said what it lacks */
-    lua_pushvalue(L, -2);
-    if (lua_rawget(L, S_CONFIRM) == LUA_TTABLE) {
-      lua_pushvalue(L, -2);
-      int lacks = lua_rawget(L, -2) != LUA_TNIL;
+  if (b->s->confirm && lua_type(L, -2) == LUA_TSTRING) { /* refused without a rev: the target said what it lacks */
+    size_t id_len;
+    const char *id = lua_tolstring(L, -2, &id_len);
+    long e = couch_revmap_find(&b->s->lacks, id, id_len);
+    if (e >= 0 && !has_rev(L, &b->s->lacks, (size_t)e, -1)) {
       lua_pop(L, 2);
-      if (!lacks) {
-        lua_pop(L, 2);
-        lua_pushnil(L);
-        return;
-      }
-    } else {
-      lua_pop(L, 1);
+      lua_pushnil(L);
+      return;
     }
   }
   lua_pop(L, 1);
-  lua_rawget(L, S_BYID);
+  size_t id_len;
+  const char *id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &id_len) : NULL;
+  lua_Integer pos = id ? couch_refusals_by_id(&b->s->refusals, id, id_len) : 0;
+  lua_pop(L, 1);
+  if (pos) lua_rawgeti(L, S_ANSWER, pos);
+  else lua_pushnil(L);
 }
 
 /* The error at e for the document at d is a missing_stub one (a server that refuses stubs
  * one document at a time) that fetching the document with its attachments can cure: keep d
  * in S_RESTUB and return 1; else 0. */
-static int restub(lua_State *L, couch_repl *r, int e, int d) {
-  if (!lua_istable(L, e) || r->attachments) return 0;
+static int restub(lua_State *L, couch_repl_batch *b, int e, int d) {
+  if (!lua_istable(L, e) || b->r->attachments) return 0;
   lua_getfield(L, e, "error");
   int stub = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "missing_stub") == 0;
   lua_pop(L, 1);
-  if (!stub || cur_flag(L, 3)) return 0;
+  if (!stub || b->s->cur.refetched) return 0;
   append(L, S_RESTUB, d);
   return 1;
 }
 
 /* Errors that name an id but no rev (pouchdb-server's) for an id sent with several revs
- * cannot say which one was refused: push id -> [revs sent] of those ids and return 1, to
- * ask the target (_revs_diff) which it lacks; else push nothing and return 0. Costs a
- * request only in that case. */
-static int push_ambiguous(lua_State *L, int docs) {
-  lua_newtable(L);
-  int sent = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
-  for (lua_Integer i = 1; i <= n; i++) {
+ * cannot say which one was refused: list those ids with the revs sent in b->s->amb, to ask
+ * the target (_revs_diff) which it lacks; returns whether there are any. Costs a request
+ * only in that case. */
+typedef struct {
+  const char *id, *rev; /* the documents' strings: no user code runs while they are used */
+  size_t id_len, rev_len;
+  lua_Integer pos;
+} sent_rev;
+
+static int sent_cmp(const void *a, const void *b) {
+  const sent_rev *x = a, *y = b;
+  int c = memcmp(x->id, y->id, x->id_len < y->id_len ? x->id_len : y->id_len);
+  if (c == 0) c = (x->id_len > y->id_len) - (x->id_len < y->id_len);
+  return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int find_ambiguous(lua_State *L, couch_repl_batch *b, int docs, lua_Integer from, lua_Integer n) {
+  couch_revmap_clear(&b->s->amb);
+  int top = lua_gettop(L);
+  sent_rev *sent = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *sent, 0);
+  size_t ns = 0;
+  for (lua_Integer i = from; i < from + n; i++) {
     lua_rawgeti(L, docs, i);
     lua_getfield(L, -1, "id");
     lua_getfield(L, -2, "rev");
     if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, sent) == LUA_TNIL) {
-        lua_pop(L, 1);
-        couch_json_newarray(L);
-        lua_pushvalue(L, -3);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, sent);
-      }
-      lua_pushvalue(L, -2);
-      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      sent_rev *s = &sent[ns++];
+      s->id = lua_tolstring(L, -2, &s->id_len);
+      s->rev = lua_tolstring(L, -1, &s->rev_len);
+      s->pos = i;
     }
-    lua_settop(L, sent);
+    lua_pop(L, 3);
   }
-  couch_json_newobject(L);
-  int amb = lua_gettop(L), any = 0;
-  lua_pushnil(L);
-  while (lua_next(L, sent)) {
-    if (lua_rawlen(L, -1) > 1) {
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, S_BYID) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
-        lua_pushvalue(L, -4);
-        lua_pushvalue(L, -4);
-        lua_rawset(L, amb);
-        any = 1;
-      }
+  if (ns > 1) qsort(sent, ns, sizeof *sent, sent_cmp); /* each id's revs together, in the order sent */
+  for (size_t k = 0; k < ns;) {
+    size_t end = k + 1;
+    while (end < ns && sent[end].id_len == sent[k].id_len && memcmp(sent[end].id, sent[k].id, sent[k].id_len) == 0)
+      end++;
+    lua_Integer pos = end - k > 1 ? couch_refusals_by_id(&b->s->refusals, sent[k].id, sent[k].id_len) : 0;
+    if (pos && lua_rawgeti(L, S_ANSWER, pos) == LUA_TTABLE && lua_getfield(L, -1, "rev") == LUA_TNIL) {
+      couch_revmap_add_id(L, &b->s->amb, sent[k].id, sent[k].id_len);
+      for (size_t j = k; j < end; j++) couch_revmap_add_rev(L, &b->s->amb, sent[j].rev, sent[j].rev_len);
     }
-    lua_settop(L, amb + 1);
+    lua_settop(L, top + 1);
+    k = end;
   }
-  lua_remove(L, sent);
-  if (!any) lua_pop(L, 1);
-  return any;
+  lua_settop(L, top);
+  return b->s->amb.n > 0;
+}
+
+/* The batch's C memory: its one release, when the batch is moved (the garbage collector,
+ * which does not see this memory, may take its time) and from the state's __gc. */
+static void release(couch_repl_batch_state *s) {
+  free(s->work);
+  s->work = NULL;
+  s->nwork = s->capwork = 0;
+  couch_refusals_free(&s->refusals);
+  couch_repl_revmap *maps[] = {&s->revs, &s->missing, &s->again, &s->left, &s->amb, &s->lacks};
+  for (int i = 0; i < 6; i++) couch_revmap_free(maps[i]);
+  s->asked = NULL;
 }
 
 /* --- the steps ---------------------------------------------------------------------- */
@@ -572,9 +523,8 @@ static int match_from(lua_State *L, couch_repl_batch *b);
 static int diffed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  diffed(L, b->r);
-  lua_pushvalue(L, S_MISSING);
-  lua_replace(L, S_PENDING);
+  diffed(L, b);
+  b->s->cursor = 0;
   return chunk(L, b);
 }
 
@@ -586,7 +536,7 @@ static int waited_k(lua_State *L, int status, lua_KContext ctx) {
 /* The next chunk of the batch's missing revisions, or the batch is done. */
 static int chunk(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
-  if (must_wait_for_estimate(L, b)) { /* another batch is asking its two revisions */
+  if (must_wait_for_estimate(b)) { /* another batch is asking its two revisions */
     couch_repl_push(L, b->r->ref.idle);
     lua_getfield(L, -1, "wait");
     lua_insert(L, -2);
@@ -594,7 +544,10 @@ static int chunk(lua_State *L, couch_repl_batch *b) {
     lua_callk(L, 2, 0, CTX(b), waited_k);
     return waited_k(L, LUA_OK, CTX(b));
   }
-  if (!next_chunk(L, b)) return 0;
+  if (!next_chunk(L, b)) { /* the batch is moved */
+    release(b->s);
+    return 0;
+  }
   lua_settop(L, S_TOP);
   return fetch(L, b);
 }
@@ -607,7 +560,7 @@ static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
   if (code < 300) {
     lua_pop(L, 1);
     if (lua_type(L, -1) == LUA_TSTRING)
-      note_answer_size(L, r, lua_rawlen(L, -1), (lua_Integer)lua_rawlen(L, S_TOP + 1));
+      note_answer_size(L, r, lua_rawlen(L, -1), b->s->bulk_get_revs);
     slice_top(L, r, "POST", "/_bulk_get", code);
     lua_replace(L, S_DOCS);
     lua_settop(L, S_TOP);
@@ -623,38 +576,40 @@ static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
 static int fetch(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  int reqs = S_TOP + 1;
-  if (push_bulk_get_reqs(L) == 0) {
+  if (asked_revs(b) == 0) {
     b->walk = 0;
     return read_from(L, b);
   }
   if (r->no_bulk_get) return open_next(L, b);
-  static const int allow[] = {400, 404, 405, 501};
-  couch_repl_push_request(L, r, REPL_SOURCE, "POST", "/_bulk_get");
-  lua_createtable(L, 0, 5);
-  push_read_query(L, r);
-  lua_setfield(L, -2, "query");
-  lua_createtable(L, 0, 1);
-  lua_pushvalue(L, reqs);
-  lua_setfield(L, -2, "docs");
-  lua_setfield(L, -2, "body");
-  set_true(L, "raw");
-  set_true(L, "idempotent");
-  push_allow(L, allow, 4);
-  lua_setfield(L, -2, "allow");
-  lua_callk(L, 4, 2, CTX(b), bulk_got_k);
-  return bulk_got_k(L, LUA_OK, CTX(b));
+  size_t count;
+  couch_revmap_push_bulk_get(L, b->s->asked, b->s->asked_from, b->s->asked_to, &count);
+  b->s->bulk_get_revs = (lua_Integer)count;
+  int body = lua_gettop(L);
+  const char *query = couch_repl_push_read_query(L, r->attachments, NULL, 0);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "POST", .path = "/_bulk_get", .query = query,
+                                           .body = body, .keep = S_TOP, .nresults = 2, .raw = 1, .idempotent = 1,
+                                           .allow = BULK_GET_ALLOW},
+                         CTX(b), bulk_got_k);
+}
+
+/* Push "/" .. the path of entry e's id in b->s->asked. */
+static void push_entry_path(lua_State *L, couch_repl_batch *b, size_t e) {
+  couch_repl_str id = b->s->asked->v[e].id;
+  couch_repl_push_doc_path(L, couch_revmap_str(b->s->asked, id), id.len);
 }
 
 static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
-  push_doc_path(L, S_KEY);
+  push_entry_path(L, b, b->s->key - 1);
   lua_insert(L, -2);
   slice_top(L, b->r, "GET", lua_tostring(L, -2), 200); /* any other status raised already */
   int list = lua_gettop(L);
+  couch_revmap_push_id(L, b->s->asked, b->s->key - 1); /* what it answers: the id asked */
+  int id = lua_gettop(L);
   for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
-    lua_pushvalue(L, S_KEY); /* what it answers: the id asked */
+    lua_pushvalue(L, id);
     lua_setfield(L, -2, "group");
     append(L, S_DOCS, lua_gettop(L));
     lua_pop(L, 1);
@@ -666,43 +621,36 @@ static int open_got_k(lua_State *L, int status, lua_KContext ctx) {
 static int open_next(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  lua_pushvalue(L, S_KEY);
-  if (!lua_next(L, S_MISSING)) return check(L, b);
-  int id = S_TOP + 1, revs = S_TOP + 2;
-  lua_pushvalue(L, id);
-  lua_replace(L, S_KEY);
-  push_doc_path(L, id);
-  couch_repl_push_request(L, r, REPL_SOURCE, "GET", lua_tostring(L, -1));
-  lua_remove(L, -5);
-  lua_createtable(L, 0, 2);
-  push_read_query(L, r);
-  lua_pushvalue(L, revs);
-  couch_json_pushmeta(L, COUCH_JSON_ARRAY_MT);
-  lua_setmetatable(L, -2);
-  couch_json_encode(L, lua_gettop(L), NULL);
-  lua_remove(L, -2);
-  lua_setfield(L, -2, "open_revs");
-  lua_setfield(L, -2, "query");
-  set_true(L, "raw");
-  lua_callk(L, 4, 1, CTX(b), open_got_k);
-  return open_got_k(L, LUA_OK, CTX(b));
+  while (b->s->key < b->s->asked_to && !b->s->asked->v[b->s->key].live) b->s->key++;
+  if (b->s->key >= b->s->asked_to) return check(L, b);
+  size_t e = b->s->key++;
+  push_entry_path(L, b, e);
+  const char *path = lua_tostring(L, -1);
+  couch_revmap_push_revs_json(L, b->s->asked, e);
+  size_t len;
+  const char *revs = lua_tolstring(L, -1, &len);
+  const char *query = couch_repl_push_read_query(L, r->attachments, revs, len);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "GET", .path = path, .query = query,
+                                           .keep = S_TOP, .nresults = 1, .raw = 1},
+                         CTX(b), open_got_k);
 }
 
 /* Every revision asked: answered, or an error entry for the read walk to report. */
 static int check(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   int first_try = b->pass == 0;
-  lua_Integer left = couch_account_reads(L, S_MISSING, S_DOCS, first_try ? 1 : b->pass);
+  couch_repl_revmap *unanswered = first_try ? &b->s->again : &b->s->left;
+  lua_Integer left = couch_account_reads(L, b->s->asked, b->s->asked_from, b->s->asked_to, S_DOCS, first_try ? 1 : b->pass,
+                                         unanswered);
   if (left > 0 && first_try) {
     /* once more, one open_revs GET per document: a proxy or a struggling server may have
      * cut the answer short */
-    lua_replace(L, S_MISSING);
+    b->s->asked = &b->s->again, b->s->asked_from = b->s->key = 0, b->s->asked_to = b->s->again.n;
     b->pass = (lua_Integer)lua_rawlen(L, S_DOCS) + 1;
-    lua_pushnil(L);
-    lua_replace(L, S_KEY);
     return open_next(L, b);
   }
-  if (left > 0) couch_account_unanswered(L, -1, S_DOCS);
+  if (left > 0) couch_account_unanswered(L, unanswered, S_DOCS);
   lua_settop(L, S_TOP);
   b->walk = 0;
   return read_from(L, b);
@@ -761,7 +709,7 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
 static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_settop(L, S_TOP);
-  push_work(L, S_DOCS, 1);
+  post_list(L, BATCH(ctx), S_DOCS, 1, 0);
   return post_next(L, BATCH(ctx));
 }
 
@@ -790,8 +738,8 @@ static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pop(L, 2);
   }
   /* a stack: the replicated ones go first */
-  if (lua_rawlen(L, fresh) > 0) push_work(L, fresh, 1);
-  if (lua_rawlen(L, replicated) > 0) push_work(L, replicated, 0);
+  if (lua_rawlen(L, fresh) > 0) post_list(L, b, fresh, 1, 0);
+  if (lua_rawlen(L, replicated) > 0) post_list(L, b, replicated, 0, 0);
   return post_next(L, b);
 }
 
@@ -800,31 +748,22 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx);
 /* The next item of the work stack: one _bulk_docs; when none is left, the next chunk. */
 static int post_next(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, S_WORK);
-  if (n == 0) return chunk(L, b);
-  lua_rawgeti(L, S_WORK, n);
-  lua_replace(L, S_CUR);
-  lua_pushnil(L);
-  lua_rawseti(L, S_WORK, n);
-  lua_rawgeti(L, S_CUR, 1);
-  push_bulk_docs_body(L, S_TOP + 1, cur_flag(L, 2));
+  if (b->s->nwork == 0) return chunk(L, b);
+  b->s->cur = b->s->work[--b->s->nwork];
+  push_cur_list(L, b);
+  push_bulk_docs_body(L, S_TOP + 1, b->s->cur.from, b->s->cur.n, b->s->cur.new_edits);
   int body = lua_gettop(L);
-  static const int allow[] = {413, 412};
-  couch_repl_push_request(L, b->r, REPL_TARGET, "POST", "/_bulk_docs");
-  lua_createtable(L, 0, 3);
-  lua_pushvalue(L, body);
-  lua_setfield(L, -2, "body");
-  set_true(L, "idempotent");
-  push_allow(L, allow, 2);
-  lua_setfield(L, -2, "allow");
-  lua_callk(L, 4, 2, CTX(b), posted_k);
-  return posted_k(L, LUA_OK, CTX(b));
+  return couch_repl_call(L, b->r,
+                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_bulk_docs", .body = body,
+                                           .keep = body, .nresults = 2, .idempotent = 1, .allow = BULK_DOCS_ALLOW},
+                         CTX(b), posted_k);
 }
 
 static int refetched_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  push_work_r(L, lua_gettop(L), cur_flag(L, 2), 1);
-  return post_next(L, BATCH(ctx));
+  couch_repl_batch *b = BATCH(ctx);
+  post_list(L, b, lua_gettop(L), b->s->cur.new_edits, 1);
+  return post_next(L, b);
 }
 
 static int too_large_k(lua_State *L, int status, lua_KContext ctx) {
@@ -841,27 +780,28 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = b->r;
   int res = lua_gettop(L) - 1;
   lua_Integer code = lua_tointeger(L, res + 1);
-  lua_rawgeti(L, S_CUR, 1);
+  push_cur_list(L, b);
   int docs = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  lua_Integer from = b->s->cur.from, n = b->s->cur.n;
   if (code == 412) {
     /* 412 missing_stub: attachment stubs (attachments = false) the target lacks. Once:
      * the same documents fetched with their attachments, then sent again. */
     const char *reason = "the target refused the batch (412)";
     if (lua_istable(L, res) && lua_getfield(L, res, "reason") == LUA_TSTRING) reason = lua_tostring(L, -1);
-    if (cur_flag(L, 3) || r->attachments)
+    if (b->s->cur.refetched || r->attachments)
       return couch_repl_answer_raise(L, r, REPL_TARGET, "POST", "/_bulk_docs", 412, "http", "missing_stub", "%s",
                                      reason);
     lua_pushcfunction(L, couch_repl_with_attachments);
     lua_pushvalue(L, S_JOB);
-    lua_pushvalue(L, docs);
+    if (from == 1 && n == (lua_Integer)lua_rawlen(L, docs)) lua_pushvalue(L, docs);
+    else push_range(L, docs, from, from + n - 1);
     lua_callk(L, 2, 1, ctx, refetched_k);
     return refetched_k(L, LUA_OK, ctx);
   }
   if (code == 413) {
     if (n == 1) {
       push_runner(L, r, RUN_FAILED);
-      lua_rawgeti(L, docs, 1);
+      lua_rawgeti(L, docs, from);
       lua_createtable(L, 0, 3);
       lua_pushliteral(L, "too_large");
       lua_setfield(L, -2, "error");
@@ -872,62 +812,55 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
       lua_callk(L, 3, 0, ctx, too_large_k);
       return too_large_k(L, LUA_OK, ctx);
     }
-    int new_edits = cur_flag(L, 2);
-    push_range(L, docs, n / 2 + 1, n); /* a stack: the first half goes first */
-    push_work(L, lua_gettop(L), new_edits);
-    push_range(L, docs, 1, n / 2);
-    push_work(L, lua_gettop(L), new_edits);
+    couch_repl_post cur = b->s->cur; /* a stack: the first half goes first */
+    push_post(L, b, cur.list, cur.from + n / 2, n - n / 2, cur.new_edits, 0);
+    push_post(L, b, cur.list, cur.from, n / 2, cur.new_edits, 0);
     return post_next(L, b);
   }
-  check_bulk_docs(L, r, res, n, cur_flag(L, 2), code);
-  if ((lua_Integer)lua_rawlen(L, res) == n) lua_pushvalue(L, res);
-  else lua_pushnil(L);
-  lua_replace(L, S_BYPOS);
-  index_errors(L, res);
-  lua_pushnil(L);
-  lua_replace(L, S_CONFIRM);
+  check_bulk_docs(L, r, res, n, b->s->cur.new_edits, code);
+  b->s->by_pos = (lua_Integer)lua_rawlen(L, res) == n;
+  lua_pushvalue(L, res);
+  lua_replace(L, S_ANSWER);
+  couch_refusals_index(L, &b->s->refusals, S_ANSWER);
+  b->s->confirm = 0;
   b->walk = 0;
-  if (push_ambiguous(L, docs)) {
-    lua_pushvalue(L, -1);
-    lua_replace(L, S_CONFIRM); /* id -> [revs] until the answer comes */
-    int amb = lua_gettop(L);
-    couch_repl_push_request(L, r, REPL_TARGET, "POST", "/_revs_diff");
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, amb);
-    lua_setfield(L, -2, "body");
-    set_true(L, "idempotent");
-    lua_callk(L, 4, 1, ctx, confirmed_k);
-    return confirmed_k(L, LUA_OK, ctx);
+  if (find_ambiguous(L, b, docs, from, n)) {
+    int keep = lua_gettop(L);
+    couch_revmap_push_revs_diff(L, &b->s->amb, 0, b->s->amb.n);
+    return couch_repl_call(L, r,
+                           &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
+                                             .body = keep + 1, .keep = keep, .nresults = 1, .idempotent = 1},
+                           ctx, confirmed_k);
   }
   return match_from(L, b);
 }
 
-/* S_CONFIRM: id -> [revs] asked; the _revs_diff answer on top: id -> {missing = [revs]} */
+/* b->s->amb asked; the _revs_diff answer on top, id -> {missing = [revs]}: b->s->lacks, for
+ * every id asked, the revs the target says it lacks. */
 static int confirmed_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
+  couch_repl_batch *b = BATCH(ctx);
   int res = lua_gettop(L);
-  lua_newtable(L);
-  int conf = res + 1;
-  lua_pushnil(L);
-  while (lua_next(L, S_CONFIRM)) {
-    lua_pop(L, 1);
-    lua_newtable(L); /* rev -> true: not on the target */
-    int set = lua_gettop(L);
-    lua_pushvalue(L, set - 1);
+  couch_revmap_clear(&b->s->lacks);
+  for (size_t e = 0; e < b->s->amb.n; e++) {
+    if (!b->s->amb.v[e].live) continue;
+    couch_repl_str id = b->s->amb.v[e].id;
+    couch_revmap_add_id(L, &b->s->lacks, couch_revmap_str(&b->s->amb, id), id.len);
+    couch_revmap_push_id(L, &b->s->amb, e);
     if (lua_istable(L, res) && lua_rawget(L, res) == LUA_TTABLE && lua_getfield(L, -1, "missing") == LUA_TTABLE) {
       for (lua_Integer j = 1; lua_rawgeti(L, -1, j) != LUA_TNIL; j++) {
-        lua_pushboolean(L, 1);
-        lua_rawset(L, set);
+        size_t len;
+        if (lua_type(L, -1) == LUA_TSTRING) { /* only a string can be a document's rev */
+          const char *rev = lua_tolstring(L, -1, &len);
+          couch_revmap_add_rev(L, &b->s->lacks, rev, len);
+        }
+        lua_pop(L, 1);
       }
     }
-    lua_settop(L, set);
-    lua_pushvalue(L, set - 1);
-    lua_insert(L, -2);
-    lua_rawset(L, conf);
+    lua_settop(L, res);
   }
-  lua_pushvalue(L, conf);
-  lua_replace(L, S_CONFIRM);
-  return match_from(L, BATCH(ctx));
+  b->s->confirm = 1;
+  return match_from(L, b);
 }
 
 static int match_failed_k(lua_State *L, int status, lua_KContext ctx) {
@@ -937,18 +870,19 @@ static int match_failed_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* A document written: count it; the first one becomes the target's anchor (a new edit's
  * rev is the one the target made). */
-static void written(lua_State *L, couch_repl *r, int d, lua_Integer i) {
+static void written(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
+  couch_repl *r = b->r;
   r->docs_written++;
   if (r->ref.anchor_id[REPL_TARGET] != LUA_NOREF) return;
   lua_getfield(L, d, "id");
   int id = lua_gettop(L);
   lua_pushnil(L);
-  if (!lua_isnil(L, S_BYPOS) && lua_rawgeti(L, S_BYPOS, i) == LUA_TTABLE) {
+  if (b->s->by_pos && lua_rawgeti(L, S_ANSWER, i) == LUA_TTABLE) {
     lua_getfield(L, -1, "rev");
     lua_replace(L, id + 1);
   }
   lua_settop(L, id + 1);
-  if (lua_type(L, id + 1) != LUA_TSTRING && !cur_flag(L, 2)) {
+  if (lua_type(L, id + 1) != LUA_TSTRING && !b->s->cur.new_edits) {
     lua_getfield(L, d, "rev");
     lua_replace(L, id + 1);
   }
@@ -961,16 +895,16 @@ static void written(lua_State *L, couch_repl *r, int d, lua_Integer i) {
 static int match_from(lua_State *L, couch_repl_batch *b) {
   couch_repl *r = b->r;
   lua_settop(L, S_TOP);
-  lua_rawgeti(L, S_CUR, 1);
+  push_cur_list(L, b);
   int docs = S_TOP + 1;
-  lua_Integer n = (lua_Integer)lua_rawlen(L, docs);
+  lua_Integer n = b->s->cur.n;
   while (b->walk < n) {
     lua_Integer i = ++b->walk;
-    lua_rawgeti(L, docs, i);
+    lua_rawgeti(L, docs, b->s->cur.from + i - 1);
     int d = lua_gettop(L);
-    push_doc_error(L, d, i);
+    push_doc_error(L, b, d, i);
     int e = lua_gettop(L);
-    if (lua_toboolean(L, e) && restub(L, r, e, d)) {
+    if (lua_toboolean(L, e) && restub(L, b, e, d)) {
       lua_settop(L, docs);
       continue;
     }
@@ -980,7 +914,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
       lua_pushvalue(L, e);
       lua_callk(L, 3, 0, CTX(b), match_failed_k);
     } else {
-      written(L, r, d, i);
+      written(L, b, d, i);
     }
     lua_settop(L, docs);
   }
@@ -1004,29 +938,27 @@ int couch_repl_move_batch(lua_State *L) {
   lua_settop(L, S_BATCH);
   luaL_checkstack(L, S_TOP + 24, "moving a batch");
   b->r = r;
-  couch_json_newobject(L); /* S_REVS */
-  lua_newtable(L);         /* S_MISSING */
-  lua_newtable(L);         /* S_DOCS */
-  lua_newtable(L);         /* S_READABLE */
-  lua_pushnil(L);          /* S_KEY */
-  lua_newtable(L);         /* S_WORK */
-  for (int s = S_CUR; s <= S_CONFIRM; s++) lua_pushnil(L);
-  lua_newtable(L); /* S_PENDING */
+  lua_newtable(L); /* S_DOCS */
+  lua_newtable(L); /* S_READABLE */
+  lua_newtable(L); /* S_LISTS */
+  lua_pushnil(L);  /* S_ANSWER */
   lua_newtable(L); /* S_RESTUB */
-  if (!collect_revs(L, r)) return 0;
+  couch_revmap_clear(&b->s->revs);
+  couch_revmap_clear(&b->s->missing);
+  b->s->cursor = 0;
+  if (!collect_revs(L, b)) {
+    release(b->s);
+    return 0;
+  }
   if (skip_revs_diff(r)) {
-    all_missing(L, r);
-    lua_pushvalue(L, S_MISSING);
-    lua_replace(L, S_PENDING);
+    all_missing(b);
     return chunk(L, b);
   }
-  couch_repl_push_request(L, r, REPL_TARGET, "POST", "/_revs_diff");
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, S_REVS);
-  lua_setfield(L, -2, "body");
-  set_true(L, "idempotent");
-  lua_callk(L, 4, 1, CTX(b), diffed_k);
-  return diffed_k(L, LUA_OK, CTX(b));
+  couch_revmap_push_revs_diff(L, &b->s->revs, 0, b->s->revs.n);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_TARGET, .method = "POST", .path = "/_revs_diff",
+                                           .body = S_TOP + 1, .keep = S_TOP, .nresults = 1, .idempotent = 1},
+                         CTX(b), diffed_k);
 }
 
 couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer index, int changes, int last_seq) {
@@ -1034,6 +966,10 @@ couch_repl_batch *couch_repl_batch_push(lua_State *L, couch_repl *r, lua_Integer
   last_seq = lua_absindex(L, last_seq);
   couch_repl_batch *b = lua_newuserdatauv(L, sizeof *b, BATCH_NUV);
   *b = (couch_repl_batch){.r = r, .index = index};
+  b->s = lua_newuserdatauv(L, sizeof *b->s, 0);
+  memset(b->s, 0, sizeof *b->s);
+  luaL_setmetatable(L, BATCH_STATE_MT);
+  lua_setiuservalue(L, -2, BATCH_STATE);
   lua_pushvalue(L, changes);
   lua_setiuservalue(L, -2, BATCH_CHANGES);
   lua_pushvalue(L, last_seq);
@@ -1048,10 +984,20 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
+static int state_gc(lua_State *L) {
+  release(luaL_checkudata(L, 1, BATCH_STATE_MT));
+  return 0;
+}
+
 void couch_batch_open(lua_State *L) {
   if (luaL_newmetatable(L, COUCH_REPL_BATCH_MT)) {
     lua_pushcfunction(L, batch_tostring);
     lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, BATCH_STATE_MT)) {
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
 }

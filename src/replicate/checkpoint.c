@@ -11,12 +11,13 @@
  * slot 2, the checkpoint document its user value; the continuation context is its
  * address): start: GET source -> GET target. checkpoint: verify each side (one
  * _revs_diff for its anchor) -> PUT target -> PUT source; a 409 / 404 re-reads the side
- * (GET) and tries again, at most 10 times. Every call goes through the database's request
- * method (couch_repl_push_request), so auth and retries stay in one place. */
+ * (GET) and tries again, at most 10 times. Every call goes to the request layer through
+ * couch_repl_call (call.c), so auth and retries stay in one place. */
 #include "replicate/checkpoint.h"
 
 #include "error.h"
 #include "json/json.h"
+#include "replicate/call.h"
 #include "replicate/job.h"
 
 #include <lauxlib.h>
@@ -42,26 +43,17 @@ static ckpt *push_ckpt(lua_State *L, couch_repl *r) {
 
 static void push_doc(lua_State *L) { lua_getiuservalue(L, S_CKPT, 1); }
 
-/* Push {[a] = true[, [b] = true]}: the statuses that are answers, not errors. */
-static void push_allow(lua_State *L, int a, int b) {
-  lua_createtable(L, 0, 2);
-  lua_pushboolean(L, 1);
-  lua_rawseti(L, -2, a);
-  if (b) {
-    lua_pushboolean(L, 1);
-    lua_rawseti(L, -2, b);
-  }
-}
+/* The statuses that are answers, not errors (0-terminated). */
+static const int ALLOW_404[] = {404, 0}, ALLOW_409_404[] = {409, 404, 0};
 
-/* The GET of side's checkpoint, a missing one being an answer; lua_callk's it. */
-static void get_local(lua_State *L, ckpt *c, int side, lua_KFunction k) {
+/* The GET of side's checkpoint, a missing one being an answer: k gets body, status. */
+static int get_local(lua_State *L, ckpt *c, int side, lua_KFunction k) {
+  int keep = lua_gettop(L);
   couch_repl_push(L, c->r->ref.local_path);
-  couch_repl_push_request(L, c->r, side, "GET", lua_tostring(L, -1));
-  lua_remove(L, -5);
-  lua_createtable(L, 0, 1);
-  push_allow(L, 404, 0);
-  lua_setfield(L, -2, "allow");
-  lua_callk(L, 4, 2, (lua_KContext)c, k);
+  return couch_repl_call(L, c->r,
+                         &(couch_repl_req){.side = side, .method = "GET", .path = lua_tostring(L, -1), .keep = keep,
+                                           .nresults = 2, .allow = ALLOW_404},
+                         (lua_KContext)c, k);
 }
 
 /* body, status on top -> body, or nil for a 404 */
@@ -198,8 +190,7 @@ static int got_source_k(lua_State *L, int status, lua_KContext ctx) {
   local_or_nil(L);
   lua_setiuservalue(L, S_CKPT, 1);
   lua_settop(L, S_TOP);
-  get_local(L, c, REPL_TARGET, got_target_k);
-  return got_target_k(L, LUA_OK, ctx);
+  return get_local(L, c, REPL_TARGET, got_target_k);
 }
 
 /* job:_start() -> the seq to start from */
@@ -214,11 +205,9 @@ static int l_start(lua_State *L) {
   ckpt *c = push_ckpt(L, r);
   if (!r->ckpt_side[REPL_SOURCE] || !r->ckpt_side[REPL_TARGET]) {
     c->side = r->ckpt_side[REPL_SOURCE] ? REPL_SOURCE : REPL_TARGET;
-    get_local(L, c, c->side, got_one_k);
-    return got_one_k(L, LUA_OK, (lua_KContext)c);
+    return get_local(L, c, c->side, got_one_k);
   }
-  get_local(L, c, REPL_SOURCE, got_source_k);
-  return got_source_k(L, LUA_OK, (lua_KContext)c);
+  return get_local(L, c, REPL_SOURCE, got_source_k);
 }
 
 /* --- writing a checkpoint ---------------------------------------------------------- */
@@ -307,18 +296,15 @@ static int recorded(lua_State *L, ckpt *c) {
  * pair wrote in between, ours vanished, or a retry after a timeout had landed). */
 static int put_k(lua_State *L, int status, lua_KContext ctx);
 
-static void send_put(lua_State *L, ckpt *c) {
+static int send_put(lua_State *L, ckpt *c) {
+  int keep = lua_gettop(L);
   couch_repl_push(L, c->r->ref.local_path);
-  couch_repl_push_request(L, c->r, c->side, "PUT", lua_tostring(L, -1));
-  lua_remove(L, -5);
-  lua_createtable(L, 0, 3);
   push_doc(L);
-  lua_setfield(L, -2, "body");
-  push_allow(L, 409, 404);
-  lua_setfield(L, -2, "allow");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "idempotent");
-  lua_callk(L, 4, 2, (lua_KContext)c, put_k);
+  return couch_repl_call(L, c->r,
+                         &(couch_repl_req){.side = c->side, .method = "PUT", .path = lua_tostring(L, -2),
+                                           .body = lua_gettop(L), .keep = keep, .nresults = 2, .idempotent = 1,
+                                           .allow = ALLOW_409_404},
+                         (lua_KContext)c, put_k);
 }
 
 static int reread_k(lua_State *L, int status, lua_KContext ctx) {
@@ -335,8 +321,7 @@ static int reread_k(lua_State *L, int status, lua_KContext ctx) {
   push_rev_of(L, now);
   lua_setfield(L, -2, "_rev");
   lua_settop(L, S_TOP);
-  send_put(L, c);
-  return put_k(L, LUA_OK, ctx);
+  return send_put(L, c);
 }
 
 static int put_k(lua_State *L, int status, lua_KContext ctx) {
@@ -355,8 +340,7 @@ static int put_k(lua_State *L, int status, lua_KContext ctx) {
       return lua_error(L);
     }
     lua_settop(L, S_TOP); /* look at what is there now */
-    get_local(L, c, c->side, reread_k);
-    return reread_k(L, LUA_OK, ctx);
+    return get_local(L, c, c->side, reread_k);
   }
   if (lua_istable(L, -1)) lua_getfield(L, -1, "rev");
   else lua_pushnil(L);
@@ -378,8 +362,7 @@ static int put_side(lua_State *L, ckpt *c) {
   couch_repl_push(L, c->r->ref.ckpt_rev[c->side]);
   lua_setfield(L, -2, "_rev");
   lua_pop(L, 1);
-  send_put(L, c);
-  return put_k(L, LUA_OK, (lua_KContext)c);
+  return send_put(L, c);
 }
 
 /* Before claiming anything: is the first revision this run saw on each side still there?
@@ -418,21 +401,18 @@ static int verify_side(lua_State *L, ckpt *c) {
     }
     c->side = REPL_SOURCE;
   }
-  couch_repl_push_request(L, r, c->side, "POST", "/_revs_diff");
-  lua_createtable(L, 0, 3);
-  couch_json_newobject(L);
+  int keep = lua_gettop(L);
+  couch_json_newobject(L); /* {anchor id = [anchor rev]} */
   couch_repl_push(L, r->ref.anchor_id[c->side]);
   couch_json_newarray(L);
   couch_repl_push(L, r->ref.anchor_rev[c->side]);
   lua_rawseti(L, -2, 1);
   lua_settable(L, -3);
-  lua_setfield(L, -2, "body");
-  push_allow(L, 404, 0);
-  lua_setfield(L, -2, "allow");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "idempotent");
-  lua_callk(L, 4, 2, (lua_KContext)c, verified_k);
-  return verified_k(L, LUA_OK, (lua_KContext)c);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = c->side, .method = "POST", .path = "/_revs_diff",
+                                           .body = lua_gettop(L), .keep = keep, .nresults = 2, .idempotent = 1,
+                                           .allow = ALLOW_404},
+                         (lua_KContext)c, verified_k);
 }
 
 /* The body of one checkpoint, under lua_pcallk so `checkpointing` is always cleared. */

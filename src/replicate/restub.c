@@ -6,9 +6,11 @@
  * Steps, each its own continuation (the context is the job's struct; the stack: the job,
  * the documents, the requests, the answers by "id rev", and where the GET walk stands):
  *   one _bulk_get of every revision (attachments=true) -> merge
- *   or, on a server without _bulk_get, one open_revs GET per revision -> merge. */
+ *   or, on a server without _bulk_get, one open_revs GET per revision -> merge.
+ * Both go to the request layer through couch_repl_call (call.c). */
 #include "replicate/batch.h"
 
+#include "replicate/call.h"
 #include "error.h"
 #include "json/json.h"
 #include "replicate/slice.h"
@@ -16,24 +18,6 @@
 #include <lauxlib.h>
 
 enum { A_JOB = 1, A_DOCS, A_REQS, A_BY, A_WALK, A_TOP = A_WALK };
-
-/* Push query {revs, latest, attachments = true} (with open_revs = [rev] at idx, if any). */
-static void push_query(lua_State *L, int rev) {
-  lua_createtable(L, 0, 4);
-  static const char *const flags[] = {"revs", "latest", "attachments"};
-  for (int i = 0; i < 3; i++) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, flags[i]);
-  }
-  if (rev) {
-    couch_json_newarray(L);
-    lua_pushvalue(L, rev);
-    lua_rawseti(L, -2, 1);
-    couch_json_encode(L, lua_gettop(L), NULL);
-    lua_remove(L, -2);
-    lua_setfield(L, -2, "open_revs");
-  }
-}
 
 /* The answer text on top (body, status): every document it holds, by "id rev". */
 static void take(lua_State *L) {
@@ -156,16 +140,17 @@ static int get_next(lua_State *L, couch_repl *r) {
   size_t len;
   const char *id = lua_tolstring(L, -1, &len);
   couch_repl_push_doc_path(L, id, len);
-  couch_repl_push_request(L, r, REPL_SOURCE, "GET", lua_tostring(L, -1));
-  lua_createtable(L, 0, 2);
+  int path = lua_gettop(L);
+  couch_json_newarray(L); /* open_revs = [rev] */
   lua_getfield(L, req, "rev");
-  push_query(L, lua_gettop(L));
-  lua_remove(L, -2);
-  lua_setfield(L, -2, "query");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "raw");
-  lua_callk(L, 4, 2, (lua_KContext)r, got_one_k);
-  return got_one_k(L, LUA_OK, (lua_KContext)r);
+  lua_rawseti(L, -2, 1);
+  size_t revs_len;
+  const char *revs = couch_json_encode(L, lua_gettop(L), &revs_len);
+  const char *query = couch_repl_push_read_query(L, 1, revs, revs_len);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "GET", .path = lua_tostring(L, path),
+                                           .query = query, .keep = path, .nresults = 2, .raw = 1},
+                         (lua_KContext)r, got_one_k);
 }
 
 static int got_one_k(lua_State *L, int status, lua_KContext ctx) {
@@ -204,18 +189,13 @@ int couch_repl_with_attachments(lua_State *L) {
   lua_newtable(L);        /* A_BY */
   lua_pushinteger(L, 0);  /* A_WALK */
   if (r->no_bulk_get) return get_next(L, r);
-  couch_repl_push_request(L, r, REPL_SOURCE, "POST", "/_bulk_get");
-  lua_createtable(L, 0, 4);
-  push_query(L, 0);
-  lua_setfield(L, -2, "query");
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, A_REQS);
   lua_setfield(L, -2, "docs");
-  lua_setfield(L, -2, "body");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "raw");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "idempotent");
-  lua_callk(L, 4, 2, (lua_KContext)r, got_bulk_k);
-  return got_bulk_k(L, LUA_OK, (lua_KContext)r);
+  int body = lua_gettop(L);
+  const char *query = couch_repl_push_read_query(L, 1, NULL, 0);
+  return couch_repl_call(L, r,
+                         &(couch_repl_req){.side = REPL_SOURCE, .method = "POST", .path = "/_bulk_get", .query = query,
+                                           .body = body, .keep = A_TOP, .nresults = 2, .raw = 1, .idempotent = 1},
+                         (lua_KContext)r, got_bulk_k);
 }
