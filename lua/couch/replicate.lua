@@ -17,6 +17,7 @@ return function(couch)
   local usage = I.usage -- usage(argument, why): a `usage` error naming it
 
   local unescape = require("couch.url").unescape
+  local lists = require("couch.lists")(couch) -- list fields as JSON arrays, as srv:request sends them
 
   -- A database object, or a URL whose last path segment is the database. A bare name is a
   -- database on the other endpoint's server (as in a replication document); `other` is
@@ -311,12 +312,12 @@ return function(couch)
       return delay
     end
 
-    -- Run the user's hooks; returns the JSON texts to write. A document the hook made that
-    -- JSON cannot hold (a function in it, bytes that are not UTF-8) is that document's
-    -- failure (errors, on_error), not the job's.
+    -- Run the user's hooks; returns the JSON texts to write, and how many documents failed
+    -- here: one the hook made that JSON cannot hold (a function in it, bytes that are not
+    -- UTF-8) is that document's failure (errors, on_error), not the job's.
     function R.apply(job, docs)
-      if not hooks then return docs end
-      local out, skipped = {}, 0
+      if not hooks then return docs, 0 end
+      local out, skipped, failed = {}, 0, 0
       if new_revisions then docs = winners_only(job, docs) end
       for _, d in ipairs(docs) do
         if d.json then
@@ -334,6 +335,7 @@ return function(couch)
                 if ok then
                   out[#out + 1] = { id = r._id, rev = r._rev, json = text, doc = r }
                 else
+                  failed = failed + 1
                   R.failed(job, { id = r._id or d.id, rev = r._rev or d.rev, doc = r },
                     { error = "bad_document", reason = couch.is_error(text) and text.message or tostring(text) })
                 end
@@ -347,7 +349,7 @@ return function(couch)
         end
       end
       if skipped > 0 then job:_skipped(skipped) end
-      return out
+      return out, failed -- the failures counted here: the batch's own (its `change` event)
     end
 
     -- new_revisions: each document becomes a new edit on top of the target's current rev.
@@ -372,8 +374,10 @@ return function(couch)
       for i, id in ipairs(opts.doc_ids or {}) do doc_ids[i] = id end -- a JSON array, even empty
       -- winning_revs_only: the winner of each document only, as CouchDB's replicator asks
       local style = opts.winning_revs_only and "main_only" or "all_docs"
-      return I.changes_request(source, { style = style, doc_ids = doc_ids, selector = opts.selector,
-                                              filter = filter, query_params = filter and opts.query_params })
+      local q, body = I.changes_request(source, { style = style, doc_ids = doc_ids, selector = opts.selector,
+                                                  filter = filter, query_params = filter and opts.query_params })
+      -- the reader sends them itself (src/replicate/call.c): shaped as srv:request shapes them
+      return lists.shape_query(q), lists.shape("POST", source.path .. "/_changes", body)
     end
 
     R.report = reporter(opts, source.name, target.name, budget)

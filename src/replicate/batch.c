@@ -680,6 +680,7 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
     } else if (lua_toboolean(L, d + 2)) {
       int e = d + 2;
       b->hold = 1; /* a revision not read is not on the target: the checkpoint must not pass it */
+      b->failed++;
       push_runner(L, r, RUN_FAILED);
       lua_createtable(L, 0, 2);
       lua_getfield(L, e, "id");
@@ -695,14 +696,17 @@ static int read_from(lua_State *L, couch_repl_batch *b) {
     }
     lua_settop(L, S_TOP);
   }
-  r->docs_read += (lua_Integer)lua_rawlen(L, S_READABLE);
+  lua_Integer nread = (lua_Integer)lua_rawlen(L, S_READABLE); /* this chunk's */
+  r->docs_read += nread;
+  b->read += nread;
   if (!r->hooks) { /* nothing of the user's to run: the exact bytes go as they are */
     lua_pushvalue(L, S_READABLE);
+    lua_pushinteger(L, 0);
     return hooked_k(L, LUA_OK, CTX(b));
   }
-  push_runner(L, r, RUN_APPLY);
+  push_runner(L, r, RUN_APPLY); /* -> the documents to write, the failures it counted */
   lua_pushvalue(L, S_READABLE);
-  lua_callk(L, 2, 1, CTX(b), hooked_k);
+  lua_callk(L, 2, 2, CTX(b), hooked_k);
   return hooked_k(L, LUA_OK, CTX(b));
 }
 
@@ -717,6 +721,8 @@ static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
 static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
+  b->failed += lua_tointeger(L, -1);
+  lua_pop(L, 1);
   lua_replace(L, S_DOCS);
   lua_settop(L, S_TOP);
   lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
@@ -800,6 +806,7 @@ static int posted_k(lua_State *L, int status, lua_KContext ctx) {
   }
   if (code == 413) {
     if (n == 1) {
+      b->failed++;
       push_runner(L, r, RUN_FAILED);
       lua_rawgeti(L, docs, from);
       lua_createtable(L, 0, 3);
@@ -873,6 +880,7 @@ static int match_failed_k(lua_State *L, int status, lua_KContext ctx) {
 static void written(lua_State *L, couch_repl_batch *b, int d, lua_Integer i) {
   couch_repl *r = b->r;
   r->docs_written++;
+  b->written++;
   if (r->ref.anchor_id[REPL_TARGET] != LUA_NOREF) return;
   lua_getfield(L, d, "id");
   int id = lua_gettop(L);
@@ -909,6 +917,7 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
       continue;
     }
     if (lua_toboolean(L, e)) {
+      b->failed++;
       push_runner(L, r, RUN_FAILED);
       lua_pushvalue(L, d);
       lua_pushvalue(L, e);

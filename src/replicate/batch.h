@@ -53,6 +53,7 @@ typedef struct couch_repl_batch {
   lua_Integer pass;  /* 0, or where in the docs the answers of the second try begin */
   unsigned hold : 1;  /* revisions it could not read: the checkpoint must stop before it */
   unsigned probe : 1; /* it asks the job's first two revisions (the size estimate) */
+  lua_Integer read, written, failed; /* its own counts: what its `change` event says */
   couch_repl_batch_state *s; /* its C state (user value BATCH_STATE) */
 } couch_repl_batch;
 

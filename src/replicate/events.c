@@ -55,7 +55,7 @@ static void set_int(lua_State *L, int t, const char *k, lua_Integer v) {
   lua_setfield(L, t, k);
 }
 
-void couch_repl_push_change(lua_State *L, couch_repl *r, int last_seq) {
+void couch_repl_push_change(lua_State *L, couch_repl *r, const couch_repl_batch *b, int last_seq) {
   last_seq = lua_absindex(L, last_seq);
   luaL_checkstack(L, 6, "a change event");
   lua_createtable(L, 0, 20);
@@ -68,12 +68,11 @@ void couch_repl_push_change(lua_State *L, couch_repl *r, int last_seq) {
     lua_settable(L, info);
   }
   lua_pop(L, 1);
-  set_int(L, info, "read", r->docs_read - r->ev_read);
-  set_int(L, info, "written", r->docs_written - r->ev_written);
-  set_int(L, info, "failed", r->doc_write_failures - r->ev_failed);
+  set_int(L, info, "read", b->read);
+  set_int(L, info, "written", b->written);
+  set_int(L, info, "failed", b->failed);
   lua_pushvalue(L, last_seq);
   lua_setfield(L, info, "last_seq");
-  r->ev_read = r->docs_read, r->ev_written = r->docs_written, r->ev_failed = r->doc_write_failures;
 }
 
 int couch_repl_is_caught_up(couch_repl *r) {

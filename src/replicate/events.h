@@ -1,6 +1,6 @@
 #ifndef COUCH_REPL_EVENTS_H
 #define COUCH_REPL_EVENTS_H
-#include "replicate/job.h"
+#include "replicate/batch.h"
 
 /* Whether ev has handlers (a caller may skip building the event's arguments). */
 int couch_repl_listening(couch_repl *r, couch_repl_event ev);
@@ -11,9 +11,9 @@ int couch_repl_listening(couch_repl *r, couch_repl_event ev);
 int couch_repl_emit(lua_State *L, couch_repl *r, couch_repl_event ev, int nargs, int protect, lua_KContext ctx,
                     lua_KFunction k);
 
-/* Push the argument of `change`: a new table of the job's stats, the counts since the previous
- * `change` (read, written, failed) and last_seq (the value at last_seq). */
-void couch_repl_push_change(lua_State *L, couch_repl *r, int last_seq);
+/* Push the argument of `change`: a new table of the job's stats, the batch's own counts
+ * (read, written, failed) and last_seq (the value at last_seq). */
+void couch_repl_push_change(lua_State *L, couch_repl *r, const couch_repl_batch *b, int last_seq);
 
 /* A continuous job that has read everything and finished every batch it read says so, once
  * (`paused` without an error); else nothing. Then k(L, status, ctx), as couch_repl_emit. */

@@ -67,13 +67,6 @@ void couch_repl_iso_now(char *buf) {
   strftime(buf, 24, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void couch_repl_push_request(lua_State *L, couch_repl *r, int side, const char *method, const char *path) {
-  couch_repl_push(L, r->ref.request[side]);
-  couch_repl_push(L, r->ref.db[side]);
-  lua_pushstring(L, method);
-  lua_pushstring(L, path);
-}
-
 /* As couch.doc_path: a design or local document keeps its prefix's slash. */
 void couch_repl_push_doc_path(lua_State *L, const char *id, size_t len) {
   static const char *const prefixes[] = {"_design/", "_local/"};
@@ -245,9 +238,7 @@ static int l_new(lua_State *L) {
   for (int s = 0; s < 2; s++) {
     lua_getfield(L, 1, sides[s]);
     couch_repl_set(L, &r->ref.db[s], -1);
-    lua_getfield(L, -1, "request"); /* looked up once: every call goes through it */
-    couch_repl_set(L, &r->ref.request[s], -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);
@@ -351,18 +342,20 @@ static int l_errors(lua_State *L) {
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
-  return lua_gettop(L) - 1;
+  return lua_gettop(L) - 2;
 }
 
-/* job:wait() -> stats: joins the job's task (raises the replication's error). */
+/* job:wait([timeout]) -> stats: joins the job's task (raises the replication's error, or
+ * task:wait's `timeout` error after timeout seconds while the job goes on). */
 static int l_wait(lua_State *L) {
   repl_ud *u = (repl_ud *)couch_repl_check(L, 1);
-  lua_settop(L, 1);
+  lua_settop(L, 2);
   couch_repl_push(L, u->task);
   if (lua_isnil(L, -1)) return luaL_error(L, "the replication job has no task");
   lua_getfield(L, -1, "wait");
   lua_insert(L, -2);
-  lua_callk(L, 1, LUA_MULTRET, 0, wait_k);
+  lua_pushvalue(L, 2);
+  lua_callk(L, 2, LUA_MULTRET, 0, wait_k);
   return wait_k(L, LUA_OK, 0);
 }
 

@@ -66,7 +66,6 @@ typedef struct couch_repl {
   unsigned outage : 1;      /* `paused(err)` said so: a restart says `active` */
   unsigned progressed : 1;  /* a batch finished since the last restart: the backoff starts over */
   lua_Integer pushed, moved; /* this run's batches read and finished (caught up: equal) */
-  lua_Integer ev_read, ev_written, ev_failed; /* the counters at the previous `change` */
   double back_off;           /* the previous backoff delay, seconds; 0: none yet */
   /* counters */
   lua_Integer docs_read, docs_written, doc_write_failures, missing_revisions_found, docs_skipped,
@@ -80,7 +79,7 @@ typedef struct couch_repl {
   couch_repl_done *done;
   /* registry refs (LUA_NOREF when unset), released in couch_repl_cleanup */
   struct {
-    int db[2], request[2];    /* the endpoints and their `request` method */
+    int db[2];                /* the endpoints (database objects; call.c sends to them) */
     int since, start_seq, through_seq, checkpointed_seq, changes_pending;
     int rep_id, local_path;   /* the replication id and "/_local/<escaped id>" */
     int ckpt_rev[2], history; /* checkpoint docs' revs; the source's history at the start */
@@ -108,9 +107,6 @@ void couch_repl_set(lua_State *L, int *ref, int idx);
 double couch_repl_now(void);
 void couch_repl_iso_now(char *buf);
 
-/* Push request, db, method, path for side (REPL_SOURCE / REPL_TARGET): ready for one
- * more argument (the options) and a lua_callk of 4 arguments. */
-void couch_repl_push_request(lua_State *L, couch_repl *r, int side, const char *method, const char *path);
 /* Push "/" .. the document's path (id escaped; _design/ and _local/ kept). */
 void couch_repl_push_doc_path(lua_State *L, const char *id, size_t len);
 

@@ -17,6 +17,7 @@
 
 #include "json/json.h"
 #include "replicate/batch.h"
+#include "replicate/call.h"
 #include "replicate/events.h"
 #include "replicate/job.h"
 
@@ -57,14 +58,13 @@ static int bad_changes(lua_State *L, couch_repl *r, const char *kind, const char
 
 static int got_k(lua_State *L, int status, lua_KContext ctx);
 
-/* One _changes page from the reader's seq (a longpoll when caught up), with lua_callk: the
- * query and body changes.lua built (user values 2 and 3), plus since, limit, feed. */
+/* One _changes page from the reader's seq (a longpoll when caught up), straight to the
+ * request layer (call.c): the query and body changes.lua built (user values 2 and 3),
+ * plus since, limit, feed. */
 static int read_page(lua_State *L, reader *rd, int longpoll) {
   couch_repl *r = rd->r;
   rd->longpoll = longpoll;
-  couch_repl_push_request(L, r, REPL_SOURCE, r->changes_post ? "POST" : "GET", "/_changes");
-  lua_createtable(L, 0, 5); /* the request's options */
-  int o = lua_gettop(L);
+  lua_settop(L, S_TOP);
   lua_createtable(L, 0, 8); /* the query: a copy, as a request may keep its own */
   int q = lua_gettop(L);
   lua_getiuservalue(L, S_READER, 2);
@@ -83,25 +83,24 @@ static int read_page(lua_State *L, reader *rd, int longpoll) {
   lua_setfield(L, q, "since");
   lua_pushinteger(L, r->batch_size);
   lua_setfield(L, q, "limit");
-  if (r->changes_post) {
-    lua_getiuservalue(L, S_READER, 3);
-    lua_setfield(L, o, "body");
-  }
   if (longpoll) { /* the server holds the request up to poll seconds */
     lua_pushliteral(L, "longpoll");
     lua_setfield(L, q, "feed");
     lua_pushinteger(L, (lua_Integer)floor(r->poll * 1000));
     lua_setfield(L, q, "timeout");
-    lua_pushnumber(L, r->poll + 5);
-    lua_setfield(L, o, "timeout");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, o, "unlimited");
   }
-  lua_setfield(L, o, "query");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, o, "idempotent");
-  lua_callk(L, 4, 1, (lua_KContext)rd, got_k);
-  return got_k(L, LUA_OK, (lua_KContext)rd);
+  int body = 0;
+  if (r->changes_post) {
+    lua_getiuservalue(L, S_READER, 3);
+    body = lua_gettop(L);
+  }
+  couch_repl_req req = {.side = REPL_SOURCE, .method = r->changes_post ? "POST" : "GET", .path = "/_changes",
+                        .query_table = q, .body = body, .keep = S_TOP, .nresults = 1, .idempotent = 1};
+  if (longpoll) { /* a longpoll idles: past the in-flight limit, with its own deadline */
+    req.timeout = r->poll + 5;
+    req.unlimited = 1;
+  }
+  return couch_repl_call(L, r, &req, (lua_KContext)rd, got_k);
 }
 
 static int next_page(lua_State *L, reader *rd) {

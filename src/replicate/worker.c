@@ -88,7 +88,7 @@ static int moved_k(lua_State *L, int status, lua_KContext ctx) {
   r->moved++;
   r->progressed = 1;
   if (couch_repl_listening(r, EV_CHANGE)) {
-    couch_repl_push_change(L, r, -1);
+    couch_repl_push_change(L, r, b, -1);
     lua_replace(L, -2);
     give_back(L, r);
     return couch_repl_emit(L, r, EV_CHANGE, 1, 0, ctx, changed_k);

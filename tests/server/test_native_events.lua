@@ -94,6 +94,58 @@ function TestNativeEvents:test_change_counts_add_up_with_concurrency()
   lu.assertEquals(read, stats.docs_read)
 end
 
+-- Each change says what its own batch did, whatever else finished around it: 230 documents
+-- in batches of 20 read and written by 4 workers are 11 changes of exactly 20 and one of
+-- 10, and a filter's refusals and a transform's unencodable document are counted in the
+-- batch that met them.
+function TestNativeEvents:test_change_counts_are_the_batchs_own()
+  seed(self.src, 230)
+  local sizes = {}
+  local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  batch_size = 20, concurrency = 4 }
+  job:on("change", function(info)
+    lu.assertEquals(info.written, info.read)
+    sizes[#sizes + 1] = info.read
+  end)
+  job:wait()
+  table.sort(sizes)
+  lu.assertEquals(sizes, { 10, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20 })
+
+  local tgt2 = srv:db(self.tgt.name .. "_2")
+  local failed, written = 0, 0
+  job = couch.replication { source = self.src, target = tgt2, create_target = true, quiet = true,
+                            batch_size = 20, concurrency = 4,
+                            transform = function(doc)
+                              if doc.n % 50 == 0 then doc.bad = print end -- JSON cannot hold it
+                              return doc
+                            end }
+  job:on("change", function(info)
+    lu.assertTrue(info.read == 20 or info.read == 10, info.read)
+    lu.assertEquals(info.written + info.failed, info.read)
+    failed, written = failed + info.failed, written + info.written
+  end)
+  local stats = job:wait()
+  pcall(tgt2.delete, tgt2)
+  lu.assertEquals(failed, 4)
+  lu.assertEquals(written, 226)
+  lu.assertEquals(stats.doc_write_failures, 4)
+end
+
+-- job:wait(timeout) gives up waiting after timeout seconds with a `timeout` error; the job
+-- goes on (as task:wait does, and as the backup jobs' wait does).
+function TestNativeEvents:test_wait_with_a_timeout()
+  seed(self.src, 5)
+  local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true,
+                                  continuous = true, poll = 1 }
+  local ok, err = pcall(job.wait, job, 0.3) -- (it used to wait for ever: the timeout was dropped)
+  lu.assertFalse(ok)
+  lu.assertTrue(couch.is_error(err), tostring(err))
+  lu.assertEquals(err.kind, "timeout")
+  lu.assertEquals(job.state, "running")
+  job:cancel()
+  lu.assertEquals(job:wait(10).docs_written, 5)
+end
+
 -- A misspelt event is a usage error naming the nearest one, like a misspelt option.
 function TestNativeEvents:test_unknown_event_is_a_usage_error()
   local job = couch.replication { source = self.src, target = self.tgt, create_target = true, quiet = true }
