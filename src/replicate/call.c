@@ -53,15 +53,14 @@ int couch_repl_call(lua_State *L, couch_repl *r, const couch_repl_req *q, lua_KC
   luaL_checkstack(L, 12, "sending a request");
   int body = q->body ? lua_absindex(L, q->body) : 0;
   int query_table = q->query_table ? lua_absindex(L, q->query_table) : 0;
-  couch_repl_push(L, r->ref.db[q->side]);
-  lua_getfield(L, -1, "server");
+  couch_repl_push(L, r->ref.server[q->side]); /* anchored by the request */
   int srv = lua_gettop(L);
-  couch_conn *c = couch_server_check(L, srv);
+  couch_conn *c = r->conn[q->side];
   /* base URL + the database's path (escaped once, by couch.database) + path + query */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, c->base_url);
-  lua_getfield(L, srv - 1, "path");
+  couch_repl_push(L, r->ref.path[q->side]);
   luaL_addvalue(&b);
   luaL_addstring(&b, q->path);
   if (q->query && q->query[0]) {

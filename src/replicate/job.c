@@ -17,6 +17,8 @@
  * job keeps that task and the reader's as refs so job:wait() and job:cancel() reach them. */
 #include "replicate/job.h"
 
+#include "couch/server.h"
+
 #include "error.h"
 #include "http/url.h"
 #include "json/json.h"
@@ -132,13 +134,9 @@ void couch_repl_push_failure(lua_State *L, couch_repl *r, int d, int err) {
 }
 
 static void push_url(lua_State *L, couch_repl *r, int side) {
-  couch_repl_push(L, r->ref.db[side]);
-  lua_getfield(L, -1, "server");
-  lua_getfield(L, -1, "url");
-  lua_getfield(L, -3, "path");
+  lua_pushstring(L, r->conn[side]->base_url);
+  couch_repl_push(L, r->ref.path[side]);
   lua_concat(L, 2);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
 }
 
 int couch_repl_answer_raise(lua_State *L, couch_repl *r, int side, const char *method, const char *path,
@@ -170,6 +168,7 @@ void couch_repl_cleanup(lua_State *L, couch_repl *r) {
     luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
     refs[i] = LUA_NOREF;
   }
+  r->conn[0] = r->conn[1] = NULL;
   couch_repl_done_free(L, r);
   repl_ud *u = (repl_ud *)r;
   luaL_unref(L, LUA_REGISTRYINDEX, u->task);
@@ -238,7 +237,13 @@ static int l_new(lua_State *L) {
   for (int s = 0; s < 2; s++) {
     lua_getfield(L, 1, sides[s]);
     couch_repl_set(L, &r->ref.db[s], -1);
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "server");
+    r->conn[s] = couch_server_check(L, -1);
+    couch_repl_set(L, &r->ref.server[s], -1);
+    if (lua_getfield(L, -2, "path") != LUA_TSTRING)
+      return luaL_error(L, "internal.repl_new: the %s database has no path", sides[s]);
+    couch_repl_set(L, &r->ref.path[s], -1);
+    lua_pop(L, 3);
   }
   opt_ref(L, 1, "since", &r->ref.since);
   opt_ref(L, 1, "rep_id", &r->ref.rep_id);

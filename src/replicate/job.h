@@ -75,11 +75,15 @@ typedef struct couch_repl {
   double started, last_checkpoint;
   char start_time[24], end_time[24];
   char session_id[40];
+  /* the endpoints as call.c sends to them, read once from the database objects: each
+   * side's connection (alive while ref.server holds its userdata; NULL after cleanup) */
+  struct couch_conn *conn[2];
   /* pipeline: the run of finished batches */
   couch_repl_done *done;
   /* registry refs (LUA_NOREF when unset), released in couch_repl_cleanup */
   struct {
-    int db[2];                /* the endpoints (database objects; call.c sends to them) */
+    int db[2];                /* the endpoints (database objects, for the user's hooks) */
+    int server[2], path[2];   /* their server userdata (keeps conn[] alive) and escaped path */
     int since, start_seq, through_seq, checkpointed_seq, changes_pending;
     int rep_id, local_path;   /* the replication id and "/_local/<escaped id>" */
     int ckpt_rev[2], history; /* checkpoint docs' revs; the source's history at the start */
