@@ -385,7 +385,9 @@ return function(couch)
   end
 
   --- couch.replication{ source =, target =, ... } -> a running job (see couch.replicate)
-  local function replication(opts, what)
+  -- `echoed`: the target is also written by a replication from it (couch.sync's other
+  -- direction), so what the source's changes bring may well be there: _revs_diff always.
+  local function replication(opts, what, echoed)
     check(opts, what or "couch.replication")
     local source = as_db(opts.source, "source", opts.source_options, opts.target)
     local target = as_db(opts.target, "target", opts.target_options, opts.source)
@@ -407,7 +409,7 @@ return function(couch)
     local job = I.repl_new {
       source = source, target = target, batch_size = opts.batch_size, concurrency = opts.concurrency,
       max_batch_bytes = opts.max_batch_bytes, checkpoint_interval = opts.checkpoint_interval, poll = opts.poll,
-      continuous = opts.continuous, batches_limit = opts.batches_limit,
+      continuous = opts.continuous, batches_limit = opts.batches_limit, always_diff = echoed or false,
       -- checkpoint (PouchDB's): true both sides, "source" / "target" one, false none
       checkpoint_source = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "target",
       checkpoint_target = opts.use_checkpoints ~= false and opts.checkpoint ~= false and opts.checkpoint ~= "source",

@@ -143,8 +143,10 @@ return function(couch)
     local self = { handlers = {}, paused = { push = false, pull = false }, is_paused = false,
                    ended = 0, failed = false }
     for event in pairs(EVENTS) do self.handlers[event] = {} end
-    self.push = I.replication(merged(opts, "push", a, b), "couch.sync")
-    local ok, pull = pcall(I.replication, merged(opts, "pull", b, a), "couch.sync")
+    -- each target is the other direction's source: its changes bring back what this
+    -- direction wrote, so neither skips _revs_diff (the copies would count as written)
+    self.push = I.replication(merged(opts, "push", a, b), "couch.sync", true)
+    local ok, pull = pcall(I.replication, merged(opts, "pull", b, a), "couch.sync", true)
     if not ok then -- the push already runs: a sync is both directions or nothing
       self.push:cancel()
       error(pull, 0)

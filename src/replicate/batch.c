@@ -165,10 +165,11 @@ static int collect_revs(lua_State *L, couch_repl_batch *b) {
 /* While nearly everything turns out missing (copying into an empty target) the _revs_diff
  * round trip buys nothing: skip it, as CouchDB's replicator does, and look again every
  * 8th batch. Writing a revision the target has is a no-op with new_edits=false, so a skip
- * can cost work but never correctness. */
+ * can cost work but never correctness (it does count such a revision as written: a sync's
+ * directions, whose targets are written by each other, never skip: always_diff). */
 static int skip_revs_diff(couch_repl *r) {
   r->batches++;
-  return r->missing_ratio >= 0.95 && r->batches % 8 != 0 && !r->new_revisions;
+  return r->missing_ratio >= 0.95 && r->batches % 8 != 0 && !r->new_revisions && !r->always_diff;
 }
 
 /* Everything the changes name is missing (no _revs_diff asked): the map changes hands. */

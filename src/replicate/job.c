@@ -232,6 +232,7 @@ static int l_new(lua_State *L) {
   r->hooks = opt_bool(L, 1, "hooks");
   r->no_bulk_get = !opt_bool(L, 1, "use_bulk_get"); /* use_bulk_get = false: open_revs GETs */
   r->retry = opt_bool(L, 1, "retry");
+  r->always_diff = opt_bool(L, 1, "always_diff");
   r->missing_ratio = -1;
   static const char *const sides[] = {"source", "target"};
   for (int s = 0; s < 2; s++) {

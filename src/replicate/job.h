@@ -57,6 +57,9 @@ typedef struct couch_repl {
   /* lifecycle */
   couch_repl_state state;
   unsigned stopping : 1, checkpointing : 1, no_bulk_get : 1, probing : 1;
+  /* _revs_diff every batch, never skipped while nearly all is missing: a target that is
+   * also written by others (couch.sync's other direction echoes this one's source) */
+  unsigned always_diff : 1;
   unsigned changes_post : 1; /* _changes is a POST (doc_ids, selector): error messages say so */
   unsigned cancelled : 1;    /* job:cancel() asked: no retry, a backoff wait ends */
   /* events and retry (events.c, retry.c) */

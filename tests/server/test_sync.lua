@@ -51,6 +51,22 @@ function TestSync:test_one_shot_sync_copies_both_ways()
   lu.assertEquals(again.push.docs_written + again.pull.docs_written, 0)
 end
 
+-- What one side already got from the other is not written back and counted again: b holds
+-- its own 20 documents, then a's 30 (an earlier one-way copy). The pull reads all 50 from
+-- b's changes; a already has 30 of them. (The engine skips _revs_diff while nearly
+-- everything is missing, as into an empty target; in a sync it must not: b's first 20 were
+-- all missing, and the 30 echoes after them were written again and counted: 35 or more.)
+function TestSync:test_echoes_are_not_written_again()
+  seed(self.b, "b", 20)
+  seed(self.a, "a", 30)
+  couch.replicate { source = self.a, target = self.b, quiet = true, checkpoint = false }
+  local stats = couch.sync(self.a, self.b, { quiet = true, batch_size = 5, concurrency = 1 }):wait()
+  lu.assertEquals(stats.pull.docs_written, 20)
+  lu.assertEquals(stats.push.docs_written, 0)
+  lu.assertEquals(stats.pull.missing_revisions_found, 20)
+  lu.assertTrue(couch.compare(self.a, self.b).equal)
+end
+
 -- The same document edited on both sides becomes the same conflicted document on both,
 -- with the same winner: CouchDB's deterministic choice, made from the same leaves.
 function TestSync:test_edits_on_both_sides_become_the_same_conflict()
