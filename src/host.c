@@ -58,6 +58,12 @@ int couchlua_msghandler(lua_State *L) {
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    /* an error a task left unseen (couch.run at the end names it: task.c), said as a
+     * string error of a task is said: "NAME failed: ..." */
+    if (couch_error_is(L, 1)) {
+      if (lua_getfield(L, 1, "task") == LUA_TSTRING) msg = lua_pushfstring(L, "%s failed: %s", lua_tostring(L, -1), msg);
+      /* (msg stays anchored on the stack either way: the handler's results are its top) */
+    }
   }
   /* a task's error arrives with the task's own traceback: the frames that re-raised it
    * (couch.run at the end of the script) say nothing more */

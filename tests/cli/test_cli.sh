@@ -214,6 +214,13 @@ expect_in err "couchlua: task 1 failed: task_err.lua:2: boom in a task" "the tas
 checks=$((checks + 1))
 [ "$(grep -c 'stack traceback:' <<<"$err")" = 1 ] || fail "one traceback for a failed task"
 expect_not_in err "lua/couch/" "no frames of couch's own Lua half in a task's traceback"
+cat >task_obj_err.lua <<'EOF'
+local couch = require "couch"
+couch.spawn("nightly import", function() couch.sleep(0.01); error(couch.error("http", "boom")) end)
+EOF
+run "$COUCHLUA" task_obj_err.lua </dev/null
+expect_rc 1 "a task failed with an error object exits 1"
+expect_in err "couchlua: nightly import failed: couch: http: boom" "an error object names its task too"
 
 # ---- the at-exit hook of the couch module ----
 run "$COUCHLUA" -e 'require "couch"; require("couch.internal").at_exit = function() print("at exit") end' \
