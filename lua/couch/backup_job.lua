@@ -22,27 +22,14 @@ return function(couch)
   local private = setmetatable({}, { __mode = "k" })
   local M = {}
 
+  local progress_reporter = require("couch.progress")(couch)
+
   local function reporter(opts, label, stats, started)
-    local last = 0
-    return function(final)
-      if type(opts.progress) == "function" then
-        opts.progress(stats)
-        return -- the user's function replaces the built-in line
-      end
-      if opts.quiet or opts.progress == false then return end
-      local tty = I.is_tty("progress")
-      local now = couch.now()
-      if not final and now - last < (tty and 0.2 or 5) then return end
-      last = now
-      local rate = stats.docs / math.max(now - started, 1e-6)
-      local line = ("%s: %d docs, %d batches, %d/s%s"):format(label, stats.docs, stats.batches, math.floor(rate),
+    return progress_reporter(opts, function() opts.progress(stats) end, function(final)
+      local rate = stats.docs / math.max(couch.now() - started, 1e-6)
+      return ("%s: %d docs, %d batches, %d/s%s"):format(label, stats.docs, stats.batches, math.floor(rate),
         final and (" " .. final) or "")
-      if tty then
-        I.write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
-      else
-        I.write("progress", line .. "\n")
-      end
-    end
+    end)
   end
 
   local function finished(task)

@@ -244,32 +244,21 @@ return function(couch)
 
   --- Progress ---------------------------------------------------------------
 
+  local progress_reporter = require("couch.progress")(couch)
+
   local function reporter(opts, source_name, target_name, budget)
-    local last_report = 0
-    return function(job, final)
+    local report = progress_reporter(opts, function(job)
+      run_hook("the progress hook", "", { hook = "progress" }, opts.progress, budget, job:stats())
+    end, function(final, job)
       local s = job:stats()
-      if type(opts.progress) == "function" then
-        run_hook("the progress hook", "", { hook = "progress" }, opts.progress, budget, s)
-        return -- the user's function replaces the built-in line
-      end
-      if opts.quiet or opts.progress == false then return end
-      local tty = I.is_tty("progress")
-      local now = couch.now()
-      if not final and now - last_report < (tty and 0.2 or 5) then return end
-      last_report = now
-      local elapsed = math.max(job:_elapsed(), 1e-6)
-      local rate = s.docs_written / elapsed
+      local rate = s.docs_written / math.max(job:_elapsed(), 1e-6)
       local pending = tonumber(s.changes_pending)
       local eta = pending and rate > 0 and (" ETA %ds"):format(math.ceil(pending / rate)) or ""
-      local line = ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
+      return ("replicate %s -> %s: %d written, %d failed, %d/s%s"):format(
         source_name, target_name, s.docs_written, s.doc_write_failures, math.floor(rate),
         final and (" " .. final) or eta)
-      if tty then
-        I.write("progress", "\r\27[K" .. line .. (final and "\n" or ""))
-      else
-        I.write("progress", line .. "\n")
-      end
-    end
+    end)
+    return function(job, final) return report(final, job) end
   end
 
   -- The runners the C steps call (job.h: the job's `hooks` ref), over the options only.
