@@ -4,6 +4,8 @@
  * arrays (their capacity kept), which the batch frees once. */
 #include "replicate/refusals.h"
 
+#include "grow.h"
+
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +44,8 @@ static int entry_cmp(const void *a, const void *b) {
 }
 
 static void *grow(lua_State *L, void *p, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap) return p;
-  size_t cap2 = *cap ? *cap : 16;
-  while (cap2 < need) cap2 *= 2;
-  void *q = realloc(p, cap2 * size);
-  if (!q) luaL_error(L, "out of memory indexing a _bulk_docs answer");
-  *cap = cap2;
-  return q;
+  if (couch_grow(&p, cap, need, size) != 0) luaL_error(L, "out of memory indexing a _bulk_docs answer");
+  return p;
 }
 
 /* Copy s[0..n) to the index's bytes; returns its offset. */

@@ -4,19 +4,15 @@
  * chunk. */
 #include "replicate/revmap.h"
 
+#include "grow.h"
 #include "json/json.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static void *grow(lua_State *L, void *p, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap) return p;
-  size_t cap2 = *cap ? *cap : 16;
-  while (cap2 < need) cap2 *= 2;
-  void *q = realloc(p, cap2 * size);
-  if (!q) luaL_error(L, "out of memory listing a batch's revisions");
-  *cap = cap2;
-  return q;
+  if (couch_grow(&p, cap, need, size) != 0) luaL_error(L, "out of memory listing a batch's revisions");
+  return p;
 }
 
 static couch_repl_str keep(lua_State *L, couch_repl_revmap *m, const char *s, size_t n) {
