@@ -24,13 +24,17 @@
  * new_revisions); the missing_stub refetch is restub.c; every HTTP call goes straight to
  * the request layer through couch_repl_call (call.c), so auth and retries stay in one
  * place and the call yields inside a task like a cosocket call. An answer of the wrong
- * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
+ * shape is a structured error (couch_repl_answer_raise), never a Lua one.
+ * Fetch ahead (slots.c): the reading of each chunk (revs_diff, the reads, the read hooks)
+ * holds one of the job's `concurrency` read slots, the writing one of its write slots,
+ * kept from the batch's first _bulk_docs to its end (worker.c lets it go). */
 #include "replicate/batch.h"
 
 #include "json/json.h"
 #include "replicate/account.h"
 #include "replicate/call.h"
 #include "replicate/slice.h"
+#include "replicate/slots.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -513,6 +517,7 @@ static void release(couch_repl_batch_state *s) {
 
 static int chunk(lua_State *L, couch_repl_batch *b);
 static int fetch(lua_State *L, couch_repl_batch *b);
+static int fetch_k(lua_State *L, int status, lua_KContext ctx);
 static int open_next(lua_State *L, couch_repl_batch *b);
 static int check(lua_State *L, couch_repl_batch *b);
 static int read_from(lua_State *L, couch_repl_batch *b);
@@ -537,6 +542,7 @@ static int waited_k(lua_State *L, int status, lua_KContext ctx) {
 static int chunk(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   if (must_wait_for_estimate(b)) { /* another batch is asking its two revisions */
+    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_READ | SLOT_WRITE); /* which needs a read slot */
     couch_repl_push(L, b->r->ref.idle);
     lua_getfield(L, -1, "wait");
     lua_insert(L, -2);
@@ -544,12 +550,12 @@ static int chunk(lua_State *L, couch_repl_batch *b) {
     lua_callk(L, 2, 0, CTX(b), waited_k);
     return waited_k(L, LUA_OK, CTX(b));
   }
-  if (!next_chunk(L, b)) { /* the batch is moved */
+  if (!next_chunk(L, b)) { /* the batch is moved (worker.c lets its write slot go) */
+    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_READ);
     release(b->s);
     return 0;
   }
-  lua_settop(L, S_TOP);
-  return fetch(L, b);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_READ, S_TOP, CTX(b), fetch_k);
 }
 
 static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
@@ -591,6 +597,11 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
                                            .body = body, .keep = S_TOP, .nresults = 2, .raw = 1, .idempotent = 1,
                                            .allow = BULK_GET_ALLOW},
                          CTX(b), bulk_got_k);
+}
+
+static int fetch_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return fetch(L, BATCH(ctx));
 }
 
 /* Push "/" .. the path of entry e's id in b->s->asked. */
@@ -717,7 +728,9 @@ static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
   return post_next(L, BATCH(ctx));
 }
 
-/* The hooks' output: what to write, as new edits or as replicated revisions. */
+static int write_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The hooks' output: the chunk is read; what there is to write waits for a write slot. */
 static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
@@ -725,8 +738,16 @@ static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pop(L, 1);
   lua_replace(L, S_DOCS);
   lua_settop(L, S_TOP);
+  if (lua_rawlen(L, S_DOCS) == 0) return chunk(L, b);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_WRITE, S_TOP, ctx, write_k);
+}
+
+/* What to write, as new edits or as replicated revisions. */
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl_batch *b = BATCH(ctx);
+  lua_settop(L, S_TOP);
   lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
-  if (n == 0) return chunk(L, b);
   if (b->r->new_revisions) { /* each document: a new edit on the target's rev */
     push_runner(L, b->r, RUN_NEW_REVISIONS);
     lua_pushvalue(L, S_DOCS);
@@ -940,6 +961,8 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
   return post_next(L, b);
 }
 
+static int diff_k(lua_State *L, int status, lua_KContext ctx);
+
 /* (job, batch): move one batch of changes from the job's source to its target. */
 int couch_repl_move_batch(lua_State *L) {
   couch_repl *r = couch_repl_check(L, S_JOB);
@@ -959,6 +982,15 @@ int couch_repl_move_batch(lua_State *L) {
     release(b->s);
     return 0;
   }
+  return couch_repl_slot_take(L, r, &b->slot, SLOT_READ, S_TOP, CTX(b), diff_k);
+}
+
+/* A read slot is the batch's: ask the target what it lacks (or skip that). */
+static int diff_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl_batch *b = BATCH(ctx);
+  couch_repl *r = b->r;
+  lua_settop(L, S_TOP);
   if (skip_revs_diff(r)) {
     all_missing(b);
     return chunk(L, b);
