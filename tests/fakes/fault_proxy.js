@@ -27,6 +27,7 @@
 //                        slow); GET /_faults/stats then also says how many were in flight
 //                        at most and on average while any was
 //   slow_bulk_get=MS     _bulk_get answers held MS milliseconds (a slow source)
+// With slow_bulk_docs, bulk_docs_busy_ms: how long any held _bulk_docs was in flight.
 // Stats of every _bulk_get: bulk_get_in_flight_max, and bulk_get_while_writing: how many
 // were answered while a held _bulk_docs was in flight (reads done during the slow writes)
 'use strict';
@@ -38,10 +39,10 @@ const faults = new Map();
 const inFlight = new Map(); // request -> its database, to drop the ones in flight
 function freshStats() {
   return { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0,
-    bulk_get_in_flight_max: 0, bulk_get_while_writing: 0 };
+    bulk_get_in_flight_max: 0, bulk_get_while_writing: 0, bulk_docs_busy_ms: 0 };
 }
 let stats = freshStats();
-let bulkDocsInFlight = 0, busySamples = 0, busySum = 0, bulkGetInFlight = 0;
+let bulkDocsInFlight = 0, busySamples = 0, busySum = 0, bulkGetInFlight = 0, busySince = 0;
 setInterval(() => { // the average over the time any _bulk_docs was in flight
   if (bulkDocsInFlight === 0) return;
   busySamples++; busySum += bulkDocsInFlight;
@@ -128,6 +129,7 @@ const server = http.createServer((req, res) => {
       }
       const slowMs = rest === '_bulk_docs' ? slowMsOf(f, 'bulk_docs') : 0;
       const isBulkGet = rest === '_bulk_get';
+      if (slowMs && bulkDocsInFlight === 0) busySince = Date.now();
       if (slowMs) stats.bulk_docs_in_flight_max = Math.max(stats.bulk_docs_in_flight_max, ++bulkDocsInFlight);
       if (isBulkGet) {
         stats.bulk_get_in_flight_max = Math.max(stats.bulk_get_in_flight_max, ++bulkGetInFlight);
@@ -138,7 +140,7 @@ const server = http.createServer((req, res) => {
         up = await forward(req.method, u.pathname + u.search, req.headers, body);
         if (holdMs) await new Promise((r) => setTimeout(r, holdMs));
       } finally {
-        if (slowMs) bulkDocsInFlight--;
+        if (slowMs && --bulkDocsInFlight === 0) stats.bulk_docs_busy_ms += Date.now() - busySince;
         if (isBulkGet) bulkGetInFlight--;
       }
       if (isBulkGet && bulkDocsInFlight > 0) stats.bulk_get_while_writing++;
