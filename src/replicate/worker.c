@@ -2,9 +2,9 @@
  * at most `concurrency` of them read and `concurrency` write at once, slots.c).
  * Steps, each its own continuation (the context is the job's struct; the stack holds
  * the job, the queue and the batch being moved):
- *   a pop slot (slots.c: fewer workers popping than read slots free) -> pop a batch (queue:pop, waits while the queue is empty)
- *   -> move it (batch.c: it takes a read slot, then a write slot; a move that raises lets
- *   its slot go before the error goes on)
+ *   a pop slot (slots.c: no more workers popping than read slots free) -> pop a batch
+ *   (queue:pop, waits while the queue is empty) -> move it (batch.c: it takes a read slot,
+ *   then a write slot; a move that raises lets its slots go before its error goes on)
  *   -> record it finished (done.c: through seq over the longest finished run) -> `change`
  *   -> checkpoint when checkpoint_interval has passed, or when this was the last batch of a
  *   caught-up continuous job (then `paused`: events.c) -> progress (replicate.lua's report
