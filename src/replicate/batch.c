@@ -25,9 +25,9 @@
  * the request layer through couch_repl_call (call.c), so auth and retries stay in one
  * place and the call yields inside a task like a cosocket call. An answer of the wrong
  * shape is a structured error (couch_repl_answer_raise), never a Lua one.
- * Fetch ahead (slots.c): the reading of each chunk (revs_diff, the reads, the read hooks)
- * holds one of the job's `concurrency` read slots, the writing one of its write slots,
- * kept from the batch's first _bulk_docs to its end (worker.c lets it go). */
+ * Fetch ahead (slots.c): the reading of each chunk (revs_diff, the reads) holds one of the
+ * job's `concurrency` read slots; its hooks and writing one of its write slots, kept
+ * from then to the batch's end (worker.c lets it go). */
 #include "replicate/batch.h"
 
 #include "json/json.h"
@@ -518,6 +518,7 @@ static void release(couch_repl_batch_state *s) {
 static int chunk(lua_State *L, couch_repl_batch *b);
 static int fetch(lua_State *L, couch_repl_batch *b);
 static int fetch_k(lua_State *L, int status, lua_KContext ctx);
+static int read_k(lua_State *L, int status, lua_KContext ctx);
 static int open_next(lua_State *L, couch_repl_batch *b);
 static int check(lua_State *L, couch_repl_batch *b);
 static int read_from(lua_State *L, couch_repl_batch *b);
@@ -542,7 +543,7 @@ static int waited_k(lua_State *L, int status, lua_KContext ctx) {
 static int chunk(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   if (must_wait_for_estimate(b)) { /* another batch is asking its two revisions */
-    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_READ | SLOT_WRITE); /* which needs a read slot */
+    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_ALL); /* which needs a read slot */
     couch_repl_push(L, b->r->ref.idle);
     lua_getfield(L, -1, "wait");
     lua_insert(L, -2);
@@ -584,7 +585,7 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   if (asked_revs(b) == 0) {
     b->walk = 0;
-    return read_from(L, b);
+    return couch_repl_slot_take(L, r, &b->slot, SLOT_WRITE, S_TOP, CTX(b), read_k);
   }
   if (r->no_bulk_get) return open_next(L, b);
   size_t count;
@@ -664,7 +665,22 @@ static int check(lua_State *L, couch_repl_batch *b) {
   if (left > 0) couch_account_unanswered(L, unanswered, S_DOCS);
   lua_settop(L, S_TOP);
   b->walk = 0;
-  return read_from(L, b);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_WRITE, S_TOP, CTX(b), read_k);
+}
+
+/* The chunk is read and a write slot is the batch's: the user's hooks, then the posts.
+ * The hooks run under the write slot, not the read one, so that at concurrency 1 a
+ * batch's hooks run only once the batches before it are written (a hook that fails ends
+ * the job with everything before its batch on the target, as without fetch ahead). */
+static int hooking_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return read_from(L, BATCH(ctx));
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl_batch *b = BATCH(ctx);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_HOOK, S_TOP, ctx, hooking_k); /* never waits */
 }
 
 static int hooked_k(lua_State *L, int status, lua_KContext ctx);
@@ -728,26 +744,17 @@ static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
   return post_next(L, BATCH(ctx));
 }
 
-static int write_k(lua_State *L, int status, lua_KContext ctx);
-
-/* The hooks' output: the chunk is read; what there is to write waits for a write slot. */
+/* The hooks' output: what to write, as new edits or as replicated revisions. */
 static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
+  couch_repl_slot_drop(L, b->r, &b->slot, SLOT_HOOK);
   b->failed += lua_tointeger(L, -1);
   lua_pop(L, 1);
   lua_replace(L, S_DOCS);
   lua_settop(L, S_TOP);
-  if (lua_rawlen(L, S_DOCS) == 0) return chunk(L, b);
-  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_WRITE, S_TOP, ctx, write_k);
-}
-
-/* What to write, as new edits or as replicated revisions. */
-static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  couch_repl_batch *b = BATCH(ctx);
-  lua_settop(L, S_TOP);
   lua_Integer n = (lua_Integer)lua_rawlen(L, S_DOCS);
+  if (n == 0) return chunk(L, b);
   if (b->r->new_revisions) { /* each document: a new edit on the target's rev */
     push_runner(L, b->r, RUN_NEW_REVISIONS);
     lua_pushvalue(L, S_DOCS);

@@ -83,9 +83,9 @@ typedef struct couch_repl {
   struct couch_conn *conn[2];
   /* pipeline: the run of finished batches */
   couch_repl_done *done;
-  /* fetch ahead (slots.c): the read, write and pop slots taken, and the workers waiting
-   * for one */
-  lua_Integer slots_busy[3];
+  /* fetch ahead (slots.c): the read, write, pop and hook slots taken, and the workers
+   * waiting for one */
+  lua_Integer slots_busy[4];
   couch_wait_list slot_waiters;
   /* registry refs (LUA_NOREF when unset), released in couch_repl_cleanup */
   struct {

@@ -4,15 +4,18 @@
  * target answering each _bulk_docs in 300 ms, 4 workers kept 3.3 writes in flight on
  * average and 8 workers only 4.3. Now run.c starts 2 × concurrency workers and a batch
  * takes a slot for each phase, at most `concurrency` of each kind at once:
- *   read   revs_diff, a chunk's _bulk_get (or open_revs GETs), the read hooks (batch.c)
- *   write  from its first _bulk_docs to its end: the posts (413 halves, the 412 refetch,
- *          the _revs_diff that settles a refusal without a rev), the refusals' hooks, and
- *          in worker.c recording it finished, `change`, the checkpoint due. Kept to the end,
- *          so the batches sharing a write slot are written one after another (reading
- *          order at concurrency 1: each `change` counts exactly the batches before it)
- *   pop    a worker taking a batch off the queue: reading + popping < concurrency, so idle
- *          workers beyond the ones that can read leave the batches in the queue (the
- *          reader's read-ahead stays batches_limit) and hold no documents
+ *   read   revs_diff, a chunk's _bulk_get (or open_revs GETs) (batch.c)
+ *   write  from its first chunk's hooks to its end: the user's hooks, the posts (413
+ *          halves, the 412 refetch, the _revs_diff that settles a refusal without a rev),
+ *          the refusals' hooks, and in worker.c recording it finished, `change`, the
+ *          checkpoint due. Kept to the end, so the batches sharing a write slot are hooked
+ *          and written one after another (reading order at concurrency 1: each `change`
+ *          counts exactly the batches before it, and a hook that fails ends the job with
+ *          every batch before its own written, as before fetch ahead)
+ *   hook   a batch running the user's hooks (under its write slot): counted, not waited for
+ *   pop    a worker taking a batch off the queue: reading + hooking + popping < concurrency,
+ *          so workers beyond the ones that can read leave the batches in the queue (the
+ *          reader's read-ahead stays batches_limit while the hooks run) and hold no documents
  * A worker that has read its chunk lets the read slot go and waits for a write slot while
  * another reads the next chunk: the slow side always has work waiting.
  * Why it cannot deadlock: a read-slot holder never waits for a slot (taking the write slot
@@ -29,11 +32,12 @@
 
 #include <lauxlib.h>
 
-static int ix(int kind) { return kind == SLOT_READ ? 0 : kind == SLOT_WRITE ? 1 : 2; }
+static int ix(int kind) { return kind == SLOT_READ ? 0 : kind == SLOT_WRITE ? 1 : kind == SLOT_POP ? 2 : 3; }
 
 static int is_free(const couch_repl *r, int kind) {
   const lua_Integer *busy = r->slots_busy;
-  if (kind == SLOT_POP) return busy[ix(SLOT_READ)] + busy[ix(SLOT_POP)] < r->concurrency;
+  if (kind == SLOT_HOOK) return 1; /* counted, never waited for: its holder has a write slot */
+  if (kind == SLOT_POP) return busy[ix(SLOT_READ)] + busy[ix(SLOT_POP)] + busy[ix(SLOT_HOOK)] < r->concurrency;
   return busy[ix(kind)] < r->concurrency;
 }
 
@@ -77,13 +81,13 @@ int couch_repl_slot_take(lua_State *L, couch_repl *r, int *held, int kind, int k
 void couch_repl_slot_drop(lua_State *L, couch_repl *r, int *held, int kinds) {
   int let_go = *held & kinds;
   if (!let_go) return;
-  for (int kind = SLOT_READ; kind <= SLOT_POP; kind <<= 1)
+  for (int kind = SLOT_READ; kind <= SLOT_HOOK; kind <<= 1)
     if ((let_go & kind) && r->slots_busy[ix(kind)] > 0) r->slots_busy[ix(kind)]--;
   *held &= ~kinds;
   couch_wait_list_wake_all(couch_loop_get(L), &r->slot_waiters);
 }
 
 void couch_repl_slots_reset(lua_State *L, couch_repl *r) {
-  for (int i = 0; i < 3; i++) r->slots_busy[i] = 0;
+  for (int i = 0; i < 4; i++) r->slots_busy[i] = 0;
   couch_wait_list_wake_all(couch_loop_get(L), &r->slot_waiters);
 }

@@ -5,7 +5,7 @@
 #include "replicate/job.h"
 
 /* What a batch (couch_repl_batch.slot) or a worker holds: a set of these bits. */
-enum { SLOT_READ = 1, SLOT_WRITE = 2, SLOT_POP = 4 };
+enum { SLOT_READ = 1, SLOT_WRITE = 2, SLOT_POP = 4, SLOT_HOOK = 8, SLOT_ALL = 15 };
 
 /* Take a slot of `kind` into *held, waiting while none is free; then k(L, LUA_OK, ctx)
  * with the stack cut to `keep`. Taking the write slot lets the read slot go first; a read

@@ -86,7 +86,7 @@ static int moved_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = (couch_repl *)ctx;
   couch_repl_batch *b = luaL_checkudata(L, S_BATCH, COUCH_REPL_BATCH_MT);
   if (status != LUA_OK && status != LUA_YIELD) { /* the others must not wait for its slots */
-    couch_repl_slot_drop(L, r, &b->slot, SLOT_READ | SLOT_WRITE);
+    couch_repl_slot_drop(L, r, &b->slot, SLOT_ALL);
     return lua_error(L);
   }
   lua_settop(L, S_TOP);
@@ -130,7 +130,7 @@ static int may_pop_k(lua_State *L, int status, lua_KContext ctx) {
 static int pop(lua_State *L, couch_repl *r) {
   lua_settop(L, S_TOP);
   couch_repl_batch *moved = luaL_testudata(L, S_BATCH, COUCH_REPL_BATCH_MT);
-  if (moved) couch_repl_slot_drop(L, r, &moved->slot, SLOT_READ | SLOT_WRITE);
+  if (moved) couch_repl_slot_drop(L, r, &moved->slot, SLOT_ALL);
   lua_pushnil(L);
   lua_replace(L, S_BATCH); /* a batch moved is not kept while waiting for the next */
   return couch_repl_slot_take(L, r, lua_touserdata(L, S_HELD), SLOT_POP, S_TOP, (lua_KContext)r, may_pop_k);
