@@ -5,7 +5,8 @@
 -- flight all the time? With B batches of writes, each held D seconds, and concurrency C,
 -- the writes alone take at least B * D / C seconds: the copy's time against that bound says
 -- how much of the pipeline's time the slow side was kept busy, and the proxy counts the
--- _bulk_docs in flight (at most, and on average while any is). Prints; asserts nothing.
+-- _bulk_docs in flight (at most, and on average while any is) and how long any was (target
+-- busy: the share of the copy's time). Prints; asserts nothing.
 --
 --   couchlua bench/slow.lua     (BENCH_URL or COUCH_URL: the server; or bench/run slow)
 -- Environment: BENCH_SLOW_DOCS (10000), BENCH_SLOW_MS (300), BENCH_SLOW_CONCURRENCY
@@ -41,7 +42,8 @@ local ok, err = pcall(function()
   PROXY_PIPE = pipe
   local proxy = couch.connect((url:gsub("^(%a+://[^/]-):%d+", "%1:" .. port)))
   out("native replication, %d docs of ~1 KB, batch_size %d, each _bulk_docs answer held %d ms:", N, BATCH, DELAY)
-  out("  %-12s %10s %10s %22s %16s", "concurrency", "seconds", "docs/s", "writes-alone bound", "_bulk_docs in flight")
+  out("  %-12s %10s %10s %22s %22s %14s", "concurrency", "seconds", "docs/s", "writes-alone bound", "_bulk_docs in flight",
+      "target busy")
   for _, c in ipairs(CONCURRENCY) do
     local target = proxy:db(B.dbname("slow_tgt"))
     created[#created + 1] = srv:db(target.name)
@@ -53,11 +55,13 @@ local ok, err = pcall(function()
     local dt = couch.now() - t0
     local stats = proxy:request("GET", "/_faults/stats")
     local bound = math.ceil(st.docs_written / BATCH) * DELAY / 1000 / c
-    out("  %-12d %10.2f %10d %14.2f s (%3d%%) %8d max %5.2f avg", c, dt, math.floor(st.docs_written / dt), bound,
-        math.floor(100 * bound / dt + 0.5), stats.bulk_docs_in_flight_max, stats.bulk_docs_in_flight_avg)
+    out("  %-12d %10.2f %10d %14.2f s (%3d%%) %8d max %5.2f avg %13d%%", c, dt, math.floor(st.docs_written / dt), bound,
+        math.floor(100 * bound / dt + 0.5), stats.bulk_docs_in_flight_max, stats.bulk_docs_in_flight_avg,
+        math.floor(100 * stats.bulk_docs_busy_ms / 1000 / dt + 0.5))
     assert(st.docs_written == N, "the copy is incomplete: " .. st.docs_written)
   end
-  out("  (100%% of the bound: the slow side never waited for the rest of the pipeline)")
+  out("  (100%% of the bound: the slow side never waited for the rest of the pipeline; target busy: the share of")
+  out("   the copy's time with a _bulk_docs in flight, each held %d ms plus the server's own time)", DELAY)
 end)
 for _, db in ipairs(created) do pcall(db.delete, db) end
 if not ok then error(err, 0) end

@@ -24,13 +24,17 @@
  * new_revisions); the missing_stub refetch is restub.c; every HTTP call goes straight to
  * the request layer through couch_repl_call (call.c), so auth and retries stay in one
  * place and the call yields inside a task like a cosocket call. An answer of the wrong
- * shape is a structured error (couch_repl_answer_raise), never a Lua one. */
+ * shape is a structured error (couch_repl_answer_raise), never a Lua one.
+ * Fetch ahead (slots.c): the reading of each chunk (revs_diff, the reads) holds one of the
+ * job's `concurrency` read slots; its hooks and writing one of its write slots, kept
+ * from then to the batch's end (worker.c lets it go). */
 #include "replicate/batch.h"
 
 #include "json/json.h"
 #include "replicate/account.h"
 #include "replicate/call.h"
 #include "replicate/slice.h"
+#include "replicate/slots.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -514,6 +518,8 @@ static void release(couch_repl_batch_state *s) {
 
 static int chunk(lua_State *L, couch_repl_batch *b);
 static int fetch(lua_State *L, couch_repl_batch *b);
+static int fetch_k(lua_State *L, int status, lua_KContext ctx);
+static int read_k(lua_State *L, int status, lua_KContext ctx);
 static int open_next(lua_State *L, couch_repl_batch *b);
 static int check(lua_State *L, couch_repl_batch *b);
 static int read_from(lua_State *L, couch_repl_batch *b);
@@ -538,6 +544,7 @@ static int waited_k(lua_State *L, int status, lua_KContext ctx) {
 static int chunk(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   if (must_wait_for_estimate(b)) { /* another batch is asking its two revisions */
+    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_ALL); /* which needs a read slot */
     couch_repl_push(L, b->r->ref.idle);
     lua_getfield(L, -1, "wait");
     lua_insert(L, -2);
@@ -545,12 +552,12 @@ static int chunk(lua_State *L, couch_repl_batch *b) {
     lua_callk(L, 2, 0, CTX(b), waited_k);
     return waited_k(L, LUA_OK, CTX(b));
   }
-  if (!next_chunk(L, b)) { /* the batch is moved */
+  if (!next_chunk(L, b)) { /* the batch is moved (worker.c lets its write slot go) */
+    couch_repl_slot_drop(L, b->r, &b->slot, SLOT_READ);
     release(b->s);
     return 0;
   }
-  lua_settop(L, S_TOP);
-  return fetch(L, b);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_READ, S_TOP, CTX(b), fetch_k);
 }
 
 static int bulk_got_k(lua_State *L, int status, lua_KContext ctx) {
@@ -579,7 +586,7 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
   lua_settop(L, S_TOP);
   if (asked_revs(b) == 0) {
     b->walk = 0;
-    return read_from(L, b);
+    return couch_repl_slot_take(L, r, &b->slot, SLOT_WRITE, S_TOP, CTX(b), read_k);
   }
   if (r->no_bulk_get) return open_next(L, b);
   size_t count;
@@ -592,6 +599,11 @@ static int fetch(lua_State *L, couch_repl_batch *b) {
                                            .body = body, .keep = S_TOP, .nresults = 2, .raw = 1, .idempotent = 1,
                                            .allow = BULK_GET_ALLOW},
                          CTX(b), bulk_got_k);
+}
+
+static int fetch_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return fetch(L, BATCH(ctx));
 }
 
 /* Push "/" .. the path of entry e's id in b->s->asked. */
@@ -654,7 +666,22 @@ static int check(lua_State *L, couch_repl_batch *b) {
   if (left > 0) couch_account_unanswered(L, unanswered, S_DOCS);
   lua_settop(L, S_TOP);
   b->walk = 0;
-  return read_from(L, b);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_WRITE, S_TOP, CTX(b), read_k);
+}
+
+/* The chunk is read and a write slot is the batch's: the user's hooks, then the posts.
+ * The hooks run under the write slot, not the read one, so that at concurrency 1 a
+ * batch's hooks run only once the batches before it are written (a hook that fails ends
+ * the job with everything before its batch on the target, as without fetch ahead). */
+static int hooking_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return read_from(L, BATCH(ctx));
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl_batch *b = BATCH(ctx);
+  return couch_repl_slot_take(L, b->r, &b->slot, SLOT_HOOK, S_TOP, ctx, hooking_k); /* never waits */
 }
 
 static int hooked_k(lua_State *L, int status, lua_KContext ctx);
@@ -722,6 +749,7 @@ static int newrev_k(lua_State *L, int status, lua_KContext ctx) {
 static int hooked_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   couch_repl_batch *b = BATCH(ctx);
+  couch_repl_slot_drop(L, b->r, &b->slot, SLOT_HOOK);
   b->failed += lua_tointeger(L, -1);
   lua_pop(L, 1);
   lua_replace(L, S_DOCS);
@@ -941,6 +969,8 @@ static int match_from(lua_State *L, couch_repl_batch *b) {
   return post_next(L, b);
 }
 
+static int diff_k(lua_State *L, int status, lua_KContext ctx);
+
 /* (job, batch): move one batch of changes from the job's source to its target. */
 int couch_repl_move_batch(lua_State *L) {
   couch_repl *r = couch_repl_check(L, S_JOB);
@@ -960,6 +990,15 @@ int couch_repl_move_batch(lua_State *L) {
     release(b->s);
     return 0;
   }
+  return couch_repl_slot_take(L, r, &b->slot, SLOT_READ, S_TOP, CTX(b), diff_k);
+}
+
+/* A read slot is the batch's: ask the target what it lacks (or skip that). */
+static int diff_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  couch_repl_batch *b = BATCH(ctx);
+  couch_repl *r = b->r;
+  lua_settop(L, S_TOP);
   if (skip_revs_diff(r)) {
     all_missing(b);
     return chunk(L, b);

@@ -54,6 +54,7 @@ typedef struct couch_repl_batch {
   unsigned hold : 1;  /* revisions it could not read: the checkpoint must stop before it */
   unsigned probe : 1; /* it asks the job's first two revisions (the size estimate) */
   lua_Integer read, written, failed; /* its own counts: what its `change` event says */
+  int slot;          /* the slots it holds (slots.h): taken in batch.c, let go in worker.c */
   couch_repl_batch_state *s; /* its C state (user value BATCH_STATE) */
 } couch_repl_batch;
 

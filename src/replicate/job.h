@@ -5,7 +5,8 @@
  *   counters  the stats (CouchDB's _active_tasks names), plain integers
  *   seqs      since / start / through / checkpointed: opaque Lua values (numbers, strings,
  *             tables), kept as registry refs and sent back exactly as received
- *   pipeline  the finished-batch run (done.c) and the flags the workers share
+ *   pipeline  the finished-batch run (done.c), the read and write slots (slots.c) and the
+ *             flags the workers share
  *   checkpoint the _local revs of both sides, the history read at the start, the anchors
  * Every Lua value it keeps is a registry ref that starts as LUA_NOREF and is released in
  * one place, couch_repl_cleanup, from __gc (__close cancels a running job; the refs stay
@@ -21,6 +22,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+
+#include "loop/loop.h" /* couch_wait_list */
 
 #define COUCH_REPL_MT "couch.replication_job"
 
@@ -83,6 +86,10 @@ typedef struct couch_repl {
   struct couch_conn *conn[2];
   /* pipeline: the run of finished batches */
   couch_repl_done *done;
+  /* fetch ahead (slots.c): the read, write, pop and hook slots taken, and the workers
+   * waiting for one */
+  lua_Integer slots_busy[4];
+  couch_wait_list slot_waiters;
   /* registry refs (LUA_NOREF when unset), released in couch_repl_cleanup */
   struct {
     int db[2];                /* the endpoints (database objects, for the user's hooks) */

@@ -1,7 +1,8 @@
 /* job:_run(create_target) -> stats: the job's lifecycle, run by the job's own task
  * (replicate.lua spawns it and keeps couch.jobs()'s list).
  *   a run: [create the target] -> where to start (checkpoint.c) -> a bounded queue -> a
- *   reader task and `concurrency` worker tasks, each under a guard -> join them -> the final
+ *   reader task and 2 × `concurrency` worker tasks (fetch ahead: `concurrency` read and
+ *   `concurrency` write at once, slots.c), each under a guard -> join them -> the final
  *   checkpoint (waiting for one in flight) -> completed / cancelled, the last progress line,
  *   `complete`.
  * The first real failure of any task ends the run at once: the guard records it and
@@ -22,6 +23,7 @@
 #include "replicate/done.h"
 #include "replicate/events.h"
 #include "replicate/retry.h"
+#include "replicate/slots.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -298,17 +300,19 @@ static int queued_k(lua_State *L, int status, lua_KContext ctx) {
   couch_repl *r = rs->r;
   lua_setiuservalue(L, R_RUN, UV_QUEUE);
   lua_settop(L, R_TOP);
-  lua_createtable(L, (int)r->concurrency + 1, 0);
+  lua_Integer workers = 2 * r->concurrency;
+  lua_createtable(L, (int)workers + 1, 0);
   lua_setiuservalue(L, R_RUN, UV_TASKS);
+  couch_repl_slots_reset(L, r); /* what the tasks of a failed run held is gone with them */
   spawn(L, r, "replication reader", "_read");
   couch_repl_set_reader(L, r, -1); /* job:cancel() cancels it */
   lua_pop(L, 1);
-  for (lua_Integer w = 1; w <= r->concurrency; w++) {
+  for (lua_Integer w = 1; w <= workers; w++) {
     lua_pushfstring(L, "replication worker %I", (LUAI_UACINT)w);
     spawn(L, r, lua_tostring(L, -1), "_work");
     lua_pop(L, 2);
   }
-  rs->ntasks = r->concurrency + 1;
+  rs->ntasks = workers + 1;
   return join_next(L, rs);
 }
 

@@ -1,7 +1,10 @@
-/* job:_work(queue): one of the native replication's `concurrency` workers.
+/* job:_work(queue): one of the native replication's 2 × `concurrency` workers (fetch ahead:
+ * at most `concurrency` of them read and `concurrency` write at once, slots.c).
  * Steps, each its own continuation (the context is the job's struct; the stack holds
  * the job, the queue and the batch being moved):
- *   pop a batch (queue:pop, waits while the queue is empty) -> move it (batch.c)
+ *   a pop slot (slots.c: no more workers popping than read slots free) -> pop a batch
+ *   (queue:pop, waits while the queue is empty) -> move it (batch.c: it takes a read slot,
+ *   then a write slot; a move that raises lets its slots go before its error goes on)
  *   -> record it finished (done.c: through seq over the longest finished run) -> `change`
  *   -> checkpoint when checkpoint_interval has passed, or when this was the last batch of a
  *   caught-up continuous job (then `paused`: events.c) -> progress (replicate.lua's report
@@ -12,13 +15,14 @@
 #include "replicate/done.h"
 #include "replicate/events.h"
 #include "replicate/job.h"
+#include "replicate/slots.h"
 
 #include <lauxlib.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
-enum { S_JOB = 1, S_QUEUE, S_BATCH, S_TOP = S_BATCH };
+enum { S_JOB = 1, S_QUEUE, S_BATCH, S_HELD, S_TOP = S_HELD }; /* S_HELD: the worker's pop slot */
 
 static int pop(lua_State *L, couch_repl *r);
 
@@ -79,10 +83,13 @@ static int changed_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int moved_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
   couch_repl *r = (couch_repl *)ctx;
-  lua_settop(L, S_TOP);
   couch_repl_batch *b = luaL_checkudata(L, S_BATCH, COUCH_REPL_BATCH_MT);
+  if (status != LUA_OK && status != LUA_YIELD) { /* the others must not wait for its slots */
+    couch_repl_slot_drop(L, r, &b->slot, SLOT_ALL);
+    return lua_error(L);
+  }
+  lua_settop(L, S_TOP);
   lua_getiuservalue(L, S_BATCH, BATCH_LAST_SEQ);
   if (couch_repl_done_finish(L, r, b->index, -1, b->hold)) return luaL_error(L, "out of memory");
   r->moved++;
@@ -99,25 +106,34 @@ static int moved_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int popped_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
+  couch_repl_slot_drop(L, (couch_repl *)ctx, lua_touserdata(L, S_HELD), SLOT_POP);
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   if (!lua_toboolean(L, -1)) return 0; /* closed and drained */
   lua_replace(L, S_BATCH);
   lua_settop(L, S_TOP);
   lua_pushcfunction(L, couch_repl_move_batch);
   lua_pushvalue(L, S_JOB);
   lua_pushvalue(L, S_BATCH);
-  lua_callk(L, 2, 0, ctx, moved_k);
-  return moved_k(L, LUA_OK, ctx);
+  return moved_k(L, lua_pcallk(L, 2, 0, 0, ctx, moved_k), ctx);
 }
 
-static int pop(lua_State *L, couch_repl *r) {
-  lua_settop(L, S_TOP);
-  lua_pushnil(L);
-  lua_replace(L, S_BATCH); /* a batch moved is not kept while waiting for the next */
+/* A pop slot is the worker's: take the next batch (then batch.c waits for a read slot). */
+static int may_pop_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
   lua_getfield(L, S_QUEUE, "pop");
   lua_pushvalue(L, S_QUEUE);
-  lua_callk(L, 1, 1, (lua_KContext)r, popped_k);
-  return popped_k(L, LUA_OK, (lua_KContext)r);
+  return popped_k(L, lua_pcallk(L, 1, 1, 0, ctx, popped_k), ctx);
+}
+
+/* The batch moved lets its write slot go (held through its `change` and checkpoint, so
+ * the batches sharing a slot finish in order); then a pop slot, and pop. */
+static int pop(lua_State *L, couch_repl *r) {
+  lua_settop(L, S_TOP);
+  couch_repl_batch *moved = luaL_testudata(L, S_BATCH, COUCH_REPL_BATCH_MT);
+  if (moved) couch_repl_slot_drop(L, r, &moved->slot, SLOT_ALL);
+  lua_pushnil(L);
+  lua_replace(L, S_BATCH); /* a batch moved is not kept while waiting for the next */
+  return couch_repl_slot_take(L, r, lua_touserdata(L, S_HELD), SLOT_POP, S_TOP, (lua_KContext)r, may_pop_k);
 }
 
 /* job:_work(queue): move batches until the queue is closed and empty. */
@@ -127,6 +143,7 @@ static int l_work(lua_State *L) {
   lua_settop(L, 2);
   luaL_checkstack(L, 16, "moving batches");
   lua_pushnil(L); /* S_BATCH */
+  *(int *)lua_newuserdatauv(L, sizeof(int), 0) = 0; /* S_HELD */
   return pop(L, r);
 }
 

@@ -26,6 +26,10 @@
 //   slow_bulk_docs=MS    _bulk_docs answers held MS milliseconds (a slow target: bench/run
 //                        slow); GET /_faults/stats then also says how many were in flight
 //                        at most and on average while any was
+//   slow_bulk_get=MS     _bulk_get answers held MS milliseconds (a slow source)
+// With slow_bulk_docs, bulk_docs_busy_ms: how long any held _bulk_docs was in flight.
+// Stats of every _bulk_get: bulk_get_in_flight_max, and bulk_get_while_writing: how many
+// were answered while a held _bulk_docs was in flight (reads done during the slow writes)
 'use strict';
 
 const http = require('http');
@@ -33,16 +37,23 @@ const http = require('http');
 const upstream = new URL(process.argv[2]);
 const faults = new Map();
 const inFlight = new Map(); // request -> its database, to drop the ones in flight
-let stats = { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0 };
-let bulkDocsInFlight = 0, busySamples = 0, busySum = 0;
+function freshStats() {
+  return { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0,
+    bulk_get_in_flight_max: 0, bulk_get_while_writing: 0, bulk_docs_busy_ms: 0 };
+}
+let stats = freshStats();
+let bulkDocsInFlight = 0, busySamples = 0, busySum = 0, bulkGetInFlight = 0, busySince = 0;
 setInterval(() => { // the average over the time any _bulk_docs was in flight
   if (bulkDocsInFlight === 0) return;
   busySamples++; busySum += bulkDocsInFlight;
   stats.bulk_docs_in_flight_avg = busySum / busySamples;
 }, 5).unref();
 
-function slowBulkDocsMs(f) {
-  for (const name of f) { const m = /^slow_bulk_docs=(\d+)$/.exec(name); if (m) return +m[1]; }
+function slowMsOf(f, what) {
+  for (const name of f) {
+    const m = /^slow_(bulk_docs|bulk_get)=(\d+)$/.exec(name);
+    if (m && m[1] === what) return +m[2];
+  }
   return 0;
 }
 
@@ -90,7 +101,7 @@ const server = http.createServer((req, res) => {
     if (parts[0] === '_faults') {
       if (req.method === 'GET' && parts[1] === 'stats') return send(res, 200, stats);
       if (req.method === 'DELETE' && parts[1] === 'stats') {
-        stats = { bulk_get_bytes_max: 0, requests: 0, bulk_docs_in_flight_max: 0, bulk_docs_in_flight_avg: 0 };
+        stats = freshStats();
         busySamples = 0; busySum = 0;
         return send(res, 200, { ok: true });
       }
@@ -116,15 +127,23 @@ const server = http.createServer((req, res) => {
       if (rest === '_bulk_docs' && f.has('missing_stub') && body && /"stub"\s*:\s*true/.test(body)) {
         return send(res, 412, { error: 'missing_stub', reason: 'Invalid attachment stub in doc' });
       }
-      const slowMs = rest === '_bulk_docs' ? slowBulkDocsMs(f) : 0;
+      const slowMs = rest === '_bulk_docs' ? slowMsOf(f, 'bulk_docs') : 0;
+      const isBulkGet = rest === '_bulk_get';
+      if (slowMs && bulkDocsInFlight === 0) busySince = Date.now();
       if (slowMs) stats.bulk_docs_in_flight_max = Math.max(stats.bulk_docs_in_flight_max, ++bulkDocsInFlight);
+      if (isBulkGet) {
+        stats.bulk_get_in_flight_max = Math.max(stats.bulk_get_in_flight_max, ++bulkGetInFlight);
+      }
+      const holdMs = slowMs || (isBulkGet ? slowMsOf(f, 'bulk_get') : 0);
       let up;
       try {
         up = await forward(req.method, u.pathname + u.search, req.headers, body);
-        if (slowMs) await new Promise((r) => setTimeout(r, slowMs));
+        if (holdMs) await new Promise((r) => setTimeout(r, holdMs));
       } finally {
-        if (slowMs) bulkDocsInFlight--;
+        if (slowMs && --bulkDocsInFlight === 0) stats.bulk_docs_busy_ms += Date.now() - busySince;
+        if (isBulkGet) bulkGetInFlight--;
       }
+      if (isBulkGet && bulkDocsInFlight > 0) stats.bulk_get_while_writing++;
       let text = up.body;
       if (up.status < 300 && rest === '_changes' && f.has('changes_no_seq')) {
         const j = JSON.parse(text);
