@@ -139,11 +139,17 @@ static void timed_cancel(couch_wait *w) {
   couch_wait_list_remove(w);
 }
 
+/* Collected: whatever ended the wait, its timer leaves the heap. A wait woken and then
+ * cancelled before its task ran again never reached couch_timed_wait_end (the cancel
+ * raises instead of calling the continuation), and its timer fired into freed memory. */
+static void timed_finalize(couch_wait *w) { timed_cancel(w); }
+
 couch_timed_wait *couch_timed_wait_push(lua_State *L, couch_wait_list *list, lua_Number seconds,
                                         int owner) {
   couch_timed_wait *tw = (couch_timed_wait *)couch_wait_new(L, sizeof *tw);
   tw->loop = couch_loop_get(L);
   tw->w.cancel = timed_cancel;
+  tw->w.finalize = timed_finalize;
   couch_timer_init(&tw->timer, timed_out, tw);
   if (list) couch_wait_list_add(list, &tw->w);
   if (seconds >= 0) couch_timer_start(&tw->loop->timers, &tw->timer, (int64_t)(seconds * 1000));

@@ -322,4 +322,28 @@ function TestTasks:test_usage_errors()
   lu.assertEquals(err.kind, "usage")
 end
 
+-- A timed wait woken (cond:broadcast) and then cancelled before its task runs again never
+-- reaches the step that stops its timer; the wait was collected with the timer still in
+-- the loop's heap, which then fired into freed memory (a heap use-after-free under ASan,
+-- found by the engine's fetch-ahead slots). Many such waits, collected, then their
+-- timeouts passed: the loop must go on as if nothing happened.
+function TestTasks:test_a_woken_then_cancelled_timed_wait_leaves_no_timer_behind()
+  for _ = 1, 20 do
+    local c = couch.cond()
+    local t = couch.spawn(function() c:wait(0.05) end)
+    couch.sleep(0.001)           -- t waits on c
+    c:broadcast()                -- t is woken...
+    t:cancel()                   -- ...and cancelled before it runs
+    local ok, err = pcall(t.wait, t)
+    lu.assertFalse(ok)
+    lu.assertEquals(err.kind, "cancelled")
+  end
+  collectgarbage()
+  collectgarbage()
+  local filler = {}
+  for i = 1, 2000 do filler[i] = couch.cond() end -- reuse the freed memory
+  couch.sleep(0.1)               -- past every timeout
+  lu.assertEquals(#filler, 2000)
+end
+
 os.exit(lu.LuaUnit.run())
