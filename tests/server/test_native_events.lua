@@ -9,22 +9,9 @@ local ts = require "testserver"
 
 local srv = ts.connect()
 
-local function seed(db, n, first)
-  first = first or 1
-  local docs = {}
-  for i = first, first + n - 1 do docs[#docs + 1] = { _id = ("doc%06d"):format(i), n = i } end
-  for i = 1, #docs, 1000 do db:bulk_docs({ table.unpack(docs, i, math.min(i + 999, #docs)) }) end
-end
+local seed = ts.seed
 
--- Wait (yielding) until pred() holds; a deadline only so that a broken job fails the test
--- instead of hanging it.
-local function wait_for(pred, what)
-  local deadline = couch.now() + 60
-  while not pred() do
-    if couch.now() > deadline then lu.fail("never happened: " .. what) end
-    couch.sleep(0.05)
-  end
-end
+local wait_for = ts.wait_for
 
 local function failure(fn)
   local ok, err = pcall(fn)

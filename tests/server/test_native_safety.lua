@@ -9,12 +9,7 @@ local ts = require "testserver"
 
 local srv = ts.connect()
 
-local function seed(db, n, first, label)
-  first = first or 1
-  local docs = {}
-  for i = first, first + n - 1 do docs[#docs + 1] = { _id = ("%s%06d"):format(label or "doc", i), n = i } end
-  for i = 1, #docs, 1000 do db:bulk_docs({ table.unpack(docs, i, math.min(i + 999, #docs)) }) end
-end
+local seed = ts.seed
 
 local function ids(db)
   local out = {}

@@ -35,4 +35,23 @@ end
 
 M.is_pouchdb = M.kind == "pouchdb"
 
+--- seed(db, n [, first [, label]]): documents label000001.. (label "doc") with n = their
+-- number, written 1000 at a time.
+function M.seed(db, n, first, label)
+  first = first or 1
+  local docs = {}
+  for i = first, first + n - 1 do docs[#docs + 1] = { _id = ("%s%06d"):format(label or "doc", i), n = i } end
+  for i = 1, #docs, 1000 do db:bulk_docs({ table.unpack(docs, i, math.min(i + 999, #docs)) }) end
+end
+
+--- wait_for(pred, what): wait (yielding in a task) until pred() holds; the deadline only
+-- makes a broken job fail the test instead of hanging it.
+function M.wait_for(pred, what)
+  local deadline = couch.now() + 60
+  while not pred() do
+    if couch.now() > deadline then require("luaunit").fail("never happened: " .. what) end
+    couch.sleep(0.05)
+  end
+end
+
 return M
